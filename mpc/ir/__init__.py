@@ -1,0 +1,19 @@
+"""mpc's IR: graph core, op declarations, text form, verifier, interpreter, rewrite primitives.
+
+Other code imports from `mpc.ir` only. Op families are imported here by an explicit list.
+"""
+from mpc.ir import ops_nn  # noqa: F401  (op family: registers nn.* kinds)
+from mpc.ir.core import Graph, Op, Value, sanitize
+from mpc.ir.interp import check_feeds, run
+from mpc.ir.opdefs import InferError, NoAttrs, OpDef, define, known_kinds, lookup
+from mpc.ir.parser import parse
+from mpc.ir.printer import print_graph
+from mpc.ir.rewrite import Rewriter, apply_patterns, erase, insert_before, make_op, replace_all_uses, with_attrs
+from mpc.ir.types import DType, TensorType
+from mpc.ir.verify import verify_graph
+
+FAMILIES = ["nn"]
+
+__all__ = ["Graph", "Op", "Value", "sanitize", "run", "check_feeds", "InferError", "NoAttrs", "OpDef", "define",
+           "known_kinds", "lookup", "parse", "print_graph", "Rewriter", "apply_patterns", "erase",
+           "insert_before", "make_op", "replace_all_uses", "with_attrs", "DType", "TensorType", "verify_graph"]

@@ -1,0 +1,70 @@
+"""The interpreter: runs a graph op by op through each kind's reference NumPy kernel.
+
+It is the reference semantics of the IR (used by snippet tests and `mpc verify`); kernels come
+from the op declarations, values are freed after their last use unless asked to keep them.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from mpc.errors import BadInput, KernelError
+from mpc.ir.core import Graph, Op
+
+
+def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Match feeds to graph inputs by name (casting floats to the input dtype); BadInput if off."""
+    bindings: dict[str, int] = {}
+    out = {}
+    for v in graph.inputs:
+        if v.name not in feeds:
+            raise BadInput(f"missing data for input '{v.name}' (expected shape {v.type})")
+        a = np.asarray(feeds[v.name])
+        if a.dtype.kind == "f" and a.dtype != v.type.dtype.numpy:
+            a = a.astype(v.type.dtype.numpy)
+        if not v.type.matches(a, bindings):
+            raise BadInput(f"input '{v.name}': expected {v.type}, got {a.dtype.name}{list(a.shape)}"
+                           + (f" with {bindings}" if bindings else ""))
+        out[v.name] = a
+    return out
+
+
+def _last_uses(graph: Graph) -> dict[int, int]:
+    last = {}
+    for i, op in enumerate(graph.ops):
+        for v in op.operands:
+            last[id(v)] = i
+    return last
+
+
+def _run_op(graph: Graph, op: Op, args: list[np.ndarray]):
+    try:
+        with np.errstate(all="ignore"):
+            out = op.opdef.kernel(op.attrs, *args)
+    except ValueError as e:
+        raise KernelError(f"op '{op.kind}' at {op.loc}: {e}") from None
+    out = out if isinstance(out, tuple) else (out,)
+    return out
+
+
+def run(graph: Graph, feeds: Mapping[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
+    """Run `graph`; returns outputs by name, or every value by name when `keep_all`."""
+    env: dict[int, np.ndarray] = {}
+    checked = check_feeds(graph, feeds)
+    for v in graph.inputs:
+        env[id(v)] = checked[v.name]
+    keep = {id(v) for v in graph.outputs}
+    last = _last_uses(graph)
+    kept: dict[str, np.ndarray] = {}
+    for i, op in enumerate(graph.ops):
+        args = [graph.weights[v.name] if v.is_weight else env[id(v)] for v in op.operands]
+        for r, a in zip(op.results, _run_op(graph, op, args)):
+            env[id(r)] = a
+            if keep_all:
+                kept[r.name] = a
+        for v in op.operands:
+            if last.get(id(v)) == i and id(v) not in keep and not keep_all:
+                env.pop(id(v), None)
+    result = {v.name: (graph.weights[v.name] if v.is_weight else env[id(v)]) for v in graph.outputs}
+    return {**kept, **result} if keep_all else result

@@ -1,0 +1,148 @@
+"""Op declarations: each op kind is declared once, with operand roles, a typed attribute
+dataclass, type inference, an optional extra verifier and its reference NumPy kernel.
+
+Printing, parsing, verification, the interpreter and `mpc ops` all derive from this one
+declaration. Families (`nn`, `mp`, ...) live in one module each and register at import.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from mpc.ir.types import TensorType
+
+_REGISTRY: dict[str, "OpDef"] = {}
+
+
+class InferError(ValueError):
+    """Raised by infer/verify functions; the verifier attaches the op's location."""
+
+
+@dataclass(frozen=True)
+class NoAttrs:
+    """Attributes of an op kind that has none."""
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """The one declaration of an op kind.
+
+    operands: role names; a trailing '?' marks an optional operand, a trailing '*' a variadic
+    tail (one or more). infer(types, attrs) -> result types; kernel(attrs, *arrays) -> array or
+    tuple of arrays; verify(op) may raise InferError for checks that types alone cannot express.
+    """
+
+    kind: str
+    operands: tuple[str, ...]
+    summary: str
+    infer: Callable[[list[TensorType], Any], list[TensorType]]
+    kernel: Callable[..., Any]
+    attrs: type = NoAttrs
+    results: int = 1
+    verify: Callable[[Any], None] | None = None
+
+    @property
+    def family(self) -> str:
+        """The family prefix, e.g. 'nn'."""
+        return self.kind.split(".", 1)[0]
+
+    def arity(self) -> tuple[int, int | None]:
+        """(min, max) operand count; max None when variadic."""
+        required = sum(1 for r in self.operands if not r.endswith(("?", "*")))
+        if any(r.endswith("*") for r in self.operands):
+            return required + 1, None
+        return required, len(self.operands)
+
+    def attr_fields(self) -> list[dataclasses.Field]:
+        """Attribute fields in declaration order."""
+        return list(dataclasses.fields(self.attrs))
+
+    def make_attrs(self, values: dict[str, Any]) -> Any:
+        """Build the attribute dataclass from loose values, coercing and checking types."""
+        hints = typing.get_type_hints(self.attrs)
+        names = [f.name for f in self.attr_fields()]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise InferError(f"op '{self.kind}' has no attribute '{unknown[0]}' (expected one of: "
+                             f"{', '.join(names) or 'none'})")
+        coerced = {k: coerce(hints[k], v, f"{self.kind}.{k}") for k, v in values.items()}
+        try:
+            return self.attrs(**coerced)
+        except TypeError as e:
+            raise InferError(f"op '{self.kind}': {e}") from None
+
+
+def coerce(tp, value, where: str):
+    """Coerce a parsed literal to the declared attribute type, or raise InferError."""
+    origin = typing.get_origin(tp)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return value if isinstance(value, tp) else tp(value)
+        except ValueError:
+            raise InferError(f"{where}: expected one of {[m.value for m in tp]}, got {value!r}") from None
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise InferError(f"{where}: expected a bool, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise InferError(f"{where}: expected an int, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise InferError(f"{where}: expected a float, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise InferError(f"{where}: expected a string, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise InferError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        elem = args[0]
+        if len(args) != 2 or args[1] is not Ellipsis:
+            if len(args) != len(value):
+                raise InferError(f"{where}: expected {len(args)} elements, got {len(value)}")
+        return tuple(coerce(elem, v, where) for v in value)
+    raise InferError(f"{where}: unsupported attribute type {tp}")
+
+
+def register(opdef: OpDef) -> OpDef:
+    """Add an op kind to the registry (done once, at import of its family module)."""
+    if opdef.kind in _REGISTRY:
+        raise RuntimeError(f"op kind '{opdef.kind}' declared twice")
+    if not dataclasses.is_dataclass(opdef.attrs) or not opdef.attrs.__dataclass_params__.frozen:
+        raise RuntimeError(f"attributes of '{opdef.kind}' must be a frozen dataclass")
+    _REGISTRY[opdef.kind] = opdef
+    return opdef
+
+
+def define(kind: str, operands: tuple[str, ...], summary: str, infer, kernel, attrs: type = NoAttrs,
+           results: int = 1, verify=None) -> OpDef:
+    """Declare and register an op kind."""
+    return register(OpDef(kind, tuple(operands), summary, infer, kernel, attrs, results, verify))
+
+
+def lookup(kind: str) -> OpDef:
+    """The declaration of `kind`; KeyError when unknown."""
+    return _REGISTRY[kind]
+
+
+def known_kinds() -> list[str]:
+    """Every registered op kind, sorted."""
+    return sorted(_REGISTRY)
+
+
+def attr_is_default(field: dataclasses.Field, value) -> bool:
+    """Whether an attribute value equals its declared default (the printer omits those)."""
+    if field.default is dataclasses.MISSING:
+        return False
+    d = field.default
+    if isinstance(d, float) and isinstance(value, float) and math.isnan(d) and math.isnan(value):
+        return True
+    return type(d) is type(value) and d == value

@@ -1,0 +1,499 @@
+"""The `nn` op family: the float operators ONNX models are imported into.
+
+Each op is declared once (operands, attributes, type inference, reference NumPy kernel);
+semantics follow the ONNX operator of the same name (opset 13+), with defaults resolved by
+the frontend where ONNX has several spellings (auto_pad becomes explicit pads, for example).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from mpc.ir.opdefs import InferError, define
+from mpc.ir.types import DType, TensorType, broadcast_shapes
+
+FLOATS = (DType.f32, DType.f64)
+
+
+# -- type inference helpers ---------------------------------------------------------------
+def _float(t: TensorType, role: str = "operand") -> None:
+    if t.dtype not in FLOATS:
+        raise InferError(f"{role} must be f32 or f64, got {t.dtype.value}")
+
+
+def _unary(types, attrs):
+    _float(types[0])
+    return [types[0]]
+
+
+def _binary(types, attrs):
+    a, b = types
+    if a.dtype != b.dtype:
+        raise InferError(f"operand dtypes differ: {a.dtype.value} vs {b.dtype.value}")
+    shape = broadcast_shapes(a.shape, b.shape)
+    if shape is None:
+        raise InferError(f"shapes {a} and {b} do not broadcast")
+    return [a.with_shape(shape)]
+
+
+def _axis(axis: int, rank: int, name: str = "axis") -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise InferError(f"{name} {axis} out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
+def _static(dims, what: str):
+    for d in dims:
+        if not isinstance(d, int):
+            raise InferError(f"{what} must be static, got symbolic dim '{d}'")
+
+
+# -- elementwise --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LeakyReluAttrs:
+    alpha: float = 0.01
+
+
+@dataclass(frozen=True)
+class ClipAttrs:
+    min: float = -math.inf
+    max: float = math.inf
+
+
+@dataclass(frozen=True)
+class AxisAttrs:
+    axis: int = -1
+
+
+@dataclass(frozen=True)
+class DropoutAttrs:
+    ratio: float = 0.5
+
+
+@dataclass(frozen=True)
+class CastAttrs:
+    to: DType = DType.f32
+
+
+def _sigmoid(a, x):
+    with np.errstate(over="ignore"):
+        e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+
+def _softmax(a, x):
+    m = np.max(x, axis=a.axis, keepdims=True)
+    e = np.exp(x - m)
+    return (e / np.sum(e, axis=a.axis, keepdims=True)).astype(x.dtype)
+
+
+def _softmax_infer(types, a):
+    _float(types[0])
+    _axis(a.axis, types[0].rank)
+    return [types[0]]
+
+
+def _clip_infer(types, a):
+    _float(types[0])
+    if a.min > a.max:
+        raise InferError(f"clip min {a.min} > max {a.max}")
+    return [types[0]]
+
+
+def _cast_infer(types, a):
+    if a.to not in FLOATS:
+        raise InferError(f"cast only to f32 or f64, got {a.to.value}")
+    return [TensorType(a.to, types[0].shape)]
+
+
+def _clip(a, x):
+    return np.clip(x, x.dtype.type(a.min), x.dtype.type(a.max))
+
+
+for _k, _fn, _s in [("nn.add", np.add, "elementwise a + b (broadcasting)"),
+                    ("nn.sub", np.subtract, "elementwise a - b (broadcasting)"),
+                    ("nn.mul", np.multiply, "elementwise a * b (broadcasting)"),
+                    ("nn.div", np.divide, "elementwise a / b (broadcasting)")]:
+    define(_k, ("a", "b"), _s, _binary, (lambda f: lambda a, x, y: f(x, y))(_fn))
+
+define("nn.relu", ("x",), "max(x, 0)", _unary, lambda a, x: np.maximum(x, x.dtype.type(0)))
+define("nn.leaky_relu", ("x",), "x if x >= 0 else alpha * x", _unary,
+       lambda a, x: np.where(x >= 0, x, x * x.dtype.type(a.alpha)), LeakyReluAttrs)
+define("nn.sigmoid", ("x",), "1 / (1 + exp(-x))", _unary, _sigmoid)
+define("nn.tanh", ("x",), "hyperbolic tangent", _unary, lambda a, x: np.tanh(x))
+define("nn.softmax", ("x",), "softmax along one axis", _softmax_infer, _softmax, AxisAttrs)
+define("nn.clip", ("x",), "clamp to [min, max]", _clip_infer, _clip, ClipAttrs)
+define("nn.identity", ("x",), "the operand unchanged", lambda t, a: [t[0]], lambda a, x: x)
+define("nn.dropout", ("x",), "inference-mode dropout (identity)", lambda t, a: [t[0]], lambda a, x: x,
+       DropoutAttrs)
+define("nn.cast", ("x",), "convert to a float dtype", _cast_infer, lambda a, x: x.astype(a.to.numpy), CastAttrs)
+
+
+# -- matmul, gemm -------------------------------------------------------------------------
+def _matmul_infer(types, a):
+    x, w = types
+    _float(x)
+    if x.dtype != w.dtype:
+        raise InferError(f"operand dtypes differ: {x.dtype.value} vs {w.dtype.value}")
+    if x.rank == 0 or w.rank == 0:
+        raise InferError("matmul operands must have rank >= 1")
+    xs = (1,) + x.shape if x.rank == 1 else x.shape
+    ws = w.shape + (1,) if w.rank == 1 else w.shape
+    if xs[-1] != ws[-2]:
+        raise InferError(f"inner dims differ: {x} @ {w}")
+    batch = broadcast_shapes(xs[:-2], ws[:-2])
+    if batch is None:
+        raise InferError(f"batch dims of {x} and {w} do not broadcast")
+    out = batch + (xs[-2], ws[-1])
+    if x.rank == 1:
+        out = out[:-2] + out[-1:]
+    if w.rank == 1:
+        out = out[:-1]
+    return [x.with_shape(out)]
+
+
+@dataclass(frozen=True)
+class GemmAttrs:
+    alpha: float = 1.0
+    beta: float = 1.0
+    trans_a: bool = False
+    trans_b: bool = False
+
+
+def _gemm_infer(types, a):
+    x, w = types[0], types[1]
+    _float(x)
+    if x.rank != 2 or w.rank != 2:
+        raise InferError(f"gemm operands must be 2-D, got {x} and {w}")
+    m, k = x.shape[::-1] if a.trans_a else x.shape
+    k2, n = w.shape[::-1] if a.trans_b else w.shape
+    if k != k2:
+        raise InferError(f"inner dims differ: {k} vs {k2}")
+    out = (m, n)
+    if len(types) == 3 and broadcast_shapes(types[2].shape, out) != out:
+        raise InferError(f"bias {types[2]} does not broadcast to {out}")
+    return [x.with_shape(out)]
+
+
+def _gemm(a, x, w, c=None):
+    x = x.T if a.trans_a else x
+    w = w.T if a.trans_b else w
+    y = (x @ w) * x.dtype.type(a.alpha) if a.alpha != 1.0 else x @ w
+    if c is not None:
+        y = y + (c * x.dtype.type(a.beta) if a.beta != 1.0 else c)
+    return y.astype(x.dtype)
+
+
+define("nn.matmul", ("a", "b"), "matrix product with NumPy/ONNX MatMul semantics", _matmul_infer,
+       lambda a, x, w: np.matmul(x, w))
+define("nn.gemm", ("a", "b", "c?"), "alpha * op(a) @ op(b) + beta * c (ONNX Gemm)", _gemm_infer, _gemm,
+       GemmAttrs)
+
+
+# -- convolution and pooling --------------------------------------------------------------
+@dataclass(frozen=True)
+class ConvAttrs:
+    strides: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilations: tuple[int, int] = (1, 1)
+    group: int = 1
+
+
+@dataclass(frozen=True)
+class PoolAttrs:
+    kernel: tuple[int, int]
+    strides: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilations: tuple[int, int] = (1, 1)
+    ceil_mode: bool = False
+    count_include_pad: bool = False
+
+
+def pool_out_size(size: int, k: int, s: int, pb: int, pe: int, d: int, ceil_mode: bool) -> int:
+    """Output length of a window sweep (ONNX Conv/MaxPool/AveragePool formula)."""
+    span = size + pb + pe - ((k - 1) * d + 1)
+    if span < 0:
+        raise InferError(f"window {k} (dilation {d}) larger than padded input {size + pb + pe}")
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= size + pb:
+        out -= 1
+    return out
+
+
+def _check_window(a, k) -> None:
+    if any(s < 1 for s in a.strides) or any(d < 1 for d in a.dilations) or any(p < 0 for p in a.pads):
+        raise InferError("strides and dilations must be >= 1 and pads >= 0")
+    if any(v < 1 for v in k):
+        raise InferError(f"kernel {k} must be >= 1")
+
+
+def _spatial(x: TensorType, a, k, ceil_mode=False) -> tuple[int, int]:
+    _static(x.shape[2:], "spatial dims")
+    _check_window(a, k)
+    return tuple(pool_out_size(x.shape[2 + i], k[i], a.strides[i], a.pads[i], a.pads[i + 2],
+                               a.dilations[i], ceil_mode) for i in range(2))
+
+
+def _conv_infer(types, a):
+    x, w = types[0], types[1]
+    _float(x)
+    if x.rank != 4 or w.rank != 4:
+        raise InferError(f"conv2d wants 4-D input and weight, got {x} and {w}")
+    _static(w.shape, "conv weight shape")
+    m, cg = w.shape[:2]
+    if a.group < 1 or x.shape[1] != cg * a.group or m % a.group:
+        raise InferError(f"channels {x.shape[1]} do not match weight {w} with group={a.group}")
+    if len(types) == 3 and types[2].shape != (m,):
+        raise InferError(f"conv bias must be [{m}], got {types[2]}")
+    oh, ow = _spatial(x, a, w.shape[2:])
+    return [x.with_shape((x.shape[0], m, oh, ow))]
+
+
+def windows(x: np.ndarray, k, strides, pads, dilations, fill: float, extra=(0, 0)) -> np.ndarray:
+    """Sliding windows of an NCHW array: (N, C, OH, OW, kh, kw), padded with `fill`."""
+    pt, pl, pb, pr = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb + extra[0]), (pl, pr + extra[1])), constant_values=fill)
+    eff = [(k[i] - 1) * dilations[i] + 1 for i in range(2)]
+    v = sliding_window_view(xp, eff, axis=(2, 3))
+    return v[:, :, ::strides[0], ::strides[1], ::dilations[0], ::dilations[1]]
+
+
+def _conv(a, x, w, b=None):
+    n, c = x.shape[:2]
+    m, cg, kh, kw = w.shape
+    win = windows(x, (kh, kw), a.strides, a.pads, a.dilations, 0.0)
+    oh, ow = win.shape[2:4]
+    mg = m // a.group
+    outs = []
+    for g in range(a.group):
+        cols = win[:, g * cg:(g + 1) * cg].transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, cg * kh * kw)
+        outs.append(cols @ w[g * mg:(g + 1) * mg].reshape(mg, -1).T)
+    y = np.concatenate(outs, axis=1).reshape(n, oh, ow, m).transpose(0, 3, 1, 2)
+    if b is not None:
+        y = y + b.reshape(1, m, 1, 1)
+    return np.ascontiguousarray(y, dtype=x.dtype)
+
+
+def _pool_infer(types, a):
+    x = types[0]
+    _float(x)
+    if x.rank != 4:
+        raise InferError(f"2-D pooling wants a 4-D input, got {x}")
+    oh, ow = _spatial(x, a, a.kernel, a.ceil_mode)
+    return [x.with_shape((x.shape[0], x.shape[1], oh, ow))]
+
+
+def _pool_windows(a, x, fill):
+    oh, ow = (pool_out_size(x.shape[2 + i], a.kernel[i], a.strides[i], a.pads[i], a.pads[i + 2],
+                            a.dilations[i], a.ceil_mode) for i in range(2))
+    extra = [max(0, (o - 1) * a.strides[i] + (a.kernel[i] - 1) * a.dilations[i] + 1
+                 - (x.shape[2 + i] + a.pads[i] + a.pads[i + 2])) for i, o in enumerate((oh, ow))]
+    win = windows(x, a.kernel, a.strides, a.pads, a.dilations, fill, tuple(extra))
+    return win[:, :, :oh, :ow]
+
+
+def _maxpool(a, x):
+    return np.ascontiguousarray(_pool_windows(a, x, -np.inf).max(axis=(4, 5)), dtype=x.dtype)
+
+
+def _avgpool(a, x):
+    total = _pool_windows(a, x, 0.0).sum(axis=(4, 5), dtype=np.float64)
+    ones = np.ones((1, 1) + x.shape[2:])
+    if a.count_include_pad:  # explicit pads count, the ceil-mode overhang does not
+        ones = np.pad(ones, ((0, 0), (0, 0), (a.pads[0], a.pads[2]), (a.pads[1], a.pads[3])), constant_values=1)
+        a = type(a)(a.kernel, a.strides, (0, 0, 0, 0), a.dilations, a.ceil_mode, a.count_include_pad)
+    count = _pool_windows(a, ones, 0.0).sum(axis=(4, 5))
+    return (total / count).astype(x.dtype)
+
+
+def _gap_infer(types, a):
+    x = types[0]
+    _float(x)
+    if x.rank < 3:
+        raise InferError(f"global_avgpool wants rank >= 3, got {x}")
+    return [x.with_shape(x.shape[:2] + (1,) * (x.rank - 2))]
+
+
+define("nn.conv2d", ("x", "w", "b?"), "2-D convolution, NCHW, weights MCkk (ONNX Conv)", _conv_infer, _conv,
+       ConvAttrs)
+define("nn.maxpool2d", ("x",), "2-D max pooling (ONNX MaxPool)", _pool_infer, _maxpool, PoolAttrs)
+define("nn.avgpool2d", ("x",), "2-D average pooling (ONNX AveragePool)", _pool_infer, _avgpool, PoolAttrs)
+define("nn.global_avgpool", ("x",), "mean over all spatial dims, kept as size 1", _gap_infer,
+       lambda a, x: x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float64).astype(x.dtype))
+
+
+# -- normalization ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BatchNormAttrs:
+    epsilon: float = 1e-5
+
+
+def _bn_infer(types, a):
+    x = types[0]
+    _float(x)
+    if x.rank < 2:
+        raise InferError(f"batchnorm wants rank >= 2, got {x}")
+    for t, role in zip(types[1:], ("scale", "bias", "mean", "var")):
+        if t.shape != (x.shape[1],):
+            raise InferError(f"batchnorm {role} must be [{x.shape[1]}], got {t}")
+    return [x]
+
+
+def _bn(a, x, scale, bias, mean, var):
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    inv = scale / np.sqrt(var + x.dtype.type(a.epsilon))
+    return ((x - mean.reshape(shape)) * inv.reshape(shape) + bias.reshape(shape)).astype(x.dtype)
+
+
+define("nn.batchnorm", ("x", "scale", "bias", "mean", "var"), "inference BatchNormalization over axis 1",
+       _bn_infer, _bn, BatchNormAttrs)
+
+
+# -- shape ops ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FlattenAttrs:
+    axis: int = 1
+
+
+@dataclass(frozen=True)
+class ReshapeAttrs:
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PermAttrs:
+    perm: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class AxesAttrs:
+    axes: tuple[int, ...]
+
+
+def _product(dims) -> tuple[int, list[str]]:
+    n, syms = 1, []
+    for d in dims:
+        if isinstance(d, int):
+            n *= d
+        else:
+            syms.append(d)
+    return n, sorted(syms)
+
+
+def _merge(dims):
+    n, syms = _product(dims)
+    if not syms:
+        return n
+    if n == 1 and len(syms) == 1:
+        return syms[0]
+    raise InferError(f"cannot merge dims {list(dims)} into one (symbolic product)")
+
+
+def _flatten_axis(axis: int, rank: int) -> int:
+    if not -rank <= axis <= rank:
+        raise InferError(f"axis {axis} out of range for rank {rank}")
+    return axis + rank if axis < 0 else axis
+
+
+def _flatten_infer(types, a):
+    x = types[0]
+    ax = _flatten_axis(a.axis, x.rank)
+    return [x.with_shape((_merge(x.shape[:ax]), _merge(x.shape[ax:])))]
+
+
+def _reshape_dims(shape_in, target):
+    if sum(1 for d in target if d == -1) > 1 or any(d < -1 for d in target):
+        raise InferError(f"bad reshape target {list(target)}")
+    out = []
+    for i, d in enumerate(target):
+        if d == 0:
+            if i >= len(shape_in):
+                raise InferError(f"reshape 0 at position {i} beyond input rank {len(shape_in)}")
+            out.append(shape_in[i])
+        else:
+            out.append(d)
+    n_in, s_in = _product(shape_in)
+    n_out, s_out = _product([d for d in out if d != -1])
+    rest = list(s_in)
+    for s in s_out:
+        if s not in rest:
+            raise InferError(f"reshape of {list(shape_in)} to {list(target)}: symbolic dims do not match")
+        rest.remove(s)
+    if -1 not in out:
+        if rest or n_in != n_out:
+            raise InferError(f"cannot reshape {list(shape_in)} to {list(target)}")
+        return tuple(out)
+    if n_out == 0 or n_in % n_out or (rest and (len(rest) > 1 or n_in != n_out)):
+        raise InferError(f"cannot reshape {list(shape_in)} to {list(target)}")
+    fill = rest[0] if rest else n_in // n_out
+    return tuple(fill if d == -1 else d for d in out)
+
+
+def _reshape(a, x):
+    return x.reshape([x.shape[i] if d == 0 else d for i, d in enumerate(a.shape)])
+
+
+def _transpose_infer(types, a):
+    x = types[0]
+    if sorted(a.perm) != list(range(x.rank)):
+        raise InferError(f"perm {list(a.perm)} is not a permutation of {x.rank} dims")
+    return [x.with_shape(tuple(x.shape[p] for p in a.perm))]
+
+
+def _concat_infer(types, a):
+    first = types[0]
+    ax = _axis(a.axis, first.rank)
+    total = 0
+    for t in types:
+        if t.dtype != first.dtype or t.rank != first.rank:
+            raise InferError(f"concat operands differ: {first} vs {t}")
+        if any(t.shape[i] != first.shape[i] for i in range(t.rank) if i != ax):
+            raise InferError(f"concat operands differ outside axis {a.axis}: {first} vs {t}")
+        if not isinstance(t.shape[ax], int):
+            raise InferError(f"concat along symbolic dim '{t.shape[ax]}'")
+        total += t.shape[ax]
+    return [first.with_shape(first.shape[:ax] + (total,) + first.shape[ax + 1:])]
+
+
+def _squeeze_axes(a, rank):
+    axes = sorted({_axis(x, rank, "axes") for x in a.axes})
+    if len(axes) != len(a.axes):
+        raise InferError(f"repeated axes {list(a.axes)}")
+    return axes
+
+
+def _squeeze_infer(types, a):
+    x = types[0]
+    axes = _squeeze_axes(a, x.rank)
+    for ax in axes:
+        if x.shape[ax] != 1:
+            raise InferError(f"cannot squeeze axis {ax} of size {x.shape[ax]}")
+    return [x.with_shape(tuple(d for i, d in enumerate(x.shape) if i not in axes))]
+
+
+def _unsqueeze_infer(types, a):
+    x = types[0]
+    axes = _squeeze_axes(a, x.rank + len(a.axes))
+    dims = list(x.shape)
+    for ax in axes:
+        dims.insert(ax, 1)
+    return [x.with_shape(tuple(dims))]
+
+
+def _unsqueeze(a, x):
+    return np.expand_dims(x, tuple(_squeeze_axes(a, x.ndim + len(a.axes))))
+
+
+define("nn.flatten", ("x",), "collapse to 2-D at axis (ONNX Flatten)", _flatten_infer,
+       lambda a, x: x.reshape(int(np.prod(x.shape[:_flatten_axis(a.axis, x.ndim)])), -1), FlattenAttrs)
+define("nn.reshape", ("x",), "reshape to a constant shape (0 copies a dim, -1 infers one)",
+       lambda t, a: [t[0].with_shape(_reshape_dims(t[0].shape, a.shape))], _reshape, ReshapeAttrs)
+define("nn.transpose", ("x",), "permute dims", _transpose_infer, lambda a, x: np.transpose(x, a.perm), PermAttrs)
+define("nn.concat", ("xs*",), "join along an axis", _concat_infer,
+       lambda a, *xs: np.concatenate(xs, axis=a.axis), AxisAttrs)
+define("nn.squeeze", ("x",), "drop size-1 dims", _squeeze_infer,
+       lambda a, x: np.squeeze(x, tuple(_squeeze_axes(a, x.ndim))), AxesAttrs)
+define("nn.unsqueeze", ("x",), "insert size-1 dims", _unsqueeze_infer, _unsqueeze, AxesAttrs)
