@@ -26,12 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from _common import (  # noqa: E402
+import numpy as np
+import onnx
+import torch
+from _common import (
     DATA_DIR,
     MODELS_DIR,
     digits_split,
@@ -41,6 +39,7 @@ from _common import (  # noqa: E402
     save_npz,
     seed_everything,
 )
+from torch import nn
 
 EPOCHS = 40
 BATCH = 64
@@ -103,7 +102,9 @@ def main() -> None:
     save_npz(DATA_DIR / "digits_img_test.npz", x_test, y_test)
 
     acc = onnx_accuracy(onnx_path, np.asarray(x_test), y_test)
-    print(f"wrote {rel(onnx_path)}, {rel(DATA_DIR / 'digits_img_train.npz')}, {rel(DATA_DIR / 'digits_img_test.npz')}")
+    print(
+        f"wrote {rel(onnx_path)}, {rel(DATA_DIR / 'digits_img_train.npz')}, {rel(DATA_DIR / 'digits_img_test.npz')}"
+    )
     print(f"onnxruntime test accuracy: {acc:.4f} ({len(y_test)} samples)")
 
 

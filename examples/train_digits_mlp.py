@@ -16,10 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from _common import (  # noqa: E402
+import torch
+from _common import (
     DATA_DIR,
     MODELS_DIR,
     digits_split,
@@ -29,6 +27,7 @@ from _common import (  # noqa: E402
     save_npz,
     seed_everything,
 )
+from torch import nn
 
 EPOCHS = 300  # full-batch Adam steps
 LR = 1e-2
@@ -69,7 +68,9 @@ def main() -> None:
     save_npz(DATA_DIR / "digits_test.npz", x_test, y_test)
 
     acc = onnx_accuracy(onnx_path, x_test, y_test)
-    print(f"wrote {rel(onnx_path)}, {rel(DATA_DIR / 'digits_train.npz')}, {rel(DATA_DIR / 'digits_test.npz')}")
+    print(
+        f"wrote {rel(onnx_path)}, {rel(DATA_DIR / 'digits_train.npz')}, {rel(DATA_DIR / 'digits_test.npz')}"
+    )
     print(f"onnxruntime test accuracy: {acc:.4f} ({len(y_test)} samples)")
 
 

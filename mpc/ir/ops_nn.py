@@ -10,8 +10,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
+from mpc import kernels_np as K
 from mpc.ir.opdefs import InferError, define
 from mpc.ir.types import DType, TensorType, broadcast_shapes
 
@@ -78,18 +78,6 @@ class CastAttrs:
     to: DType = DType.f32
 
 
-def _sigmoid(a, x):
-    with np.errstate(over="ignore"):
-        e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
-
-
-def _softmax(a, x):
-    m = np.max(x, axis=a.axis, keepdims=True)
-    e = np.exp(x - m)
-    return (e / np.sum(e, axis=a.axis, keepdims=True)).astype(x.dtype)
-
-
 def _softmax_infer(types, a):
     _float(types[0])
     _axis(a.axis, types[0].rank)
@@ -122,9 +110,10 @@ for _k, _fn, _s in [("nn.add", np.add, "elementwise a + b (broadcasting)"),
 define("nn.relu", ("x",), "max(x, 0)", _unary, lambda a, x: np.maximum(x, x.dtype.type(0)))
 define("nn.leaky_relu", ("x",), "x if x >= 0 else alpha * x", _unary,
        lambda a, x: np.where(x >= 0, x, x * x.dtype.type(a.alpha)), LeakyReluAttrs)
-define("nn.sigmoid", ("x",), "1 / (1 + exp(-x))", _unary, _sigmoid)
+define("nn.sigmoid", ("x",), "1 / (1 + exp(-x))", _unary, lambda a, x: K.sigmoid(x))
 define("nn.tanh", ("x",), "hyperbolic tangent", _unary, lambda a, x: np.tanh(x))
-define("nn.softmax", ("x",), "softmax along one axis", _softmax_infer, _softmax, AxisAttrs)
+define("nn.softmax", ("x",), "softmax along one axis", _softmax_infer,
+       lambda a, x: K.softmax(x, a.axis), AxisAttrs)
 define("nn.clip", ("x",), "clamp to [min, max]", _clip_infer, _clip, ClipAttrs)
 define("nn.identity", ("x",), "the operand unchanged", lambda t, a: [t[0]], lambda a, x: x)
 define("nn.dropout", ("x",), "inference-mode dropout (identity)", lambda t, a: [t[0]], lambda a, x: x,
@@ -178,18 +167,10 @@ def _gemm_infer(types, a):
     return [x.with_shape(out)]
 
 
-def _gemm(a, x, w, c=None):
-    x = x.T if a.trans_a else x
-    w = w.T if a.trans_b else w
-    y = (x @ w) * x.dtype.type(a.alpha) if a.alpha != 1.0 else x @ w
-    if c is not None:
-        y = y + (c * x.dtype.type(a.beta) if a.beta != 1.0 else c)
-    return y.astype(x.dtype)
-
-
 define("nn.matmul", ("a", "b"), "matrix product with NumPy/ONNX MatMul semantics", _matmul_infer,
        lambda a, x, w: np.matmul(x, w))
-define("nn.gemm", ("a", "b", "c?"), "alpha * op(a) @ op(b) + beta * c (ONNX Gemm)", _gemm_infer, _gemm,
+define("nn.gemm", ("a", "b", "c?"), "alpha * op(a) @ op(b) + beta * c (ONNX Gemm)", _gemm_infer,
+       lambda a, x, w, c=None: K.gemm(x, w, c, a.alpha, a.beta, a.trans_a, a.trans_b),
        GemmAttrs)
 
 
@@ -212,17 +193,6 @@ class PoolAttrs:
     count_include_pad: bool = False
 
 
-def pool_out_size(size: int, k: int, s: int, pb: int, pe: int, d: int, ceil_mode: bool) -> int:
-    """Output length of a window sweep (ONNX Conv/MaxPool/AveragePool formula)."""
-    span = size + pb + pe - ((k - 1) * d + 1)
-    if span < 0:
-        raise InferError(f"window {k} (dilation {d}) larger than padded input {size + pb + pe}")
-    out = (-(-span // s) if ceil_mode else span // s) + 1
-    if ceil_mode and (out - 1) * s >= size + pb:
-        out -= 1
-    return out
-
-
 def _check_window(a, k) -> None:
     if any(s < 1 for s in a.strides) or any(d < 1 for d in a.dilations) or any(p < 0 for p in a.pads):
         raise InferError("strides and dilations must be >= 1 and pads >= 0")
@@ -233,8 +203,11 @@ def _check_window(a, k) -> None:
 def _spatial(x: TensorType, a, k, ceil_mode=False) -> tuple[int, int]:
     _static(x.shape[2:], "spatial dims")
     _check_window(a, k)
-    return tuple(pool_out_size(x.shape[2 + i], k[i], a.strides[i], a.pads[i], a.pads[i + 2],
-                               a.dilations[i], ceil_mode) for i in range(2))
+    try:
+        return tuple(K.pool_out_size(x.shape[2 + i], k[i], a.strides[i], a.pads[i], a.pads[i + 2],
+                                     a.dilations[i], ceil_mode) for i in range(2))
+    except ValueError as e:
+        raise InferError(str(e)) from None
 
 
 def _conv_infer(types, a):
@@ -252,31 +225,6 @@ def _conv_infer(types, a):
     return [x.with_shape((x.shape[0], m, oh, ow))]
 
 
-def windows(x: np.ndarray, k, strides, pads, dilations, fill: float, extra=(0, 0)) -> np.ndarray:
-    """Sliding windows of an NCHW array: (N, C, OH, OW, kh, kw), padded with `fill`."""
-    pt, pl, pb, pr = pads
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb + extra[0]), (pl, pr + extra[1])), constant_values=fill)
-    eff = [(k[i] - 1) * dilations[i] + 1 for i in range(2)]
-    v = sliding_window_view(xp, eff, axis=(2, 3))
-    return v[:, :, ::strides[0], ::strides[1], ::dilations[0], ::dilations[1]]
-
-
-def _conv(a, x, w, b=None):
-    n, c = x.shape[:2]
-    m, cg, kh, kw = w.shape
-    win = windows(x, (kh, kw), a.strides, a.pads, a.dilations, 0.0)
-    oh, ow = win.shape[2:4]
-    mg = m // a.group
-    outs = []
-    for g in range(a.group):
-        cols = win[:, g * cg:(g + 1) * cg].transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, cg * kh * kw)
-        outs.append(cols @ w[g * mg:(g + 1) * mg].reshape(mg, -1).T)
-    y = np.concatenate(outs, axis=1).reshape(n, oh, ow, m).transpose(0, 3, 1, 2)
-    if b is not None:
-        y = y + b.reshape(1, m, 1, 1)
-    return np.ascontiguousarray(y, dtype=x.dtype)
-
-
 def _pool_infer(types, a):
     x = types[0]
     _float(x)
@@ -284,29 +232,6 @@ def _pool_infer(types, a):
         raise InferError(f"2-D pooling wants a 4-D input, got {x}")
     oh, ow = _spatial(x, a, a.kernel, a.ceil_mode)
     return [x.with_shape((x.shape[0], x.shape[1], oh, ow))]
-
-
-def _pool_windows(a, x, fill):
-    oh, ow = (pool_out_size(x.shape[2 + i], a.kernel[i], a.strides[i], a.pads[i], a.pads[i + 2],
-                            a.dilations[i], a.ceil_mode) for i in range(2))
-    extra = [max(0, (o - 1) * a.strides[i] + (a.kernel[i] - 1) * a.dilations[i] + 1
-                 - (x.shape[2 + i] + a.pads[i] + a.pads[i + 2])) for i, o in enumerate((oh, ow))]
-    win = windows(x, a.kernel, a.strides, a.pads, a.dilations, fill, tuple(extra))
-    return win[:, :, :oh, :ow]
-
-
-def _maxpool(a, x):
-    return np.ascontiguousarray(_pool_windows(a, x, -np.inf).max(axis=(4, 5)), dtype=x.dtype)
-
-
-def _avgpool(a, x):
-    total = _pool_windows(a, x, 0.0).sum(axis=(4, 5), dtype=np.float64)
-    ones = np.ones((1, 1) + x.shape[2:])
-    if a.count_include_pad:  # explicit pads count, the ceil-mode overhang does not
-        ones = np.pad(ones, ((0, 0), (0, 0), (a.pads[0], a.pads[2]), (a.pads[1], a.pads[3])), constant_values=1)
-        a = type(a)(a.kernel, a.strides, (0, 0, 0, 0), a.dilations, a.ceil_mode, a.count_include_pad)
-    count = _pool_windows(a, ones, 0.0).sum(axis=(4, 5))
-    return (total / count).astype(x.dtype)
 
 
 def _gap_infer(types, a):
@@ -317,10 +242,13 @@ def _gap_infer(types, a):
     return [x.with_shape(x.shape[:2] + (1,) * (x.rank - 2))]
 
 
-define("nn.conv2d", ("x", "w", "b?"), "2-D convolution, NCHW, weights MCkk (ONNX Conv)", _conv_infer, _conv,
+define("nn.conv2d", ("x", "w", "b?"), "2-D convolution, NCHW, weights MCkk (ONNX Conv)", _conv_infer,
+       lambda a, x, w, b=None: K.conv2d(x, w, b, a.strides, a.pads, a.dilations, a.group),
        ConvAttrs)
-define("nn.maxpool2d", ("x",), "2-D max pooling (ONNX MaxPool)", _pool_infer, _maxpool, PoolAttrs)
-define("nn.avgpool2d", ("x",), "2-D average pooling (ONNX AveragePool)", _pool_infer, _avgpool, PoolAttrs)
+define("nn.maxpool2d", ("x",), "2-D max pooling (ONNX MaxPool)", _pool_infer,
+       lambda a, x: K.maxpool2d(x, a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode), PoolAttrs)
+define("nn.avgpool2d", ("x",), "2-D average pooling (ONNX AveragePool)", _pool_infer,
+       lambda a, x: K.avgpool2d(x, a.kernel, a.strides, a.pads, a.ceil_mode, a.count_include_pad), PoolAttrs)
 define("nn.global_avgpool", ("x",), "mean over all spatial dims, kept as size 1", _gap_infer,
        lambda a, x: x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float64).astype(x.dtype))
 
@@ -342,14 +270,9 @@ def _bn_infer(types, a):
     return [x]
 
 
-def _bn(a, x, scale, bias, mean, var):
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    inv = scale / np.sqrt(var + x.dtype.type(a.epsilon))
-    return ((x - mean.reshape(shape)) * inv.reshape(shape) + bias.reshape(shape)).astype(x.dtype)
-
-
 define("nn.batchnorm", ("x", "scale", "bias", "mean", "var"), "inference BatchNormalization over axis 1",
-       _bn_infer, _bn, BatchNormAttrs)
+       _bn_infer,
+       lambda a, x, *p: K.batchnorm(x, *p, a.epsilon), BatchNormAttrs)
 
 
 # -- shape ops ----------------------------------------------------------------------------

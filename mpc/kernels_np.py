@@ -1,0 +1,99 @@
+"""Reference NumPy kernels shared by the interpreter and the NumPy backend.
+
+This module imports only NumPy and stays self-contained: the NumPy backend copies the source of
+the functions an emitted `model.py` needs, so the interpreter and the generated code run the very
+same code. Layouts follow ONNX (NCHW, weights MCkk, pads [top, left, bottom, right]).
+"""
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+def pool_out_size(size, k, s, pb, pe, d, ceil_mode):
+    """Output length of a window sweep (ONNX Conv/MaxPool/AveragePool formula)."""
+    span = size + pb + pe - ((k - 1) * d + 1)
+    if span < 0:
+        raise ValueError(f"window {k} (dilation {d}) larger than padded input {size + pb + pe}")
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= size + pb:
+        out -= 1
+    return out
+
+
+def windows(x, k, strides, pads, dilations, fill, ceil_mode=False):
+    """Sliding windows of an NCHW array, (N, C, OH, OW, kh, kw), padded with `fill`."""
+    out = [pool_out_size(x.shape[2 + i], k[i], strides[i], pads[i], pads[i + 2], dilations[i], ceil_mode)
+           for i in range(2)]
+    extra = [max(0, (out[i] - 1) * strides[i] + (k[i] - 1) * dilations[i] + 1
+                 - (x.shape[2 + i] + pads[i] + pads[i + 2])) for i in range(2)]
+    xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2] + extra[0]), (pads[1], pads[3] + extra[1])),
+                constant_values=fill)
+    eff = [(k[i] - 1) * dilations[i] + 1 for i in range(2)]
+    v = sliding_window_view(xp, eff, axis=(2, 3))
+    v = v[:, :, ::strides[0], ::strides[1], ::dilations[0], ::dilations[1]]
+    return v[:, :, :out[0], :out[1]]
+
+
+def conv2d(x, w, b, strides, pads, dilations, group):
+    """2-D convolution (ONNX Conv) as one matmul per group over im2col patches."""
+    n = x.shape[0]
+    m, cg, kh, kw = w.shape
+    win = windows(x, (kh, kw), strides, pads, dilations, 0.0)
+    oh, ow = win.shape[2:4]
+    mg = m // group
+    outs = []
+    for g in range(group):
+        cols = win[:, g * cg:(g + 1) * cg].transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, cg * kh * kw)
+        outs.append(cols @ w[g * mg:(g + 1) * mg].reshape(mg, -1).T)
+    y = np.concatenate(outs, axis=1).reshape(n, oh, ow, m).transpose(0, 3, 1, 2)
+    if b is not None:
+        y = y + b.reshape(1, m, 1, 1)
+    return np.ascontiguousarray(y, dtype=x.dtype)
+
+
+def maxpool2d(x, kernel, strides, pads, dilations, ceil_mode):
+    """2-D max pooling (ONNX MaxPool); padding never wins the max."""
+    win = windows(x, kernel, strides, pads, dilations, -np.inf, ceil_mode)
+    return np.ascontiguousarray(win.max(axis=(4, 5)), dtype=x.dtype)
+
+
+def avgpool2d(x, kernel, strides, pads, ceil_mode, count_include_pad):
+    """2-D average pooling (ONNX AveragePool): explicit pads count only with count_include_pad."""
+    total = windows(x, kernel, strides, pads, (1, 1), 0.0, ceil_mode).sum(axis=(4, 5), dtype=np.float64)
+    ones = np.ones((1, 1) + x.shape[2:])
+    if count_include_pad:  # explicit pads count, the ceil-mode overhang does not
+        ones = np.pad(ones, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])), constant_values=1)
+        count = windows(ones, kernel, strides, (0, 0, 0, 0), (1, 1), 0.0, ceil_mode)
+        count = count[:, :, :total.shape[2], :total.shape[3]].sum(axis=(4, 5))
+    else:
+        count = windows(ones, kernel, strides, pads, (1, 1), 0.0, ceil_mode).sum(axis=(4, 5))
+    return (total / count).astype(x.dtype)
+
+
+def sigmoid(x):
+    """Logistic function without overflow warnings."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+
+def softmax(x, axis):
+    """Softmax along one axis, shifted by the max for stability."""
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return (e / np.sum(e, axis=axis, keepdims=True)).astype(x.dtype)
+
+
+def batchnorm(x, scale, bias, mean, var, epsilon):
+    """Inference BatchNormalization over axis 1."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    inv = scale / np.sqrt(var + x.dtype.type(epsilon))
+    return ((x - mean.reshape(shape)) * inv.reshape(shape) + bias.reshape(shape)).astype(x.dtype)
+
+
+def gemm(x, w, c, alpha, beta, trans_a, trans_b):
+    """ONNX Gemm: alpha * op(x) @ op(w) + beta * c."""
+    x2 = x.T if trans_a else x
+    y = x2 @ (w.T if trans_b else w)
+    if alpha != 1.0:
+        y = y * x.dtype.type(alpha)
+    if c is not None:
+        y = y + (c * x.dtype.type(beta) if beta != 1.0 else c)
+    return y.astype(x.dtype)
