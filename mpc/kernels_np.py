@@ -5,7 +5,6 @@ the functions an emitted `model.py` needs, so the interpreter and the generated 
 same code. Layouts follow ONNX (NCHW, weights MCkk, pads [top, left, bottom, right]).
 """
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 
 def pool_out_size(size, k, s, pb, pe, d, ceil_mode):
@@ -19,32 +18,39 @@ def pool_out_size(size, k, s, pb, pe, d, ceil_mode):
     return out
 
 
-def windows(x, k, strides, pads, dilations, fill, ceil_mode=False):
-    """Sliding windows of an NCHW array, (N, C, OH, OW, kh, kw), padded with `fill`."""
+def padded(x, k, strides, pads, dilations, fill, ceil_mode=False):
+    """x padded with `fill` (plus the ceil-mode overhang), and the output size (oh, ow)."""
     out = [pool_out_size(x.shape[2 + i], k[i], strides[i], pads[i], pads[i + 2], dilations[i], ceil_mode)
            for i in range(2)]
     extra = [max(0, (out[i] - 1) * strides[i] + (k[i] - 1) * dilations[i] + 1
                  - (x.shape[2 + i] + pads[i] + pads[i + 2])) for i in range(2)]
-    xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2] + extra[0]), (pads[1], pads[3] + extra[1])),
-                constant_values=fill)
-    eff = [(k[i] - 1) * dilations[i] + 1 for i in range(2)]
-    v = sliding_window_view(xp, eff, axis=(2, 3))
-    v = v[:, :, ::strides[0], ::strides[1], ::dilations[0], ::dilations[1]]
-    return v[:, :, :out[0], :out[1]]
+    if any(pads) or any(extra):
+        x = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2] + extra[0]), (pads[1], pads[3] + extra[1])),
+                   constant_values=fill)
+    return x, out
+
+
+def taps(xp, k, strides, dilations, out):
+    """Yield (i, j, view) for each kernel tap: view[n, c, y, x] = xp[n, c, y*s + i*d, x*s + j*d]."""
+    for i in range(k[0]):
+        r0 = i * dilations[0]
+        for j in range(k[1]):
+            c0 = j * dilations[1]
+            yield i, j, xp[:, :, r0:r0 + (out[0] - 1) * strides[0] + 1:strides[0],
+                           c0:c0 + (out[1] - 1) * strides[1] + 1:strides[1]]
 
 
 def conv2d(x, w, b, strides, pads, dilations, group):
-    """2-D convolution (ONNX Conv) as one matmul per group over im2col patches."""
+    """2-D convolution (ONNX Conv): im2col patches built tap by tap, one matmul per group."""
     n = x.shape[0]
     m, cg, kh, kw = w.shape
-    win = windows(x, (kh, kw), strides, pads, dilations, 0.0)
-    oh, ow = win.shape[2:4]
-    mg = m // group
-    outs = []
-    for g in range(group):
-        cols = win[:, g * cg:(g + 1) * cg].transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, cg * kh * kw)
-        outs.append(cols @ w[g * mg:(g + 1) * mg].reshape(mg, -1).T)
-    y = np.concatenate(outs, axis=1).reshape(n, oh, ow, m).transpose(0, 3, 1, 2)
+    xp, (oh, ow) = padded(x, (kh, kw), strides, pads, dilations, 0.0)
+    cols = np.empty((group, cg, kh, kw, n, oh, ow), dtype=x.dtype)
+    for i, j, v in taps(xp, (kh, kw), strides, dilations, (oh, ow)):
+        cols[:, :, i, j] = v.reshape(n, group, cg, oh, ow).transpose(1, 2, 0, 3, 4)
+    cols = cols.reshape(group, cg * kh * kw, n * oh * ow)
+    wg = w.reshape(group, m // group, cg * kh * kw)
+    y = np.matmul(wg, cols).reshape(m, n, oh, ow).transpose(1, 0, 2, 3)
     if b is not None:
         y = y + b.reshape(1, m, 1, 1)
     return np.ascontiguousarray(y, dtype=x.dtype)
@@ -52,20 +58,30 @@ def conv2d(x, w, b, strides, pads, dilations, group):
 
 def maxpool2d(x, kernel, strides, pads, dilations, ceil_mode):
     """2-D max pooling (ONNX MaxPool); padding never wins the max."""
-    win = windows(x, kernel, strides, pads, dilations, -np.inf, ceil_mode)
-    return np.ascontiguousarray(win.max(axis=(4, 5)), dtype=x.dtype)
+    xp, out = padded(x, kernel, strides, pads, dilations, -np.inf, ceil_mode)
+    y = None
+    for _, _, v in taps(xp, kernel, strides, dilations, out):
+        y = v.copy() if y is None else np.maximum(y, v, out=y)
+    return np.ascontiguousarray(y, dtype=x.dtype)
+
+
+def _window_sum(x, kernel, strides, pads, ceil_mode):
+    xp, out = padded(x, kernel, strides, pads, (1, 1), 0.0, ceil_mode)
+    y = np.zeros(x.shape[:2] + tuple(out), dtype=np.float64)
+    for _, _, v in taps(xp, kernel, strides, (1, 1), out):
+        y += v
+    return y
 
 
 def avgpool2d(x, kernel, strides, pads, ceil_mode, count_include_pad):
     """2-D average pooling (ONNX AveragePool): explicit pads count only with count_include_pad."""
-    total = windows(x, kernel, strides, pads, (1, 1), 0.0, ceil_mode).sum(axis=(4, 5), dtype=np.float64)
+    total = _window_sum(x, kernel, strides, pads, ceil_mode)
     ones = np.ones((1, 1) + x.shape[2:])
     if count_include_pad:  # explicit pads count, the ceil-mode overhang does not
         ones = np.pad(ones, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])), constant_values=1)
-        count = windows(ones, kernel, strides, (0, 0, 0, 0), (1, 1), 0.0, ceil_mode)
-        count = count[:, :, :total.shape[2], :total.shape[3]].sum(axis=(4, 5))
+        count = _window_sum(ones, kernel, strides, (0, 0, 0, 0), ceil_mode)[:, :, :total.shape[2], :total.shape[3]]
     else:
-        count = windows(ones, kernel, strides, pads, (1, 1), 0.0, ceil_mode).sum(axis=(4, 5))
+        count = _window_sum(ones, kernel, strides, pads, ceil_mode)
     return (total / count).astype(x.dtype)
 
 

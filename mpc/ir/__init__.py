@@ -3,7 +3,7 @@
 Other code imports from `mpc.ir` only. Op families are imported here by an explicit list.
 """
 from mpc.ir import ops_nn  # noqa: F401  (op family: registers nn.* kinds)
-from mpc.ir.core import Graph, Op, Value, sanitize
+from mpc.ir.core import Graph, Op, Value, clone, sanitize
 from mpc.ir.interp import check_feeds, run
 from mpc.ir.opdefs import InferError, NoAttrs, OpDef, define, known_kinds, lookup
 from mpc.ir.parser import parse
@@ -14,6 +14,6 @@ from mpc.ir.verify import verify_graph
 
 FAMILIES = ["nn"]
 
-__all__ = ["Graph", "Op", "Value", "sanitize", "run", "check_feeds", "InferError", "NoAttrs", "OpDef", "define",
+__all__ = ["Graph", "clone", "Op", "Value", "sanitize", "run", "check_feeds", "InferError", "NoAttrs", "OpDef", "define",
            "known_kinds", "lookup", "parse", "print_graph", "Rewriter", "apply_patterns", "erase",
            "insert_before", "make_op", "replace_all_uses", "with_attrs", "DType", "TensorType", "verify_graph"]

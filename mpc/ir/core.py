@@ -163,3 +163,25 @@ class Graph:
                 if id(v) in producer:
                     g.add_edge(producer[id(v)], i, value=v.name)
         return g
+
+
+def clone(graph: Graph) -> Graph:
+    """A structural copy sharing the (read-only) weight arrays; locations are kept."""
+    new = Graph(graph.name)
+    vmap: dict[int, Value] = {}
+    for v in graph.inputs:
+        vmap[id(v)] = Value(v.name, v.type)
+        new.inputs.append(vmap[id(v)])
+    new._weights = dict(graph._weights)
+    new._counter = graph._counter
+
+    def get(v: Value) -> Value:
+        return new.weight(v.name) if v.is_weight else vmap[id(v)]
+
+    for op in graph.ops:
+        results = [Value(r.name, r.type) for r in op.results]
+        for r, nr in zip(op.results, results):
+            vmap[id(r)] = nr
+        new.ops.append(Op(op.kind, [get(v) for v in op.operands], results, op.attrs, op.loc))
+    new.outputs = [get(v) for v in graph.outputs]
+    return new

@@ -1,0 +1,299 @@
+"""NumPy backend: renders a graph as a standalone `model.py`.
+
+The file imports only NumPy (plus numba where a kernel needs it), loads `weights.npz` from its
+own folder, exposes `run(inputs: dict) -> dict`, and has a `__main__` that reads an .npz and
+writes one. Each op kind has a render function in `RENDER`; helper kernels are copied from
+`mpc.kernels_np` (the interpreter runs the same source), so both agree by construction and the
+tests check both against onnxruntime. An op kind without a renderer is rejected by name.
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+from typing import Callable
+
+from mpc import __version__
+from mpc import kernels_np
+from mpc.errors import UnsupportedOp
+from mpc.ir import Graph, Op
+from mpc.ir.printer import format_literal, value_names
+
+Render = Callable[[Op, list[str]], str]
+RENDER: dict[str, Render] = {}
+HELPERS: dict[str, list[str]] = {}   # op kind -> names of mpc.kernels_np functions it needs
+EXTRA_SOURCE: dict[str, Callable[[], str]] = {}   # op kind -> extra source (e.g. numba kernels)
+
+
+def renders(*kinds: str, helpers: tuple[str, ...] = ()):
+    """Register a render function for op kinds (and the kernels_np helpers it calls)."""
+    def deco(fn: Render) -> Render:
+        for k in kinds:
+            RENDER[k] = fn
+            HELPERS[k] = list(helpers)
+        return fn
+    return deco
+
+
+def _lit(v) -> str:
+    if isinstance(v, float):
+        return repr(v) if v == v and abs(v) != float("inf") else f"float('{format_literal(v)}')"
+    if isinstance(v, tuple):
+        return "(" + "".join(f"{_lit(x)}, " for x in v) + ")"
+    return repr(v)
+
+
+_BINARY = {"nn.add": "+", "nn.sub": "-", "nn.mul": "*", "nn.div": "/"}
+
+
+@renders(*_BINARY)
+def _binary(op, a):
+    return f"{a[0]} {_BINARY[op.kind]} {a[1]}"
+
+
+@renders("nn.matmul")
+def _matmul(op, a):
+    return f"np.matmul({a[0]}, {a[1]})"
+
+
+@renders("nn.relu")
+def _relu(op, a):
+    return f"np.maximum({a[0]}, {a[0]}.dtype.type(0))"
+
+
+@renders("nn.leaky_relu")
+def _leaky(op, a):
+    return f"np.where({a[0]} >= 0, {a[0]}, {a[0]} * {a[0]}.dtype.type({_lit(op.attrs.alpha)}))"
+
+
+@renders("nn.sigmoid", helpers=("sigmoid",))
+def _sigmoid(op, a):
+    return f"sigmoid({a[0]})"
+
+
+@renders("nn.tanh")
+def _tanh(op, a):
+    return f"np.tanh({a[0]})"
+
+
+@renders("nn.softmax", helpers=("softmax",))
+def _softmax(op, a):
+    return f"softmax({a[0]}, {op.attrs.axis})"
+
+
+@renders("nn.clip")
+def _clip(op, a):
+    t = f"{a[0]}.dtype.type"
+    return f"np.clip({a[0]}, {t}({_lit(op.attrs.min)}), {t}({_lit(op.attrs.max)}))"
+
+
+@renders("nn.identity", "nn.dropout")
+def _identity(op, a):
+    return a[0]
+
+
+@renders("nn.cast")
+def _cast(op, a):
+    return f"{a[0]}.astype(np.{op.attrs.to.numpy.name})"
+
+
+@renders("nn.gemm", helpers=("gemm",))
+def _gemm(op, a):
+    c = a[2] if len(a) > 2 else "None"
+    at = op.attrs
+    return f"gemm({a[0]}, {a[1]}, {c}, {_lit(at.alpha)}, {_lit(at.beta)}, {at.trans_a}, {at.trans_b})"
+
+
+@renders("nn.conv2d", helpers=("pool_out_size", "padded", "taps", "conv2d"))
+def _conv(op, a):
+    b = a[2] if len(a) > 2 else "None"
+    at = op.attrs
+    return f"conv2d({a[0]}, {a[1]}, {b}, {_lit(at.strides)}, {_lit(at.pads)}, {_lit(at.dilations)}, {at.group})"
+
+
+@renders("nn.maxpool2d", helpers=("pool_out_size", "padded", "taps", "maxpool2d"))
+def _maxpool(op, a):
+    at = op.attrs
+    return (f"maxpool2d({a[0]}, {_lit(at.kernel)}, {_lit(at.strides)}, {_lit(at.pads)}, {_lit(at.dilations)}, "
+            f"{at.ceil_mode})")
+
+
+@renders("nn.avgpool2d", helpers=("pool_out_size", "padded", "taps", "_window_sum", "avgpool2d"))
+def _avgpool(op, a):
+    at = op.attrs
+    return (f"avgpool2d({a[0]}, {_lit(at.kernel)}, {_lit(at.strides)}, {_lit(at.pads)}, {at.ceil_mode}, "
+            f"{at.count_include_pad})")
+
+
+@renders("nn.global_avgpool")
+def _gap(op, a):
+    return (f"{a[0]}.mean(axis=tuple(range(2, {a[0]}.ndim)), keepdims=True, dtype=np.float64)"
+            f".astype({a[0]}.dtype)")
+
+
+@renders("nn.batchnorm", helpers=("batchnorm",))
+def _bn(op, a):
+    return f"batchnorm({', '.join(a)}, {_lit(op.attrs.epsilon)})"
+
+
+@renders("nn.flatten")
+def _flatten(op, a):
+    n = op.operands[0].type.rank
+    axis = op.attrs.axis + n if op.attrs.axis < 0 else op.attrs.axis
+    return f"{a[0]}.reshape(int(np.prod({a[0]}.shape[:{axis}])), -1)"
+
+
+@renders("nn.reshape")
+def _reshape(op, a):
+    dims = ", ".join(f"{a[0]}.shape[{i}]" if d == 0 else str(d) for i, d in enumerate(op.attrs.shape))
+    return f"{a[0]}.reshape({dims},)" if len(op.attrs.shape) == 1 else f"{a[0]}.reshape({dims})"
+
+
+@renders("nn.transpose")
+def _transpose(op, a):
+    return f"np.transpose({a[0]}, {_lit(op.attrs.perm)})"
+
+
+@renders("nn.concat")
+def _concat(op, a):
+    return f"np.concatenate([{', '.join(a)}], axis={op.attrs.axis})"
+
+
+@renders("nn.squeeze")
+def _squeeze(op, a):
+    rank = op.operands[0].type.rank
+    return f"np.squeeze({a[0]}, {_lit(tuple(sorted(x % rank for x in op.attrs.axes)))})"
+
+
+@renders("nn.unsqueeze")
+def _unsqueeze(op, a):
+    rank = op.result.type.rank
+    return f"np.expand_dims({a[0]}, {_lit(tuple(sorted(x % rank for x in op.attrs.axes)))})"
+
+
+_PRELUDE = '''"""{name}: generated by mpc {version} (target {target}). Do not edit; regenerate with mpc.
+
+Usage: python model.py DATA.npz [-o PRED.npz]   (DATA.npz keyed by input name, or `x`)
+From Python: run({{"{first}": array}}) -> {{"{out}": array, ...}}
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+{imports}
+INPUTS = {inputs}
+OUTPUTS = {outputs}
+_W = None
+
+
+def weights():
+    """The weight table, loaded once from weights.npz beside this file."""
+    global _W
+    if _W is None:
+        with np.load(Path(__file__).resolve().with_name("weights.npz"), allow_pickle=False) as f:
+            _W = {{k: f[k] for k in f.files}}
+    return _W
+
+
+def _input(inputs, name):
+    dtype, shape = INPUTS[name]
+    if name not in inputs and not (len(INPUTS) == 1 and "x" in inputs):
+        raise ValueError(f"missing input '{{name}}' (expected shape {{list(shape)}})")
+    a = np.asarray(inputs[name] if name in inputs else inputs["x"])
+    a = a.astype(dtype) if a.dtype != dtype and a.dtype.kind == "f" else a
+    ok = a.dtype == dtype and a.ndim == len(shape)
+    ok = ok and all(not isinstance(d, int) or d == s for d, s in zip(shape, a.shape))
+    if not ok:
+        raise ValueError(f"input '{{name}}': expected {{dtype}}{{list(shape)}}, got {{a.dtype}}{{list(a.shape)}}")
+    return a
+'''
+
+_MAIN = '''
+
+def _main(argv):
+    import argparse
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("data", help="input .npz, one array per input name")
+    p.add_argument("-o", "--output", default="pred.npz", help="where to write the outputs (.npz)")
+    args = p.parse_args(argv)
+    with np.load(args.data, allow_pickle=False) as f:
+        out = run({k: f[k] for k in f.files})
+    np.savez(args.output, **out)
+    for k, v in out.items():
+        print(f"{k}: {v.dtype}{list(v.shape)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
+'''
+
+
+def _ident(name: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return f"v_{s}"
+
+
+def _body(graph: Graph) -> list[str]:
+    names = value_names(graph)
+    local = {k: _ident(v) for k, v in names.items()}
+    lines = ["    W = weights()"]
+    for v in graph.inputs:
+        lines.append(f"    {local[id(v)]} = _input(inputs, {v.name!r})")
+    last = {}
+    for i, op in enumerate(graph.ops):
+        for v in op.operands:
+            last[id(v)] = i
+    keep = {id(v) for v in graph.outputs}
+    for i, op in enumerate(graph.ops):
+        render = RENDER.get(op.kind)
+        if render is None:
+            raise UnsupportedOp(op.kind, str(op.loc), "the numpy backend has no rendering for this op kind")
+        args = [f"W[{v.name!r}]" if v.is_weight else local[id(v)] for v in op.operands]
+        targets = ", ".join(local[id(r)] for r in op.results)
+        lines.append(f"    {targets} = {render(op, args)}")
+        dead = sorted({local[id(v)] for v in op.operands
+                       if not v.is_weight and last[id(v)] == i and id(v) not in keep})
+        if dead:
+            lines.append(f"    del {', '.join(dead)}")
+    outs = ", ".join(f"{v.name!r}: " + (f"W[{v.name!r}]" if v.is_weight else local[id(v)]) for v in graph.outputs)
+    lines.append(f"    return {{{outs}}}")
+    return lines
+
+
+def render_model(graph: Graph, target: str = "float") -> str:
+    """The text of model.py for `graph`."""
+    kinds = sorted({op.kind for op in graph.ops})
+    helper_names = []
+    for k in kinds:
+        for h in HELPERS.get(k, []):
+            if h not in helper_names:
+                helper_names.append(h)
+    source_order = sorted(helper_names, key=lambda n: inspect.getsourcelines(getattr(kernels_np, n))[1])
+    helpers = "\n\n".join(inspect.getsource(getattr(kernels_np, n)) for n in source_order)
+    extra = "\n\n".join(EXTRA_SOURCE[k]() for k in kinds if k in EXTRA_SOURCE)
+    imports = ""
+    if extra:
+        imports += "import numba\n"
+    inputs = "{" + ", ".join(f"{v.name!r}: ({v.type.dtype.numpy.name!r}, {_lit(v.type.shape)})"
+                             for v in graph.inputs) + "}"
+    outputs = "[" + ", ".join(repr(v.name) for v in graph.outputs) + "]"
+    first = graph.inputs[0].name if graph.inputs else "x"
+    text = _PRELUDE.format(name=graph.name, version=__version__, target=target, first=first,
+                           out=graph.outputs[0].name if graph.outputs else "y", imports=imports,
+                           inputs=inputs, outputs=outputs)
+    parts = [text]
+    if helpers:
+        parts.append("\n\n" + helpers)
+    if extra:
+        parts.append("\n\n" + extra)
+    parts.append("\n\ndef run(inputs):\n    \"\"\"Run the model on a dict of input arrays; returns the outputs by name.\"\"\"\n")
+    parts.append("\n".join(_body(graph)) + "\n")
+    parts.append(_MAIN)
+    return "".join(parts)
+
+
+def emit(graph: Graph, folder: Path, target: str = "float") -> list[str]:
+    """Write model.py into `folder` (weights.npz is written by the caller); returns file names."""
+    (Path(folder) / "model.py").write_text(render_model(graph, target))
+    return ["model.py"]

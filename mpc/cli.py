@@ -1,0 +1,221 @@
+"""The `mpc` command line: inspect, convert, verify, run, passes, ops.
+
+Every user error is an MPCError printed as one line `mpc: error: ...` with exit code 2 (bad flags
+included); anything else is a bug: exit 1, traceback only with --debug.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from mpc import __version__
+from mpc.errors import BadFlag, BadInput, MPCError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises BadFlag (one line) instead of printing usage and exiting."""
+
+    def error(self, message: str):
+        raise BadFlag(message)
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        raise BadFlag(f"--input-shape: expected comma-separated ints like 1,64, got '{text}'") from None
+    if not dims or any(d < 1 for d in dims):
+        raise BadFlag(f"--input-shape: dims must be >= 1, got '{text}'")
+    return dims
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def _conversion_flags(p: argparse.ArgumentParser, need_target: bool = True) -> None:
+    from mpc.targets import TARGETS, all_flags
+    p.add_argument("model", help="model.onnx, model.pt (TorchScript), pkg.module:factory, or model.mpc")
+    p.add_argument("--target", required=need_target, default="float",
+                   help=f"conversion target ({', '.join(sorted(TARGETS))})")
+    p.add_argument("--emit", type=_csv, default=("numpy",), help="backends to emit (comma-separated)")
+    p.add_argument("--calib", help="calibration data (.npz keyed by input name)")
+    p.add_argument("--passes", help="replace the pipeline (a,b,c) or edit it (+name, -name)")
+    p.add_argument("--dump-ir-after", type=_csv, default=(), metavar="NAME|all",
+                   help="write the IR after these passes to OUTDIR/ir/")
+    p.add_argument("--input-shape", type=_shape, help="input shape for a PyTorch model, e.g. 1,64")
+    p.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy",
+                   help="torch.onnx exporter for PyTorch models")
+    p.add_argument("--seed", type=int, default=0, help="seed for sampled data")
+    for flag, targets in all_flags():
+        p.add_argument(f"--{flag.name}", type=flag.type, default=None, choices=flag.choices,
+                       help=f"{flag.help} (target {', '.join(targets)})")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+
+
+def _settings(args, **over):
+    from mpc.compiler import Settings
+    from mpc.targets import all_flags, get_target
+    target = get_target(args.target)
+    extra = []
+    for flag, targets in all_flags():
+        value = getattr(args, flag.name.replace("-", "_"), None)
+        if value is None:
+            value = flag.default if target.name in targets else None
+        elif target.name not in targets:
+            raise BadFlag(f"--{flag.name} does not apply to --target {target.name} (only {', '.join(targets)})")
+        if value is not None:
+            extra.append((flag.name, value))
+    return Settings(target=target.name, passes=args.passes, emit=args.emit, calib=args.calib,
+                    dump_ir_after=args.dump_ir_after, input_shape=args.input_shape, exporter=args.exporter,
+                    quiet=args.quiet, seed=args.seed, extra=tuple(extra), **over)
+
+
+def cmd_inspect(args) -> int:
+    """Print the textual IR of a model (after --passes, if given)."""
+    from mpc.frontend import load
+    from mpc.ir import print_graph
+    from mpc.passmanager import run_pipeline
+    if args.model.endswith(".mpc") and not args.passes:
+        text = Path(args.model).read_text() if Path(args.model).is_file() else None
+        loaded = load(args.model, args.input_shape)
+        printed = print_graph(loaded.graph)
+        sys.stdout.write(text if text == printed else printed)
+        return 0
+    loaded = load(args.model, args.input_shape, exporter=args.exporter)
+    if args.passes:
+        run_pipeline(loaded.graph, args.passes)
+    sys.stdout.write(print_graph(loaded.graph))
+    return 0
+
+
+def cmd_convert(args) -> int:
+    """Convert a model for a target and write the output folder."""
+    from mpc.compiler import compile_model, log, write_outdir
+    from mpc.outdir import check_writable
+    settings = _settings(args, timings=args.timings)
+    outdir = Path(args.output or f"out/{Path(args.model.split(':')[0]).stem}")
+    check_writable(outdir, args.force)
+    compiled = compile_model(args.model, settings)
+    files = write_outdir(compiled, settings, outdir, args.force)
+    log(settings, f"mpc: converted {args.model} for target {settings.target} -> {outdir}/ "
+                  f"({', '.join(files)})")
+    for r in compiled.records:
+        stats = ", ".join(f"{k}={v}" for k, v in r.stats.items())
+        log(settings, f"  {r.name:<22} {r.seconds * 1000:8.1f} ms  {stats}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    """Convert in memory and compare with the source model run in onnxruntime."""
+    from mpc.verify import print_table, verify
+    settings = _settings(args)
+    result = verify(args.model, settings, args.data, args.samples)
+    if args.json:
+        import json
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print_table(result)
+    return 0
+
+
+def cmd_run(args) -> int:
+    """Run a converted output folder's model.py on a data file."""
+    from mpc.runner import run_outdir
+    run_outdir(Path(args.outdir), args.data, args.output, args.force, args.quiet)
+    return 0
+
+
+def cmd_passes(args) -> int:
+    """List the registered passes and aliases."""
+    from mpc.passmanager import registered
+    for name, kind, summary in registered():
+        print(f"{name:<22} {kind:<6} {summary}")
+    return 0
+
+
+def cmd_ops(args) -> int:
+    """List the op kinds the IR knows."""
+    from mpc.ir import known_kinds, lookup
+    for k in known_kinds():
+        d = lookup(k)
+        fields = ", ".join(f.name for f in d.attr_fields())
+        print(f"{k:<20} ({', '.join(d.operands)}){' {' + fields + '}' if fields else ''}  {d.summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    p = _Parser(prog="mpc", description="Compile trained networks to multiplierless, spiking and "
+                                        "fixed-point hardware forms.")
+    p.add_argument("--version", action="version", version=f"mpc {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    s = sub.add_parser("inspect", help="print the textual IR of a model")
+    s.add_argument("model")
+    s.add_argument("--passes", help="run these passes first")
+    s.add_argument("--input-shape", type=_shape)
+    s.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy")
+    s.set_defaults(fn=cmd_inspect)
+    s = sub.add_parser("convert", help="convert a model for a target into an output folder")
+    _conversion_flags(s)
+    s.add_argument("-o", "--output", help="output folder (default out/<model name>)")
+    s.add_argument("--force", action="store_true", help="replace an existing output folder")
+    s.add_argument("--timings", action="store_true", help="record per-pass wall times in the report")
+    s.set_defaults(fn=cmd_convert)
+    s = sub.add_parser("verify", help="convert in memory and compare with the source in onnxruntime")
+    _conversion_flags(s)
+    s.add_argument("--data", help="data .npz (default: seeded random inputs)")
+    s.add_argument("--samples", type=int, default=256, help="random samples when no --data")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(fn=cmd_verify)
+    s = sub.add_parser("run", help="run a converted folder's model.py on data")
+    s.add_argument("outdir")
+    s.add_argument("--data", required=True)
+    s.add_argument("-o", "--output", help="write outputs to this .npz")
+    s.add_argument("--force", action="store_true")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(fn=cmd_run)
+    s = sub.add_parser("passes", help="list passes")
+    s.set_defaults(fn=cmd_passes)
+    s = sub.add_parser("ops", help="list op kinds")
+    s.set_defaults(fn=cmd_ops)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: returns the exit status (0 ok, 2 user error, 1 internal error)."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "fn", None):
+            raise BadFlag("missing command (expected one of: inspect, convert, verify, run, passes, ops)")
+        return args.fn(args)
+    except MPCError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"mpc: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mpc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # a bug: say so, show the traceback only with --debug
+        if debug:
+            traceback.print_exc()
+        print(f"mpc: internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def entry() -> None:
+    """Console-script entry."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,120 @@
+"""The conversion driver shared by `convert`, `verify` and friends: load, run the target's
+pipeline, and write the artifacts of an output folder.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mpc import __version__
+from mpc.errors import BadFlag
+from mpc.frontend import Loaded, load
+from mpc.ir import Graph, parse, print_graph
+from mpc.outdir import npz_bytes, staged_dir
+from mpc.passmanager import PassContext, PassRecord, check_dump_names, edit_pipeline, run_pipeline
+from mpc.report import graph_summary, to_json, to_markdown
+from mpc.targets import get_target
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every conversion flag, as typed values (the CLI builds one; passes read it from ctx)."""
+
+    target: str = "float"
+    passes: str | None = None
+    emit: tuple[str, ...] = ("numpy",)
+    calib: str | None = None
+    dump_ir_after: tuple[str, ...] = ()
+    input_shape: tuple[int, ...] | None = None
+    exporter: str = "legacy"
+    timings: bool = False
+    quiet: bool = False
+    seed: int = 0
+    extra: tuple[tuple[str, Any], ...] = ()   # target-specific flags (e.g. gamma), by name
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """A target-specific flag value."""
+        return dict(self.extra).get(name, default)
+
+
+@dataclass
+class Compiled:
+    """A converted graph and what it took to get there."""
+
+    loaded: Loaded
+    graph: Graph
+    pipeline: str
+    records: list[PassRecord]
+    dumps: dict[str, str] = field(default_factory=dict)
+    dump_weights: dict[str, Any] = field(default_factory=dict)
+    ctx: PassContext | None = None
+
+
+def pipeline_for(settings: Settings) -> str:
+    """The pipeline string: the target's, edited by --passes."""
+    return edit_pipeline(get_target(settings.target).pipeline, settings.passes)
+
+
+def compile_model(spec: str, settings: Settings, loaded: Loaded | None = None) -> Compiled:
+    """Load `spec` (unless given) and run the target pipeline on its graph, in memory."""
+    pipeline = pipeline_for(settings)
+    check_dump_names(set(settings.dump_ir_after))
+    for e in settings.emit:
+        from mpc.backends import BACKENDS
+        if e not in BACKENDS:
+            raise BadFlag(f"--emit: unknown backend '{e}' (expected one of: {', '.join(sorted(BACKENDS))})")
+    loaded = loaded or load(spec, settings.input_shape, exporter=settings.exporter)
+    graph = loaded.graph
+    ctx = PassContext(settings=settings, quiet=settings.quiet)
+    ctx.notes["loaded"] = loaded
+    compiled = Compiled(loaded, graph, pipeline, [], ctx=ctx)
+
+    def dump(i: int, name: str, g: Graph) -> None:
+        compiled.dumps[f"{i:02d}-{name}.mpc"] = print_graph(g)
+        for w in g.used_weights():
+            compiled.dump_weights.setdefault(w, g.weights[w])
+
+    compiled.records = run_pipeline(graph, pipeline, ctx, dump, set(settings.dump_ir_after) or None)
+    return compiled
+
+
+def build_report(c: Compiled, settings: Settings, files: list[str]) -> dict[str, Any]:
+    """The report dict written as report.json / report.md."""
+    passes = [{"name": r.name, "stats": r.stats} | ({"seconds": r.seconds} if settings.timings else {})
+              for r in c.records]
+    return {"model": c.graph.name, "source": c.loaded.source, "target": settings.target,
+            "pipeline": c.pipeline, "mpc_version": __version__, "summary": graph_summary(c.graph),
+            "passes": passes, "sections": c.ctx.notes.get("report_sections", {}) if c.ctx else {},
+            "files": sorted(files)}
+
+
+def write_outdir(c: Compiled, settings: Settings, outdir: Path, force: bool) -> list[str]:
+    """Write model.mpc, weights.npz, backend files and reports into `outdir` atomically."""
+    from mpc.backends import BACKENDS
+    with staged_dir(outdir, force) as tmp:
+        text = print_graph(c.graph)
+        (tmp / "model.mpc").write_text(text)
+        weights = {w: c.graph.weights[w] for w in c.graph.used_weights()}
+        (tmp / "weights.npz").write_bytes(npz_bytes(weights))
+        files = ["model.mpc", "weights.npz", "report.json", "report.md"]
+        for name in settings.emit:
+            files += BACKENDS[name](c.graph, tmp, settings.target)
+        if c.dumps:
+            (tmp / "ir").mkdir()
+            for fname, dump_text in c.dumps.items():
+                (tmp / "ir" / fname).write_text(dump_text)
+            (tmp / "ir" / "weights.npz").write_bytes(npz_bytes(dict(sorted(c.dump_weights.items()))))
+            files += [f"ir/{f}" for f in sorted(c.dumps)] + ["ir/weights.npz"]
+        parse(text, weights, filename=str(outdir / "model.mpc"))   # the artifact must read back
+        report = build_report(c, settings, files)
+        (tmp / "report.json").write_text(to_json(report))
+        (tmp / "report.md").write_text(to_markdown(report))
+    return files
+
+
+def log(settings: Settings, msg: str) -> None:
+    """A progress line on stderr unless -q."""
+    if not settings.quiet:
+        print(msg, file=sys.stderr)

@@ -1,0 +1,84 @@
+"""Data files: DATA.npz holds one array per model input (keyed by input name, or `x` for a
+single input) and optional `labels` (int class ids); plus seeded random inputs for `verify`.
+"""
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mpc.errors import BadInput
+from mpc.ir import Graph, check_feeds
+
+
+@dataclass
+class Dataset:
+    """Feeds by IR input name, optional labels, and where they came from."""
+
+    feeds: dict[str, np.ndarray]
+    labels: np.ndarray | None
+    source: str
+
+    @property
+    def size(self) -> int:
+        """Number of samples (the leading dim of the first input)."""
+        return int(next(iter(self.feeds.values())).shape[0])
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """All arrays of an .npz, refusing pickles; BadInput naming the file otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such data file") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise BadInput(f"{path}: not a readable .npz file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
+            from None
+
+
+def load_data(path: str | Path, graph: Graph, aliases: dict[str, str] | None = None) -> Dataset:
+    """Read DATA.npz for `graph`; `aliases` maps source (ONNX) input names to IR names."""
+    arrays = read_npz(path)
+    feeds = {}
+    rename = {v: k for k, v in (aliases or {}).items()}
+    for v in graph.inputs:
+        keys = [v.name, rename.get(v.name, v.name)] + (["x"] if len(graph.inputs) == 1 else [])
+        key = next((k for k in keys if k in arrays), None)
+        if key is None:
+            raise BadInput(f"{path}: no array for input '{v.name}' (expected shape {v.type}; "
+                           f"file has {', '.join(sorted(arrays)) or 'nothing'})")
+        feeds[v.name] = arrays[key]
+    feeds = check_feeds(graph, feeds)
+    sizes = {a.shape[0] if a.ndim else None for a in feeds.values()}
+    labels = arrays.get("labels")
+    if labels is not None:
+        if labels.ndim != 1 or labels.dtype.kind not in "iu" or labels.shape[0] not in sizes:
+            raise BadInput(f"{path}: 'labels' must be int class ids of shape [{sizes.pop()}], "
+                           f"got {labels.dtype.name}{list(labels.shape)}")
+    return Dataset(feeds, labels, str(path))
+
+
+def random_data(graph: Graph, n: int = 256, seed: int = 0, low: float = 0.0, high: float = 1.0) -> Dataset:
+    """Seeded U(low, high) inputs; the first symbolic dim of each input is bound to n."""
+    rng = np.random.default_rng(seed)
+    feeds, batch = {}, None
+    for v in graph.inputs:
+        shape = []
+        for d in v.type.shape:
+            if isinstance(d, str) and batch is None:
+                batch = d
+            if isinstance(d, str) and d != batch:
+                raise BadInput(f"input '{v.name}' has symbolic dim '{d}' besides the batch '{batch}': give --data")
+            shape.append(n if isinstance(d, str) else d)
+        feeds[v.name] = rng.uniform(low, high, size=shape).astype(v.type.dtype.numpy)
+    return Dataset(feeds, None, f"{n} random samples (seed {seed})")
+
+
+def batches(ds: Dataset, size: int):
+    """Yield (feeds, labels) slices of `size` samples."""
+    for i in range(0, ds.size, size):
+        yield ({k: v[i:i + size] for k, v in ds.feeds.items()},
+               None if ds.labels is None else ds.labels[i:i + size])

@@ -1,0 +1,103 @@
+"""The reference oracle: runs the source model in onnxruntime and compares it with a converted
+graph run by the interpreter (outputs, top-1 agreement, accuracy, per-layer Pearson correlation).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from mpc.data import Dataset
+from mpc.errors import BadModel
+from mpc.ir import Graph, run
+
+
+def ort_session(model: onnx.ModelProto, extra_outputs: list[str] = ()):
+    """An onnxruntime CPU session of `model` that also returns the named intermediate tensors."""
+    import onnxruntime as ort
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    for name in extra_outputs:
+        if name not in have:
+            m.graph.output.append(onnx.ValueInfoProto(name=name))
+            have.add(name)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = 1
+    try:
+        return ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise BadModel(model.graph.name or "model", f"onnxruntime cannot run it: {str(e).splitlines()[0]}") from None
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation of two arrays (flattened); None when either is constant."""
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    a, b = a - a.mean(), b - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return None if den == 0 or not np.isfinite(den) else float((a * b).sum() / den)
+
+
+def layer_map(graph: Graph, model: onnx.ModelProto) -> list[tuple[str, str, object]]:
+    """(layer name, source tensor, converted value) for each ONNX node whose output the converted
+    graph still computes: the last op carrying that node's location stands for the node's output."""
+    last = {}
+    for op in graph.ops:
+        if op.loc.node is not None and len(op.results) == 1:
+            last[op.loc.node] = op.result
+    pairs = []
+    for node in model.graph.node:
+        v = last.get(node.name)
+        if v is not None and node.output and node.op_type not in ("Constant", "Identity", "Dropout"):
+            pairs.append((node.name, node.output[0], v))
+    return pairs
+
+
+@dataclass
+class Comparison:
+    """The numbers `mpc verify` prints."""
+
+    samples: int
+    max_abs_err: float
+    mean_abs_err: float
+    top1_agreement: float | None
+    source_accuracy: float | None
+    converted_accuracy: float | None
+    layers: list[dict] = field(default_factory=list)
+
+
+def _top1(a: np.ndarray) -> np.ndarray | None:
+    return a.reshape(a.shape[0], -1).argmax(axis=1) if a.ndim >= 2 and a.shape[0] else None
+
+
+def compare(source: dict[str, np.ndarray], converted: dict[str, np.ndarray], labels: np.ndarray | None,
+            layers: list[dict]) -> Comparison:
+    """Metrics over matching outputs (the first output decides top-1 and accuracy)."""
+    errs = [np.abs(np.asarray(converted[k], np.float64) - np.asarray(source[k], np.float64)) for k in source]
+    first = next(iter(source))
+    ts, tc = _top1(np.asarray(source[first])), _top1(np.asarray(converted[first]))
+    n = next(iter(source.values())).shape[0] if source else 0
+    return Comparison(
+        samples=int(n),
+        max_abs_err=float(max(e.max() for e in errs)) if errs else 0.0,
+        mean_abs_err=float(np.mean([e.mean() for e in errs])) if errs else 0.0,
+        top1_agreement=None if ts is None else float((ts == tc).mean()),
+        source_accuracy=None if labels is None or ts is None else float((ts == labels).mean()),
+        converted_accuracy=None if labels is None or tc is None else float((tc == labels).mean()),
+        layers=layers)
+
+
+def run_source(model: onnx.ModelProto | None, source_graph: Graph | None, data: Dataset,
+               tensors: list[str], aliases: dict[str, str]) -> dict[str, np.ndarray]:
+    """Outputs (and requested intermediate tensors) of the source: onnxruntime, or the interpreter
+    on the source graph when the source is IR text."""
+    if model is None:
+        return run(source_graph, data.feeds)
+    sess = ort_session(model, tensors)
+    ir_to_onnx = {ir: ox for ox, ir in aliases.items()}
+    feeds = {ir_to_onnx.get(k, k): v for k, v in data.feeds.items()}
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, feeds)))

@@ -1,0 +1,47 @@
+"""`mpc run`: execute a converted folder's generated model.py on a data file."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mpc.data import load_data
+from mpc.errors import BadInput, KernelError
+from mpc.frontend import load
+from mpc.outdir import check_writable, npz_bytes, write_file
+
+
+def _import_model(path: Path):
+    name = f"_mpc_model_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_outdir(outdir: Path, data_path: str, output: str | None, force: bool, quiet: bool) -> dict:
+    """Run OUTDIR/model.py on DATA.npz; write outputs to `output` (.npz) when given."""
+    for f in ("model.py", "model.mpc", "weights.npz"):
+        if not (outdir / f).is_file():
+            raise BadInput(f"{outdir}: not a converted output folder (no {f})")
+    if output:
+        check_writable(Path(output), force)
+    graph = load(str(outdir / "model.mpc")).graph
+    data = load_data(data_path, graph)
+    model = _import_model(outdir / "model.py")
+    try:
+        with np.errstate(all="ignore"):
+            out = model.run(data.feeds)
+    except ValueError as e:
+        raise KernelError(f"{outdir / 'model.py'}: {e}") from None
+    if output:
+        write_file(Path(output), npz_bytes(out), force)
+    if not quiet:
+        for k, v in out.items():
+            line = f"{k}: {v.dtype}{list(v.shape)}"
+            if data.labels is not None and v.ndim == 2 and v.shape[0] == data.labels.shape[0]:
+                line += f"  accuracy {100 * float((v.argmax(1) == data.labels).mean()):.2f}%"
+            print(line, file=sys.stderr)
+    return out
