@@ -113,3 +113,34 @@ def gemm(x, w, c, alpha, beta, trans_a, trans_b):
     if c is not None:
         y = y + (c * x.dtype.type(beta) if beta != 1.0 else c)
     return y.astype(x.dtype)
+
+
+def im2col(x, k, strides, pads, dilations, group):
+    """Patches of an NCHW array for a grouped conv: (group, N*OH*OW, C/group*kh*kw), and (OH, OW)."""
+    n, c = x.shape[:2]
+    cg = c // group
+    xp, (oh, ow) = padded(x, k, strides, pads, dilations, 0.0)
+    cols = np.empty((group, n, oh, ow, cg, k[0], k[1]), dtype=x.dtype)
+    for i, j, v in taps(xp, k, strides, dilations, (oh, ow)):
+        cols[..., i, j] = v.reshape(n, group, cg, oh, ow).transpose(1, 0, 3, 4, 2)
+    return cols.reshape(group, n * oh * ow, cg * k[0] * k[1]), (oh, ow)
+
+
+def mp_dense(mp_dot, x, w, gain, offset, gamma, c):
+    """mp.dot: gain * y_MP(x*c, w/c; gamma) + offset over the last axis (mp_dot is the MP kernel)."""
+    lead = x.shape[:-1]
+    xs = np.ascontiguousarray(x.reshape(-1, x.shape[-1]) * x.dtype.type(c))
+    y = mp_dot(xs, np.ascontiguousarray(w / w.dtype.type(c)), gamma) * gain
+    y = y + offset if offset is not None else y
+    return y.astype(x.dtype).reshape(lead + (w.shape[0],))
+
+
+def mp_conv2d(mp_dot, x, w, gain, offset, gamma, c, strides, pads, dilations, group):
+    """mp.conv2d: mp_dense over the im2col patches of each group, back in NCHW."""
+    m = w.shape[0]
+    cols, (oh, ow) = im2col(x, w.shape[2:], strides, pads, dilations, group)
+    wg = w.reshape(group, m // group, -1)
+    gg, og = gain.reshape(group, -1), None if offset is None else offset.reshape(group, -1)
+    ys = [mp_dense(mp_dot, cols[g], wg[g], gg[g], None if og is None else og[g], gamma, c) for g in range(group)]
+    y = np.concatenate(ys, axis=1).reshape(x.shape[0], oh, ow, m).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(y, dtype=x.dtype)

@@ -29,6 +29,12 @@ class Target:
 
 TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("float", "canonicalize", "float model after canonicalization (BN folded, Gemm split, dead code removed)"),
+    Target("mp", "canonicalize,mp-rewrite,mp-calibrate,dce",
+           "multiplierless margin propagation: every matmul/gemm/conv becomes a calibrated MP op (METHODS 1)",
+           flags=(Flag("gamma", float, "fix gamma for every MP layer instead of calibrating it"),
+                  Flag("gain-terms", int, "signed power-of-two terms per MP gain", default=2),
+                  Flag("gain", str, "MP gains as shift-add constants or plain floats", default="shift-add",
+                       choices=("shift-add", "float")))),
 ]}
 
 

@@ -2,7 +2,7 @@
 
 Other code imports from `mpc.ir` only. Op families are imported here by an explicit list.
 """
-from mpc.ir import ops_nn  # noqa: F401  (op family: registers nn.* kinds)
+from mpc.ir import ops_mp, ops_nn  # noqa: F401  (op families: register nn.*, mp.* kinds)
 from mpc.ir.core import Graph, Op, Value, clone, sanitize
 from mpc.ir.interp import check_feeds, run
 from mpc.ir.opdefs import InferError, NoAttrs, OpDef, define, known_kinds, lookup
@@ -12,7 +12,7 @@ from mpc.ir.rewrite import Rewriter, apply_patterns, erase, insert_before, make_
 from mpc.ir.types import DType, TensorType
 from mpc.ir.verify import verify_graph
 
-FAMILIES = ["nn"]
+FAMILIES = ["nn", "mp"]
 
 __all__ = ["Graph", "clone", "Op", "Value", "sanitize", "run", "check_feeds", "InferError", "NoAttrs", "OpDef", "define",
            "known_kinds", "lookup", "parse", "print_graph", "Rewriter", "apply_patterns", "erase",

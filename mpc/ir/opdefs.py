@@ -33,7 +33,7 @@ class OpDef:
 
     operands: role names; a trailing '?' marks an optional operand, a trailing '*' a variadic
     tail (one or more). infer(types, attrs) -> result types; kernel(attrs, *arrays) -> array or
-    tuple of arrays; verify(op) may raise InferError for checks that types alone cannot express.
+    tuple of arrays; verify(op, graph) may raise InferError for checks that types alone cannot express.
     """
 
     kind: str
@@ -43,7 +43,7 @@ class OpDef:
     kernel: Callable[..., Any]
     attrs: type = NoAttrs
     results: int = 1
-    verify: Callable[[Any], None] | None = None
+    verify: Callable[[Any, Any], None] | None = None
 
     @property
     def family(self) -> str:

@@ -48,11 +48,11 @@ def _check_weight(graph: Graph, v: Value, op: Op | None) -> None:
         raise VerifyError(loc, f"weight @{v.name} typed {v.type} but holds {TensorType.of(graph.weights[v.name])}")
 
 
-def _check_types(op: Op) -> None:
+def _check_types(graph: Graph, op: Op) -> None:
     try:
         inferred = op.opdef.infer([v.type for v in op.operands], op.attrs)
         if op.opdef.verify is not None:
-            op.opdef.verify(op)
+            op.opdef.verify(op, graph)
     except InferError as e:
         raise VerifyError(op.loc, f"'{op.kind}': {e}") from None
     declared = [r.type for r in op.results]
@@ -71,7 +71,7 @@ def verify_op(graph: Graph, op: Op, defined: set[int]) -> None:
     _check_attrs(op, opdef)
     if len(op.results) != opdef.results:
         raise VerifyError(op.loc, f"'{op.kind}' has {opdef.results} results, got {len(op.results)}")
-    _check_types(op)
+    _check_types(graph, op)
 
 
 def verify_graph(graph: Graph) -> None:

@@ -1,0 +1,290 @@
+"""mp-calibrate: per-layer γ, balance scale c, gains and offsets of MP ops on calibration data
+(METHODS §1: "per-layer calibration of γ and output gain is not optional").
+
+Layers are calibrated in graph order. Two copies of the activations flow forward: the float
+model's (every MP op computed as its exact dense product) and the MP model's (calibrated layers
+as MP). Each layer's input is the MP activation, its target the float pre-bias output, so the
+fit also absorbs the error of the layers before it. Per layer:
+1. c ∈ powers of two, starting where |x·c| and |W/c| balance; γ on the grid γD/2 = 2^k (so the
+   output constant stays a shift), starting from the METHODS §1 bound γ* = K/(√D (ln(1+2D/e))^¼)
+   that minimizes the error bound (3.11); both walk downhill on the relative error left after
+   a per-channel affine fit, measured on a seeded subset of rows.
+2. On all rows: least-squares gain and offset per output channel; gain·γD/2 snapped to at most
+   K signed power-of-two terms (--gain-terms; --gain float skips it); offset refit after snapping.
+3. Offsets fold into the bias addition that follows (biases stay additions).
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from mpc import kernels_np as K
+from mpc.data import load_data, random_data
+from mpc.errors import BadFlag
+from mpc.ir import Op, make_op, replace_all_uses, with_attrs
+from mpc.ir.ops_mp import snap_shift_add
+from mpc.passmanager import register_pass
+
+MP_KINDS = ("mp.dot", "mp.conv2d")
+SEARCH_ROWS = 512      # rows (samples or conv patches) used to search γ and c
+FIT_ROWS = 16384       # rows used to fit gains and offsets
+
+
+@dataclass
+class LayerFit:
+    """The calibrated parameters of one MP layer and how well it matches its float target."""
+
+    gamma: float
+    c: float
+    gain: np.ndarray
+    offset: np.ndarray
+    terms: int
+    rel_err: float
+    pearson: float
+
+
+# -- rows: a layer as (X rows, W rows, target rows) per group ------------------------------
+def layer_rows(op: Op, x: np.ndarray, w: np.ndarray):
+    """[(X (R, D), W (H, D), channel slice)] per group, and a function back to the op's layout."""
+    if op.kind == "mp.dot":
+        shape = x.shape[:-1]
+        return [(x.reshape(-1, x.shape[-1]), w, slice(0, w.shape[0]))], lambda y: y.reshape(shape + (w.shape[0],))
+    a = op.attrs
+    m = w.shape[0]
+    cols, (oh, ow) = K.im2col(x, w.shape[2:], a.strides, a.pads, a.dilations, a.group)
+    mg = m // a.group
+    groups = [(cols[g], w[g * mg:(g + 1) * mg].reshape(mg, -1), slice(g * mg, (g + 1) * mg)) for g in range(a.group)]
+    n = x.shape[0]
+    return groups, lambda y: np.ascontiguousarray(y.reshape(n, oh, ow, m).transpose(0, 3, 1, 2))
+
+
+def as_rows(op: Op, t: np.ndarray) -> np.ndarray:
+    """An op-layout output (N, .., H) or (N, M, OH, OW) as rows (R, H)."""
+    if op.kind == "mp.dot":
+        return t.reshape(-1, t.shape[-1])
+    return t.transpose(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+def dense(op: Op, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The exact float product the MP op stands for (no gain, offset or bias)."""
+    if op.kind == "mp.dot":
+        return x @ w.T
+    a = op.attrs
+    return K.conv2d(x, w, None, a.strides, a.pads, a.dilations, a.group)
+
+
+# -- the search ------------------------------------------------------------------------------
+def mp_rows(groups, gamma: float, c: float) -> np.ndarray:
+    """y_MP of every row for every output channel: (R, H)."""
+    from mpc.mp import mp_dot
+    outs = [mp_dot(np.ascontiguousarray(xg * c), np.ascontiguousarray(wg / c), gamma) for xg, wg, _ in groups]
+    return np.concatenate(outs, axis=1)
+
+
+def affine_fit(y: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column least-squares gain and offset of t ≈ g·y + o (float64); g = 0 for constant y."""
+    y, t = y.astype(np.float64), t.astype(np.float64)
+    ym, tm = y.mean(0), t.mean(0)
+    var = ((y - ym) ** 2).mean(0)
+    cov = ((y - ym) * (t - tm)).mean(0)
+    g = np.where(var > 1e-30, cov / np.where(var > 1e-30, var, 1.0), 0.0)
+    return g, tm - g * ym
+
+
+def rel_err(y: np.ndarray, t: np.ndarray, g: np.ndarray, o: np.ndarray) -> float:
+    """RMS of (g·y + o − t) relative to the RMS of t."""
+    r = y.astype(np.float64) * g + o - t
+    den = float(np.sqrt((t.astype(np.float64) ** 2).mean())) or 1.0
+    return float(np.sqrt((r * r).mean())) / den
+
+
+def gamma_bound(x: np.ndarray, w: np.ndarray, c: float) -> float:
+    """METHODS §1 (3.11): the γ minimizing K⁴/(γ²D) + γ²D ln(1 + 2D/e), K bounding ‖x·c‖, ‖w/c‖."""
+    d = x.shape[1]
+    k = max(float(np.linalg.norm(x * c, axis=1).max(initial=0)), float(np.linalg.norm(w / c, axis=1).max(initial=0)))
+    return max(k, 1e-12) / (math.sqrt(d) * math.log(1 + 2 * d / math.e) ** 0.25)
+
+
+def _grid_k(gamma: float, d: int) -> int:
+    return int(round(math.log2(gamma * d / 2)))
+
+
+def _descend(score, start: int, lo: int = -60, hi: int = 60) -> tuple[int, float]:
+    """Walk an integer grid downhill from `start` (score is memoized by the caller)."""
+    best_k, best = start, score(start)
+    for step in (1, -1):
+        k = best_k + step
+        while lo <= k <= hi:
+            s = score(k)
+            if s >= best:
+                break
+            best_k, best = k, s
+            k += step
+        if best_k != start:
+            break
+    return best_k, best
+
+
+def search(groups, target: np.ndarray, fixed_gamma: float | None, rng) -> tuple[float, float, float]:
+    """(γ, c, error) minimizing the affine-fit error on a subset of rows."""
+    r = groups[0][0].shape[0]
+    idx = np.sort(rng.choice(r, SEARCH_ROWS, replace=False)) if r > SEARCH_ROWS else slice(None)
+    sub = [(xg[idx].astype(np.float64), wg.astype(np.float64), sl) for xg, wg, sl in groups]
+    t = target[idx]
+    d = sub[0][0].shape[1]
+    cache: dict[tuple[int, int], float] = {}
+
+    def err(kc: int, kg: int) -> float:
+        if (kc, kg) not in cache:
+            gamma = fixed_gamma or 2.0 ** (kg + 1) / d
+            y = mp_rows(sub, gamma, 2.0 ** kc)
+            cache[kc, kg] = rel_err(y, t, *affine_fit(y, t))
+        return cache[kc, kg]
+
+    def best_gamma(kc: int) -> tuple[int, float]:
+        if fixed_gamma:
+            return 0, err(kc, 0)
+        start = _grid_k(gamma_bound(sub[0][0], sub[0][1], 2.0 ** kc), d)
+        return _descend(lambda kg: err(kc, kg), start)
+
+    x_rms = float(np.sqrt(np.mean([np.mean(s[0] ** 2) for s in sub]))) or 1.0
+    w_rms = float(np.sqrt(np.mean([np.mean(s[1] ** 2) for s in sub]))) or 1.0
+    kc0 = int(round(0.5 * math.log2(w_rms / x_rms)))
+    gammas: dict[int, int] = {}
+
+    def score_c(kc: int) -> float:
+        gammas[kc], e = best_gamma(kc)
+        return e
+
+    kc, e = _descend(score_c, kc0, -30, 30)
+    gamma = fixed_gamma or 2.0 ** (gammas[kc] + 1) / d
+    return gamma, 2.0 ** kc, e
+
+
+def snap_gains(g: np.ndarray, scale: float, terms: int) -> tuple[np.ndarray, int]:
+    """Gains whose g·scale has at most `terms` signed power-of-two terms, and the most used."""
+    out, most = np.empty_like(g), 0
+    for h, v in enumerate(g):
+        s, used = snap_shift_add(float(v) * scale, terms)
+        out[h], most = s / scale, max(most, used)
+    return out, most
+
+
+def fit_layer(op: Op, x_mp: np.ndarray, x_float: np.ndarray, w: np.ndarray, settings, rng) -> tuple[LayerFit, np.ndarray]:
+    """Calibrate one MP op; returns the fit and the float target (op layout)."""
+    target = dense(op, x_float.astype(np.float64), w.astype(np.float64))
+    groups, _ = layer_rows(op, x_mp, w)
+    t_rows = as_rows(op, target)
+    gamma, c, _ = search(groups, t_rows, settings.get("gamma"), rng)
+    r = t_rows.shape[0]
+    idx = np.sort(rng.choice(r, FIT_ROWS, replace=False)) if r > FIT_ROWS else slice(None)
+    y = mp_rows([(xg[idx].astype(np.float64), wg.astype(np.float64), sl) for xg, wg, sl in groups], gamma, c)
+    t = t_rows[idx]
+    g, o = affine_fit(y, t)
+    d = groups[0][0].shape[1]
+    terms = 0
+    if settings.get("gain", "shift-add") == "shift-add":
+        g, terms = snap_gains(g, gamma * d / 2, settings.get("gain-terms", 2))
+        o = (t - y * g).mean(0)
+    from mpc.oracle import pearson
+    fit = LayerFit(gamma, c, g, o, terms, rel_err(y, t, g, o), pearson(y * g + o, t) or 0.0)
+    return fit, target
+
+
+# -- the pass --------------------------------------------------------------------------------
+def _calibration_data(graph, ctx):
+    settings = ctx.settings
+    loaded = ctx.notes.get("loaded")
+    if settings is not None and settings.calib:
+        return load_data(settings.calib, graph, loaded.input_names if loaded else None)
+    if not ctx.quiet:
+        print("mpc: warning: no --calib data: calibrating on 256 samples of U(0, 1); pass --calib DATA.npz "
+              "for an accurate model", file=sys.stderr)
+    return random_data(graph, 256, settings.seed if settings else 0)
+
+
+def _apply(graph, op: Op, fit: LayerFit, terms_cap: int) -> Op:
+    """Replace op's attributes and gain/offset weights with the fitted ones (new weight names)."""
+    dtype = graph.weights[op.operands[1].name].dtype
+    base = op.operands[2].name.removesuffix(".mp_gain")
+    gain = graph.add_weight(f"{base}.mp_gain.cal", fit.gain.astype(dtype))
+    offset = graph.add_weight(f"{base}.mp_offset.cal", fit.offset.astype(dtype))
+    attrs = with_attrs(op.attrs, gamma=float(fit.gamma), c=float(fit.c), gain_terms=terms_cap)
+    new = make_op(graph, op.kind, [op.operands[0], op.operands[1], gain, offset], attrs, op.loc)
+    return new
+
+
+def _fold_offset(graph, op: Op) -> bool:
+    """Fold op's offset into the single nn.add(op, @bias) that follows; True if it did."""
+    users = [o for o in graph.ops if any(v is op.result for v in o.operands)]
+    if len(users) != 1 or users[0].kind != "nn.add" or any(v is op.result for v in graph.outputs):
+        return False
+    add = users[0]
+    bias = add.operands[1] if add.operands[0] is op.result else add.operands[0]
+    if not bias.is_weight:
+        return False
+    b = graph.weights[bias.name]
+    off = graph.weights[op.operands[3].name]
+    shape = b.shape
+    folded = (b.astype(np.float64) + (off.reshape(-1, 1, 1) if op.kind == "mp.conv2d" else off))
+    if folded.shape != shape:
+        return False
+    new_bias = graph.add_weight(f"{bias.name}.mpfold", folded.astype(b.dtype))
+    add.operands = [new_bias if v is bias else v for v in add.operands]
+    op.operands = op.operands[:3]
+    return True
+
+
+@register_pass("mp-calibrate", summary="choose γ, balance c, shift-add gains and offsets per MP layer on data")
+def mp_calibrate(graph, ctx) -> dict:
+    """Calibrate every MP op in order (see the module docstring)."""
+    settings = ctx.settings
+    if settings is None:
+        from mpc.compiler import Settings
+        settings = Settings(target="mp")
+    if settings.get("gain-terms", 2) < 1:
+        raise BadFlag(f"--gain-terms must be >= 1, got {settings.get('gain-terms')}")
+    data = _calibration_data(graph, ctx)
+    rng = np.random.default_rng(settings.seed)
+    env_f = {id(v): data.feeds[v.name].astype(np.float64) for v in graph.inputs}
+    env_m = dict(env_f)
+    rows, folded = [], 0
+    mp_ops = [op for op in graph.ops if op.kind in MP_KINDS]
+    bar = tqdm(total=len(mp_ops), desc="mp-calibrate", file=sys.stderr, disable=ctx.quiet, delay=2, leave=False)
+    terms_cap = settings.get("gain-terms", 2) if settings.get("gain", "shift-add") == "shift-add" else 0
+
+    def val(env, v):
+        return graph.weights[v.name].astype(np.float64) if v.is_weight else env[id(v)]
+
+    for i, op in enumerate(list(graph.ops)):
+        if op.kind not in MP_KINDS:
+            with np.errstate(all="ignore"):
+                for env in (env_f, env_m):
+                    out = op.opdef.kernel(op.attrs, *[val(env, v) for v in op.operands])
+                    for r, a in zip(op.results, out if isinstance(out, tuple) else (out,)):
+                        env[id(r)] = a
+            continue
+        w = graph.weights[op.operands[1].name].astype(np.float64)
+        fit, target = fit_layer(op, env_m[id(op.operands[0])], env_f[id(op.operands[0])], w, settings, rng)
+        new = _apply(graph, op, fit, terms_cap)
+        graph.ops[i] = new
+        replace_all_uses(graph, op.result, new.result)
+        env_f[id(new.result)] = target
+        env_m[id(new.result)] = new.opdef.kernel(new.attrs, *[val(env_m, v) for v in new.operands])
+        d = int(np.prod(w.shape[1:]))
+        rows.append({"layer": op.loc.node or str(op.loc), "D": d, "H": int(w.shape[0]), "gamma": fit.gamma,
+                     "gammaD/2": fit.gamma * d / 2, "c": fit.c, "gain terms": fit.terms,
+                     "rel err": round(fit.rel_err, 6), "pearson": round(fit.pearson, 6)})
+        bar.update()
+    bar.close()
+    for op in graph.ops:
+        if op.kind in MP_KINDS and len(op.operands) == 4:
+            folded += _fold_offset(graph, op)
+    ctx.notes.setdefault("report_sections", {})["MP calibration"] = rows
+    pearsons = [r["pearson"] for r in rows]
+    return {"layers": len(rows), "offsets_folded": folded, "calib_samples": data.size,
+            "min_pearson": min(pearsons) if pearsons else None}
