@@ -1,0 +1,21 @@
+"""mpc's passes. Each module registers one pass; they are imported by this explicit list, so an
+import error fails loudly instead of silently dropping a pass. Aliases name fixed pipelines.
+"""
+from mpc.passmanager import register_alias
+
+from . import (  # noqa: F401  (each import registers its pass)
+    dce,
+    fold_batchnorm,
+    fold_constants,
+    gemm_to_matmul,
+    mp_calibrate,
+    mp_rewrite,
+    remove_identity,
+)
+
+# remove-identity first exposes producers hidden behind dropout/identity; fold-constants turns
+# transposed weights into plain weights before fold-batchnorm looks for `matmul(x, @w)`; gemm-to-matmul
+# runs after BN folding (which uses gemm's bias slot) and may leave new all-weight ops (a gemm of two
+# weights) for the second fold-constants; dce drops what the others replaced, weights included.
+register_alias("canonicalize", "remove-identity,fold-constants,fold-batchnorm,gemm-to-matmul,fold-constants,dce",
+               summary="cleanup before lowering: identities, constants, BatchNorm, Gemm, dead code")

@@ -69,6 +69,11 @@ class OpDef:
         if unknown:
             raise InferError(f"op '{self.kind}' has no attribute '{unknown[0]}' (expected one of: "
                              f"{', '.join(names) or 'none'})")
+        missing = [f.name for f in self.attr_fields()
+                   if f.name not in values and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise InferError(f"op '{self.kind}' requires attribute '{missing[0]}'")
         coerced = {k: coerce(hints[k], v, f"{self.kind}.{k}") for k, v in values.items()}
         try:
             return self.attrs(**coerced)
@@ -145,4 +150,6 @@ def attr_is_default(field: dataclasses.Field, value) -> bool:
     d = field.default
     if isinstance(d, float) and isinstance(value, float) and math.isnan(d) and math.isnan(value):
         return True
+    if isinstance(d, float) and isinstance(value, float) and math.copysign(1, d) != math.copysign(1, value):
+        return False
     return type(d) is type(value) and d == value

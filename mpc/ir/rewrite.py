@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mpc.errors import VerifyError
+from mpc.errors import UNKNOWN, VerifyError
 from mpc.ir.core import Graph, Op, Value
 from mpc.ir.opdefs import InferError, lookup
 
@@ -24,9 +24,8 @@ def make_op(graph: Graph, kind: str, operands: list[Value], attrs: Any = None, l
     try:
         types = opdef.infer([v.type for v in operands], attrs)
     except InferError as e:
-        raise VerifyError(loc, f"'{kind}': {e}") from None
+        raise VerifyError(loc or UNKNOWN, f"'{kind}': {e}") from None
     results = [Value(graph.fresh_name(), t) for t in types]
-    from mpc.errors import UNKNOWN
     return Op(kind, operands, results, attrs, loc or UNKNOWN)
 
 
@@ -43,13 +42,18 @@ def _index(graph: Graph, op: Op) -> int:
     raise ValueError(f"{op!r} is not in graph @{graph.name}")
 
 
-def replace_all_uses(graph: Graph, old: Value, new: Value) -> None:
-    """Make every user of `old` (ops and graph outputs) use `new` instead."""
+def replace_all_uses(graph: Graph, old: Value, new: Value, exclude: Op | None = None) -> None:
+    """Make every user of `old` (ops other than `exclude`, and graph outputs) use `new` instead.
+
+    A graph input that is also an output stays that output (inputs are never renamed).
+    """
     if old is new:
         return
     for op in graph.ops:
-        if any(v is old for v in op.operands):
+        if op is not exclude and any(v is old for v in op.operands):
             op.operands = [new if v is old else v for v in op.operands]
+    if any(old is x for x in graph.inputs):
+        return
     for i, v in enumerate(graph.outputs):
         if v is not old:
             continue

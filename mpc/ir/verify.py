@@ -13,6 +13,15 @@ from mpc.ir.opdefs import InferError, coerce, lookup
 from mpc.ir.types import TensorType
 
 
+def _same(a, b) -> bool:
+    """Equality that holds for nan == nan (also inside tuples) and tells bool from int."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    return type(a) is type(b) and a == b
+
+
 def _check_attrs(op: Op, opdef) -> None:
     if not isinstance(op.attrs, opdef.attrs):
         raise VerifyError(op.loc, f"'{op.kind}' attributes must be {opdef.attrs.__name__}, "
@@ -21,7 +30,7 @@ def _check_attrs(op: Op, opdef) -> None:
     for f in dataclasses.fields(opdef.attrs):
         value = getattr(op.attrs, f.name)
         try:
-            if coerce(hints[f.name], value, f"{op.kind}.{f.name}") != value:
+            if not _same(coerce(hints[f.name], value, f"{op.kind}.{f.name}"), value):
                 raise InferError(f"{op.kind}.{f.name}: {value!r} is not of type {hints[f.name]}")
         except InferError as e:
             raise VerifyError(op.loc, str(e)) from None

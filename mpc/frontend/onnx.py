@@ -1,0 +1,365 @@
+"""The ONNX frontend: read and check an ONNX model, then import it into a verified IR graph.
+
+Reading decodes the protobuf (any decode error is a BadModel naming the file), refuses external
+data that points outside the model's folder, runs onnx.checker and strict shape inference.
+Importing walks the nodes in order through the per-op handlers of `onnx_ops`: graph inputs keep
+their declared types (unnamed dynamic dims become d0, d1, ...), initializers and Constant nodes
+become weights when an op uses them (integer shape/axes constants are consumed at import), every
+op carries the ONNX node name as its location and graph outputs keep their (sanitized) names.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper
+
+from mpc.errors import BadModel, Location, UnsupportedOp
+from mpc.frontend.onnx_ops import HANDLERS, ONNX_DTYPES, Known, Node, supported_ops
+from mpc.ir import Graph, InferError, Op, TensorType, Value, lookup, sanitize, verify_graph
+from mpc.ir.types import DType
+
+MIN_OPSET = 13
+MAX_OPSET = onnx.defs.onnx_opset_version()
+# readable names for exporter-generated initializers ('onnx::Conv_26' feeding '/conv/Conv' -> 'conv.weight')
+_ROLES = {"Conv": ("input", "weight", "bias"), "Gemm": ("input", "weight", "bias"),
+          "MatMul": ("input", "weight"),
+          "BatchNormalization": ("input", "weight", "bias", "running_mean", "running_var")}
+
+
+# -- reading ------------------------------------------------------------------------------
+def read_model(source: str | os.PathLike | bytes, label: str | None = None) -> onnx.ModelProto:
+    """Decode, check and shape-infer an ONNX model from a path or bytes; BadModel when it cannot."""
+    label = label or (str(source) if not isinstance(source, bytes) else "<bytes>")
+    data = source if isinstance(source, bytes) else _read_bytes(Path(source), label)
+    try:
+        model = onnx.load_model_from_string(data)
+    except (DecodeError, RuntimeWarning, ValueError, TypeError) as e:
+        reason = f"not a valid ONNX model (cannot decode the protobuf: {_first_line(e)})"
+        raise BadModel(label, reason) from None
+    if not model.ir_version or not model.HasField("graph"):
+        raise BadModel(label, "not a valid ONNX model (no ir_version or no graph)")
+    base = None if isinstance(source, bytes) else Path(source).parent
+    _load_external_data(model, base, label)
+    _check_decoded(model.graph, label)
+    _check_opsets(model)
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError) as e:
+        raise BadModel(label, f"invalid ONNX model: {_first_line(e)}") from None
+    try:
+        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except (onnx.shape_inference.InferenceError, ValueError) as e:
+        raise BadModel(label, f"ONNX shape inference failed: {_first_line(e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _read_bytes(path: Path, label: str) -> bytes:
+    if not path.exists():
+        raise BadModel(label, "no such file")
+    if path.is_dir():
+        raise BadModel(label, "is a directory, expected an ONNX file")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise BadModel(label, f"cannot read: {e.strerror or e}") from None
+
+
+def _tensors(graph: onnx.GraphProto):
+    """Every TensorProto of a graph: initializers and tensor attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _tensors(g)
+
+
+def _external_path(tensor: onnx.TensorProto, base: Path | None, label: str) -> Path:
+    """The file behind an external tensor, refusing any location outside the model's folder."""
+    info = {e.key: e.value for e in tensor.external_data}
+    location = info.get("location", "")
+    if base is None:
+        raise BadModel(label, f"tensor '{tensor.name}' uses external data, which needs the model's folder")
+    if not location or os.path.isabs(location) or Path(location).drive or ".." in Path(location).parts:
+        raise BadModel(label, f"external data of tensor '{tensor.name}' points outside the model's folder "
+                              f"({location!r}); refused")
+    root = base.resolve()
+    path = (root / location).resolve()
+    if root != path and root not in path.parents:
+        raise BadModel(label, f"external data of tensor '{tensor.name}' points outside the model's folder "
+                              f"({location!r} resolves to '{path}'); refused")
+    if not path.is_file():
+        raise BadModel(label, f"external data file '{location}' of tensor '{tensor.name}' not found")
+    return path
+
+
+def _load_external_data(model: onnx.ModelProto, base: Path | None, label: str) -> None:
+    """Read external tensors in place after checking where they point."""
+    for t in _tensors(model.graph):
+        if not onnx.external_data_helper.uses_external_data(t):
+            continue
+        path = _external_path(t, base, label)
+        info = {e.key: e.value for e in t.external_data}
+        offset, length = int(info.get("offset", 0) or 0), info.get("length")
+        with open(path, "rb") as f:
+            f.seek(offset)
+            raw = f.read(int(length)) if length else f.read()
+        if length and len(raw) != int(length):
+            raise BadModel(label, f"external data file '{info['location']}' is truncated "
+                                  f"(tensor '{t.name}' wants {length} bytes at offset {offset})")
+        t.raw_data = raw
+        t.data_location = onnx.TensorProto.DEFAULT
+        del t.external_data[:]
+
+
+def _check_decoded(graph: onnx.GraphProto, label: str) -> None:
+    """What the checker lets through: names that are not UTF-8, tensors whose data do not fit their dims."""
+    values = [*graph.input, *graph.output, *graph.value_info]
+    names = [graph.name] + [v.name for v in values]
+    names += [d.dim_param for v in values for d in v.type.tensor_type.shape.dim]
+    for n in graph.node:
+        names += [n.name, n.op_type, n.domain, *n.input, *n.output, *(a.name for a in n.attribute)]
+    if any(not isinstance(x, str) for x in names):
+        raise BadModel(label, "not a valid ONNX model (a name is not valid UTF-8)")
+    for t in _tensors(graph):
+        try:
+            numpy_helper.to_array(t)
+        except (ValueError, TypeError, KeyError) as e:
+            raise BadModel(label, f"tensor '{t.name}' is malformed: {_first_line(e)}") from None
+
+
+def _check_opsets(model: onnx.ModelProto) -> None:
+    """Only the default domain, opset 13 up to what the installed onnx knows."""
+    versions = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+    version = versions.get("ai.onnx")
+    if version is None or not MIN_OPSET <= version <= MAX_OPSET:
+        raise UnsupportedOp("opset", "ai.onnx", f"opset version {version} is not supported "
+                                                f"(expected {MIN_OPSET} to {MAX_OPSET})")
+    for i, node in enumerate(model.graph.node):
+        if node.domain not in ("", "ai.onnx"):
+            raise UnsupportedOp(node.op_type, node.name or f"{node.op_type}_{i}",
+                                f"domain '{node.domain}' is not supported (only the default ONNX domain)")
+
+
+# -- importing ----------------------------------------------------------------------------
+def _ident(name: str) -> str:
+    s = re.sub(r"\W", "_", name)
+    return s if s and not s[0].isdigit() else "_" + s
+
+
+def _readable(hint: str) -> str:
+    """A weight name from an ONNX tensor name: '/fc/Constant_output_0' -> 'fc.Constant'."""
+    s = hint.removeprefix("onnx::").replace("::", ".").replace("/", ".")
+    s = re.sub(r"_output_0$", "", s).strip(".")
+    return sanitize(s) if s else "const"
+
+
+class Importer:
+    """Builds the IR graph of one ONNX graph; handlers call back into it."""
+
+    def __init__(self, model: onnx.ModelProto, name: str, label: str):
+        self.model, self.onnx_graph, self.label = model, model.graph, label
+        self.graph = Graph(sanitize(name))
+        self.unnamed = 0
+        self.assigned: set[str] = set()
+        self.env: dict[str, Value | Known] = {}
+        self.weights: dict[int, Value] = {}
+        self.taken: set[str] = set()
+        self.dims: dict[str, str] = {}
+        self.uses = Counter(i for n in model.graph.node for i in n.input)
+        self.uses.update(o.name for o in model.graph.output)
+        self.input_names: dict[str, str] = {}
+        self.output_names: dict[str, str] = {}
+
+    # -- names --------------------------------------------------------------------------
+    def unique(self, name: str) -> str:
+        """A sanitized value name not taken yet (reserved input/output names included)."""
+        base = sanitize(name)
+        name, k = base, 0
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}"
+        self.taken.add(name)
+        return name
+
+    def dim(self, d: onnx.TensorShapeProto.Dimension) -> int | str:
+        """An input dim: its value, its (sanitized) dim_param, or a stable d0, d1, ... when unnamed."""
+        if d.HasField("dim_value"):
+            return int(d.dim_value)
+        if d.HasField("dim_param"):
+            return self.dims[d.dim_param]
+        while f"d{self.unnamed}" in self.dims.values():
+            self.unnamed += 1
+        self.unnamed += 1
+        return f"d{self.unnamed - 1}"
+
+    # -- the handler interface ---------------------------------------------------------
+    def known(self, node: Node, i: int) -> Known | None:
+        """The import-time constant behind input i, or None when it is computed at run time."""
+        v = self.env[node.inputs[i]]
+        return v if isinstance(v, Known) else None
+
+    def type(self, node: Node, i: int) -> TensorType:
+        """The IR type of input i (int64 for symbolic shape tensors)."""
+        v = self.env[node.inputs[i]]
+        if isinstance(v, Value):
+            return v.type
+        if v.array.dtype == object:
+            return TensorType(DType.i64, v.array.shape)
+        return TensorType(_dtype(v, node.op_type, node.name), v.array.shape)
+
+    def value(self, node: Node, i: int) -> Value:
+        """Input i as an IR value: constants become weights here, on first use."""
+        v = self.env[node.inputs[i]]
+        return v if isinstance(v, Value) else self.weight(v, node.op_type, node.name, i)
+
+    def used(self, onnx_name: str) -> bool:
+        """Whether a node or the graph outputs use this ONNX value."""
+        return self.uses[onnx_name] > 0
+
+    def emit(self, node: Node, kind: str, operands: list[Value], attrs=None,
+             step: str | None = None) -> Value:
+        """Append an op for `node`, its result named after the node's first output (or, for an
+        intermediate `step` of a node imported as several ops, after the output and the step)."""
+        opdef = lookup(kind)
+        attrs = attrs if attrs is not None else opdef.attrs()
+        try:
+            types = opdef.infer([v.type for v in operands], attrs)
+        except InferError as e:
+            raise node.reject(str(e)) from None
+        name = self.unique(f"{node.outputs[0]}.{step}") if step else self.result_name(node.outputs[0])
+        results = [Value(name, t) for t in types]
+        self.graph.ops.append(Op(kind, operands, results, attrs, Location(node=node.name)))
+        return results[0]
+
+    # -- helpers -----------------------------------------------------------------------
+    def result_name(self, onnx_name: str) -> str:
+        """The IR name of a result: a graph output's reserved name the first time, else a fresh one."""
+        name = self.output_names.get(onnx_name)
+        if name is None or name in self.assigned:
+            name = self.unique(onnx_name)
+        self.assigned.add(name)
+        return name
+
+    def weight(self, k: Known, op_type: str, node_name: str, i: int = 0) -> Value:
+        """The weight holding a known tensor (added once, named readably)."""
+        if id(k) in self.weights:
+            return self.weights[id(k)]
+        if k.array.dtype == object:
+            raise UnsupportedOp(op_type, node_name, f"tensor '{k.hint}' = {_show_dims(k.array)} depends on a "
+                                                    f"dynamic dim and cannot be a run-time operand")
+        _dtype(k, op_type, node_name)
+        name = _readable(k.hint)
+        roles = _ROLES.get(op_type, ())
+        if k.hint.startswith("onnx::") and i < len(roles) and "/" in node_name:
+            name = sanitize(".".join(p for p in node_name.split("/")[:-1] if p) + "." + roles[i])
+        v = self.graph.add_weight(name, k.array)
+        self.weights[id(k)] = v
+        return v
+
+    # -- the walk ----------------------------------------------------------------------
+    def run(self) -> Graph:
+        """Import inputs, nodes and outputs; the result is verified."""
+        self.reserve_names()
+        for init in self.onnx_graph.initializer:
+            self.env[init.name] = Known(numpy_helper.to_array(init), init.name)
+        self.add_inputs()
+        for i, proto in enumerate(self.onnx_graph.node):
+            proto.name = proto.name or f"{proto.op_type}_{i}"  # the oracle matches layers by node name
+            self.import_node(Node(proto, proto.name))
+        self.add_outputs()
+        verify_graph(self.graph)
+        return self.graph
+
+    def reserve_names(self) -> None:
+        """Input and output names (and named dims) first, so that nothing else takes them."""
+        inits = {t.name for t in self.onnx_graph.initializer}
+        for vi in self.onnx_graph.input:
+            if vi.name not in inits:
+                self.input_names[vi.name] = self.unique(vi.name)
+                for d in vi.type.tensor_type.shape.dim:
+                    if d.HasField("dim_param"):
+                        self.dims.setdefault(d.dim_param, _ident(d.dim_param))
+        for vi in self.onnx_graph.output:
+            self.output_names[vi.name] = self.unique(vi.name)
+
+    def add_inputs(self) -> None:
+        """Graph inputs that are not initializers, with their declared types."""
+        for vi in self.onnx_graph.input:
+            if vi.name not in self.input_names:
+                continue
+            tt = vi.type.tensor_type
+            dtype = ONNX_DTYPES.get(tt.elem_type) if vi.type.HasField("tensor_type") else None
+            if dtype is None:
+                raise BadModel(self.label, f"input '{vi.name}' has an unsupported type (expected a tensor of "
+                                           f"{', '.join(d.value for d in ONNX_DTYPES.values())})")
+            if not tt.HasField("shape"):
+                raise BadModel(self.label, f"input '{vi.name}' has no shape (its rank must be known)")
+            v = Value(self.input_names[vi.name], TensorType(dtype, tuple(self.dim(d) for d in tt.shape.dim)))
+            self.graph.inputs.append(v)
+            self.env[vi.name] = v
+
+    def import_node(self, node: Node) -> None:
+        """Check the node's attributes against its handler's declared set, then run the handler."""
+        h = HANDLERS.get(node.op_type)
+        if h is None:
+            raise UnsupportedOp(node.op_type, node.name, f"no handler for this op type (supported: "
+                                                         f"{', '.join(supported_ops())})")
+        for key in sorted(node.attrs):
+            if key not in h.attrs:
+                raise node.reject("unknown attribute", key)
+        try:
+            result = h.fn(self, node)
+        except (ValueError, IndexError) as e:  # NumPy refused to fold known tensors: an inconsistent model
+            raise BadModel(self.label, f"node '{node.name}' ({node.op_type}): {_first_line(e)}") from None
+        self.env[node.outputs[0]] = result
+
+    def add_outputs(self) -> None:
+        """Graph outputs under their ONNX names; an identity where the value is an input, a
+        constant or already named otherwise."""
+        inputs = {id(v) for v in self.graph.inputs}
+        for vi in self.onnx_graph.output:
+            want = self.output_names[vi.name]
+            v = self.env[vi.name]
+            if isinstance(v, Known) or id(v) in inputs or v.name != want:
+                src = v if isinstance(v, Value) else self.weight(v, "graph output", vi.name)
+                ident = Op("nn.identity", [src], [Value(want, src.type)], lookup("nn.identity").attrs(),
+                           Location(node=f"output:{vi.name}"))
+                self.graph.ops.append(ident)
+                v = ident.result
+            self.graph.outputs.append(v)
+
+
+def _dtype(k: Known, op_type: str, node_name: str) -> DType:
+    try:
+        return DType.from_numpy(k.array.dtype)
+    except ValueError:
+        raise UnsupportedOp(op_type, node_name, f"tensor '{k.hint}' has element type {k.array.dtype.name}, "
+                                                f"which is not supported") from None
+
+
+def _show_dims(a: np.ndarray) -> str:
+    return "[" + ", ".join("?" if x is None else str(x) for x in a.reshape(-1)) + "]"
+
+
+def import_model(model: onnx.ModelProto, label: str, fallback_name: str = "model"
+                 ) -> tuple[Graph, dict[str, str], dict[str, str]]:
+    """Import a checked model; returns the verified graph and the ONNX -> IR input and output names.
+
+    The graph is named after the ONNX graph, or `fallback_name` (the file stem) when that is empty.
+    """
+    imp = Importer(model, model.graph.name or fallback_name, label)
+    graph = imp.run()
+    return graph, imp.input_names, imp.output_names

@@ -1,0 +1,638 @@
+"""Margin-propagation (MP) dot products: y_MP = ½(MP(p, γ) − MP(q, γ)) for every (x_n, w_h) pair.
+
+Implements METHODS.md §1. For w, x ∈ R^D, p = [w + x; −w − x], q = [w − x; −w + x]; α solves
+Σ_i [p_i − α]_+ = γ, β the same for q, and y_MP = (γD/2)(α − β) ≈ wᵀx. No gain, balance or calibration
+is applied here: that is the compiler's job.
+
+Four interchangeable methods compute the same y (see `mp_dot`):
+  sort    vectorised NumPy reference (builds p and q in bounded chunks, sorts, α = max_k c_k), float64 inside
+  condat  Condat 2016 simplex-projection threshold, one pair at a time (numba)
+  bisect  fixed-count bisection using only adds, subtracts, compares and halvings: the form the C and
+          Verilog backends reproduce
+  fused   the fast kernel: reads w and x directly and never builds p, q or any N×H×D array
+
+How `fused` is fast. Because p holds ±u (u = w + x), Σ_i [p_i − c]_+ only needs a_j = |w_j + x_j|, the
+active count k = #{a_j > |c|} and the active sum S = Σ_{a_j > |c|} a_j: the number of active entries of p is
+K = k for c ≥ 0 and K = 2D − k for c < 0, and either way the Newton (Michelot) step from c is
+α' = (S − γ)/K. f(α) = Σ_i [p_i − α]_+ − γ is convex, decreasing and piecewise linear, so one Newton step
+from *any* c lands on a lower bound of α, and it lands exactly on α when no breakpoint a_j lies between
+|c| and |α'|. Each sweep therefore also tracks the nearest a_j below and above |c| (lo, hi), which makes
+exactness checkable at no extra pass. Starting points come from an additive model α(n, h) ≈ r_n + c_h
+fitted on the pairs already solved in the same tile; on dense data most pairs finish after one sweep over
+w and x that serves p and q together; the rest continue Michelot's monotone iteration on that side alone.
+
+Derivatives (for fine-tuning, `mp_dot_fwd`/`mp_dot_bwd`): with K active entries, ∂α/∂p_i = 1/K on the
+active set, 0 elsewhere, and ∂α/∂γ = −1/K.
+"""
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange
+from numba.core.extending import intrinsic
+
+METHODS = ("sort", "condat", "bisect", "fused")
+BISECT_ITERS_F32 = 24
+BISECT_ITERS_F64 = 48
+
+# Fast-math without 'ninf' (the kernels use large finite sentinels) and with 'nnan' (inputs are checked
+# finite, and nothing below can create a NaN from finite values of sane magnitude).
+_FASTMATH = {"reassoc", "nsz", "arcp", "contract", "nnan"}
+_TILE_ROWS = 64   # x rows per fused tile: the column effects c_h are learnt over these
+_TILE_COLS = 32   # w rows per fused tile: 32 × D floats stay in L2 while every x row visits them
+_SORT_CHUNK = 1 << 22  # p entries per chunk of the sort method (4M float64 = 32 MB per array)
+
+
+def _llvm_minmax(name):
+    """An LLVM minnum/maxnum call: numba's min() does not vectorise as a loop reduction, this does."""
+
+    @intrinsic
+    def _op(typingctx, a, b):
+        def codegen(context, builder, signature, args):
+            ty = args[0].type
+            fn = builder.module.declare_intrinsic(name, [ty], ir.FunctionType(ty, [ty, ty]))
+            return builder.call(fn, args, fastmath=("nnan", "nsz", "reassoc"))
+
+        return a(a, b), codegen
+
+    return _op
+
+
+_vmin = _llvm_minmax("llvm.minnum")
+_vmax = _llvm_minmax("llvm.maxnum")
+
+
+# ---------------------------------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------------------------------
+
+def mp_dot(x, w, gamma, method="fused"):
+    """y[n, h] = y_MP(w_h, x_n) for x: (N, D), w: (H, D); float32 in gives float32 out."""
+    if method not in METHODS:
+        raise ValueError(f"mp_dot: unknown method {method!r} (expected one of {', '.join(METHODS)})")
+    x, w, g = _prepare(x, w, gamma, "mp_dot")
+    if method == "sort":
+        return _mp_dot_sort(x, w, float(gamma)).astype(x.dtype)
+    y = np.empty((x.shape[0], w.shape[0]), x.dtype)
+    if method == "condat":
+        _condat_kernel(x, w, g, y)
+    elif method == "bisect":
+        iters = BISECT_ITERS_F32 if x.dtype == np.float32 else BISECT_ITERS_F64
+        _bisect_kernel(x, w, g, iters, y)
+    else:
+        _run_fused(x, w, g, y)
+    return y
+
+
+def mp_dot_fwd(x, w, gamma):
+    """Fused forward that also returns what the backward needs: (y, alpha, beta, k_alpha, k_beta)."""
+    x, w, g = _prepare(x, w, gamma, "mp_dot_fwd")
+    y = np.empty((x.shape[0], w.shape[0]), x.dtype)
+    return (y, *_run_fused(x, w, g, y))
+
+
+def mp_dot_bwd(grad_y, x, w, gamma, alpha, beta, k_alpha, k_beta):
+    """Exact gradients (grad_x, grad_w, grad_gamma) of Σ grad_y·y_MP, from the outputs of mp_dot_fwd."""
+    x, w, g = _prepare(x, w, gamma, "mp_dot_bwd")
+    shape = (x.shape[0], w.shape[0])
+    arrays = [np.ascontiguousarray(a, dtype=x.dtype) for a in (grad_y, alpha, beta)]
+    counts = [np.ascontiguousarray(k, dtype=np.int32) for k in (k_alpha, k_beta)]
+    if any(a.shape != shape for a in arrays + counts):
+        raise ValueError(f"mp_dot_bwd: grad_y, alpha, beta, k_alpha, k_beta must have shape {shape}")
+    n_parts = max(1, min(numba.get_num_threads(), w.shape[0]))
+    gx_parts = np.zeros((n_parts, *x.shape), x.dtype)
+    gw = np.zeros(w.shape, x.dtype)
+    gg = _bwd_kernel(arrays[0], x, w, g, arrays[1], arrays[2], counts[0], counts[1], gx_parts, gw)
+    return gx_parts.sum(axis=0), gw, x.dtype.type(gg)
+
+
+def mp_alpha(v, gamma):
+    """Float64 threshold α with Σ_i [v_i − α]_+ = γ for one vector v (sort, α = max_k c_k)."""
+    v = np.asarray(v, dtype=np.float64).ravel()
+    if v.size == 0 or not np.all(np.isfinite(v)):
+        raise ValueError("mp_alpha: v must be a non-empty finite vector")
+    _check_gamma(gamma, "mp_alpha")
+    s = np.sort(v)[::-1]
+    return float(np.max((np.cumsum(s) - gamma) / np.arange(1, s.size + 1)))
+
+
+def _check_gamma(gamma, name):
+    """Raise ValueError unless gamma is a finite number > 0."""
+    try:
+        g = float(gamma)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: gamma must be a number, got {gamma!r}") from None
+    if not np.isfinite(g) or g <= 0:
+        raise ValueError(f"{name}: gamma must be finite and > 0, got {g!r}")
+    return g
+
+
+def _prepare(x, w, gamma, name):
+    """Validate shapes, values and gamma; return C-contiguous x, w of one float dtype and typed gamma."""
+    g = _check_gamma(gamma, name)
+    x, w = np.asarray(x), np.asarray(w)
+    if x.ndim != 2 or w.ndim != 2:
+        raise ValueError(f"{name}: x and w must be 2-D (N, D) and (H, D), got shapes {x.shape} and {w.shape}")
+    if x.shape[1] != w.shape[1] or x.shape[1] < 1:
+        raise ValueError(f"{name}: x {x.shape} and w {w.shape} need the same D >= 1")
+    dtype = np.result_type(x.dtype, w.dtype, np.float32)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"{name}: unsupported dtype {dtype} (expected float32 or float64)")
+    x = np.ascontiguousarray(x, dtype=dtype)
+    w = np.ascontiguousarray(w, dtype=dtype)
+    for label, a in (("x", x), ("w", w)):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name}: input {label} contains NaN/inf")
+    # |w_j ± x_j| and the sums over D of them must stay finite in the working dtype
+    if x.size and w.size and not np.isfinite(
+        (np.abs(x).max() + np.abs(w).max() + g) * dtype.type(2 * x.shape[1])
+    ):
+        raise ValueError(f"{name}: inputs too large for {dtype} (|x| + |w| + gamma overflows)")
+    return x, w, dtype.type(g)
+
+
+# ---------------------------------------------------------------------------------------------------
+# sort: vectorised NumPy reference
+# ---------------------------------------------------------------------------------------------------
+
+def _mp_dot_sort(x, w, gamma):
+    """Reference y in float64: build p and q for a chunk of pairs, sort, α = max_k c_k."""
+    n, d = x.shape
+    h = w.shape[0]
+    y = np.empty(n * h)
+    ks = np.arange(1, 2 * d + 1, dtype=np.float64)
+    step = max(1, _SORT_CHUNK // (2 * d))
+    for start in range(0, n * h, step):
+        pairs = np.arange(start, min(start + step, n * h))
+        xs = x[pairs // h].astype(np.float64)
+        ws = w[pairs % h].astype(np.float64)
+        alpha = _sort_threshold(ws + xs, ks, gamma)
+        beta = _sort_threshold(ws - xs, ks, gamma)
+        y[pairs] = gamma * d / 2 * (alpha - beta)
+    return y.reshape(n, h)
+
+
+def _sort_threshold(u, ks, gamma):
+    """Row-wise α for p = [u; −u]: sort descending, c_k = (S_k − γ)/k, α = max_k c_k."""
+    p = np.concatenate([u, -u], axis=1)
+    p.sort(axis=1)
+    s = np.cumsum(p[:, ::-1], axis=1)
+    return ((s - gamma) / ks).max(axis=1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# condat: Condat 2016 simplex-projection threshold, per pair
+# ---------------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _condat_threshold(p, gamma, v, vt):
+    """Condat's τ with Σ_i [p_i − τ]_+ = γ; v and vt are scratch buffers as long as p."""
+    nv, nvt = 1, 0
+    v[0] = p[0]
+    rho = p[0] - gamma
+    for i in range(1, p.shape[0]):
+        pi = p[i]
+        if pi <= rho:
+            continue
+        rho += (pi - rho) / p.dtype.type(nv + 1)
+        if rho > pi - gamma:
+            v[nv] = pi
+            nv += 1
+        else:  # pi alone beats the current set: park the set, restart from pi
+            vt[nvt:nvt + nv] = v[:nv]
+            nvt += nv
+            v[0] = pi
+            nv = 1
+            rho = pi - gamma
+    for m in range(nvt):  # parked values may re-enter
+        if vt[m] > rho:
+            v[nv] = vt[m]
+            nv += 1
+            rho += (vt[m] - rho) / p.dtype.type(nv)
+    return _condat_cleanup(v, nv, rho)
+
+
+@njit(cache=True)
+def _condat_cleanup(v, nv, rho):
+    """Condat's last step: drop members ≤ τ (updating τ) until the set is stable."""
+    size = nv
+    removed = True
+    while removed:
+        removed = False
+        out = 0
+        for m in range(nv):
+            if v[m] > rho:
+                v[out] = v[m]
+                out += 1
+            else:
+                size -= 1
+                rho += (rho - v[m]) / v.dtype.type(size)
+                removed = True
+        nv = out
+    return rho
+
+
+@njit(parallel=True, cache=True)
+def _condat_kernel(x, w, gamma, y):
+    """y[n, h] via Condat thresholds of p and q, built per pair in thread-local buffers."""
+    n_rows, d = x.shape
+    scale = gamma * x.dtype.type(d / 2)
+    for n in prange(n_rows):
+        p = np.empty(2 * d, x.dtype)
+        v = np.empty(2 * d, x.dtype)
+        vt = np.empty(2 * d, x.dtype)
+        for h in range(w.shape[0]):
+            for j in range(d):
+                p[j] = w[h, j] + x[n, j]
+                p[d + j] = -p[j]
+            alpha = _condat_threshold(p, gamma, v, vt)
+            for j in range(d):
+                p[j] = w[h, j] - x[n, j]
+                p[d + j] = -p[j]
+            beta = _condat_threshold(p, gamma, v, vt)
+            y[n, h] = scale * (alpha - beta)
+
+
+# ---------------------------------------------------------------------------------------------------
+# bisect: the multiplierless hardware form
+# ---------------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _bisect_threshold(a, gamma, gamma_over_n, iters, half, zero):
+    """Bisection for α of p = [a; −a] in [max(p) − γ, max(p) − γ/n], midpoint of the final bracket.
+
+    Uses only adds, subtracts, compares and halvings. After `iters` halvings the bracket is
+    (γ − γ/n)/2^iters wide, so |α_bisect − α| ≤ (γ − γ/n)/2^(iters+1) (plus rounding of the sums).
+    """
+    top = a[0]
+    for j in range(a.shape[0]):
+        top = max(top, a[j])
+    lo = top - gamma
+    hi = top - gamma_over_n
+    for _ in range(iters):
+        mid = lo + (hi - lo) * half
+        total = zero
+        for j in range(a.shape[0]):
+            total += max(a[j] - mid, zero) + max(-a[j] - mid, zero)
+        if total > gamma:
+            lo = mid
+        else:
+            hi = mid
+    return lo + (hi - lo) * half
+
+
+@njit(parallel=True, cache=True)
+def _bisect_kernel(x, w, gamma, iters, y):
+    """y[n, h] from bisected α and β (fixed iteration count, see `_bisect_threshold` for the bound).
+
+    With B = BISECT_ITERS_* halvings and n = 2D, |y_bisect − y| ≤ γD(γ − γ/n)/2^(B+1) plus rounding.
+    """
+    n_rows, d = x.shape
+    zero = x.dtype.type(0)
+    half = x.dtype.type(0.5)
+    gamma_over_n = gamma / x.dtype.type(2 * d)
+    scale = gamma * x.dtype.type(d / 2)
+    for n in prange(n_rows):
+        a = np.empty(d, x.dtype)
+        b = np.empty(d, x.dtype)
+        for h in range(w.shape[0]):
+            for j in range(d):
+                a[j] = abs(w[h, j] + x[n, j])
+                b[j] = abs(w[h, j] - x[n, j])
+            alpha = _bisect_threshold(a, gamma, gamma_over_n, iters, half, zero)
+            beta = _bisect_threshold(b, gamma, gamma_over_n, iters, half, zero)
+            y[n, h] = scale * (alpha - beta)
+
+
+# ---------------------------------------------------------------------------------------------------
+# fused: one sweep over w and x serves p and q; Newton step with an exactness check
+# ---------------------------------------------------------------------------------------------------
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _sweep_pq(xr, wr, ca, cb, zero, one, big):
+    """Hinge statistics of a = |w + x| about ca and of b = |w − x| about cb, in one sweep.
+
+    Per side: S = Σ_{a > c} a, k = #{a > c}, lo = max{a ≤ c}, hi = min{a > c} (∓big when empty).
+    """
+    sa, ka, loa, hia = zero, zero, -big, big
+    sb, kb, lob, hib = zero, zero, -big, big
+    for j in range(xr.shape[0]):
+        a = abs(wr[j] + xr[j])
+        b = abs(wr[j] - xr[j])
+        ma = a > ca
+        mb = b > cb
+        # written as select(m, op(acc, v), acc) so LLVM emits masked vector ops
+        sa = sa + a if ma else sa
+        ka = ka + one if ma else ka
+        hia = _vmin(hia, a) if ma else hia
+        loa = loa if ma else _vmax(loa, a)
+        sb = sb + b if mb else sb
+        kb = kb + one if mb else kb
+        hib = _vmin(hib, b) if mb else hib
+        lob = lob if mb else _vmax(lob, b)
+    return sa, ka, loa, hia, sb, kb, lob, hib
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _sweep_p(xr, wr, c, zero, one, big):
+    """The p half of `_sweep_pq`: statistics of a = |w + x| about c."""
+    s, k, lo, hi = zero, zero, -big, big
+    for j in range(xr.shape[0]):
+        a = abs(wr[j] + xr[j])
+        m = a > c
+        s = s + a if m else s
+        k = k + one if m else k
+        hi = _vmin(hi, a) if m else hi
+        lo = lo if m else _vmax(lo, a)
+    return s, k, lo, hi
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _sweep_q(xr, wr, c, zero, one, big):
+    """The q half of `_sweep_pq`: statistics of b = |w − x| about c."""
+    s, k, lo, hi = zero, zero, -big, big
+    for j in range(xr.shape[0]):
+        b = abs(wr[j] - xr[j])
+        m = b > c
+        s = s + b if m else s
+        k = k + one if m else k
+        hi = _vmin(hi, b) if m else hi
+        lo = lo if m else _vmax(lo, b)
+    return s, k, lo, hi
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _newton_step(c, s, k, lo, hi, gamma, two_d, zero):
+    """Michelot/Newton step from threshold c: (α', K, exact) where K counts the entries p_i > c.
+
+    α' is a lower bound of α (f is convex); it is α itself when the sign of the threshold is kept and
+    no a_j lies between |c| and |α'|, i.e. lo ≤ |α'| < hi.
+    """
+    n_active = k if c >= zero else two_d - k
+    if n_active == zero:  # c is above every entry: restart from the lower bound max(p) − γ
+        return lo - gamma, n_active, False
+    new = (s - gamma) / n_active
+    t = abs(new)
+    exact = ((new >= zero) == (c >= zero)) and lo <= t and t < hi
+    return new, n_active, exact
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _refine(xr, wr, c, q_side, gamma, two_d, zero, one, big):
+    """Michelot's monotone iteration on one side from the lower bound c until its active set is stable."""
+    n_active = zero
+    for _ in range(2 * xr.shape[0] + 2):  # Michelot is exact in at most 2D steps
+        if q_side:
+            s, k, lo, hi = _sweep_q(xr, wr, abs(c), zero, one, big)
+        else:
+            s, k, lo, hi = _sweep_p(xr, wr, abs(c), zero, one, big)
+        new, n_active, exact = _newton_step(c, s, k, lo, hi, gamma, two_d, zero)
+        if exact or (new <= c and n_active > zero):  # stable set, or no progress beyond rounding
+            return new, n_active
+        c = new
+    return c, n_active
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _solve_pair(xr, wr, guess_a, guess_b, gamma, two_d, zero, one, big):
+    """(α, β, K_α, K_β) of one pair, starting from guesses; usually one sweep."""
+    sa, ka, loa, hia, sb, kb, lob, hib = _sweep_pq(xr, wr, abs(guess_a), abs(guess_b), zero, one, big)
+    alpha, k_alpha, exact_a = _newton_step(guess_a, sa, ka, loa, hia, gamma, two_d, zero)
+    beta, k_beta, exact_b = _newton_step(guess_b, sb, kb, lob, hib, gamma, two_d, zero)
+    if not exact_a:
+        alpha, k_alpha = _refine(xr, wr, alpha, False, gamma, two_d, zero, one, big)
+    if not exact_b:
+        beta, k_beta = _refine(xr, wr, beta, True, gamma, two_d, zero, one, big)
+    return alpha, beta, k_alpha, k_beta
+
+
+# Banded solve. For a row x_n and thresholds c = |α| inside a window [lo_c, hi_c], every j with
+# |x_j| > hi_c + δ (δ = max|w|) is active on both sides whatever w_h is, with a_j = |x_j| + sgn(x_j)·w_j and
+# b_j = |x_j| − sgn(x_j)·w_j, and every j with |x_j| ≤ lo_c − δ is inactive. Only the band in between
+# needs a_j and b_j. Per pair that leaves one masked add over D (Σ sgn(x_j)·w_j over the sure set) plus
+# the full statistics over the band, and every further Newton step touches only the band.
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _build_band(xr, lo_c, hi_c, delta, band_idx, band_x, stats):
+    """Classify the entries of one x row for the window [lo_c, hi_c]; fill band_idx, band_x and stats.
+
+    stats = [lo_c, hi_c, top, Σ|x_j| over the sure set, its size, 1 if it has a negative x_j]; returns
+    the band size.
+    """
+    dt = xr.dtype.type
+    top, bottom = hi_c + delta, lo_c - delta
+    n_band, x_sum, n_sure, has_neg = 0, dt(0), dt(0), dt(0)
+    for j in range(xr.shape[0]):
+        v = abs(xr[j])
+        if v > top:
+            x_sum += v
+            n_sure += dt(1)
+            if xr[j] < 0:
+                has_neg = dt(1)
+        elif v > bottom:
+            band_idx[n_band] = j
+            band_x[n_band] = xr[j]
+            n_band += 1
+    stats[0], stats[1], stats[2], stats[3], stats[4], stats[5] = lo_c, hi_c, top, x_sum, n_sure, has_neg
+    return n_band
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _sure_sum(xr, wr, top, has_neg, zero):
+    """Σ sgn(x_j)·w_j over the sure set |x_j| > top, as masked adds and subtracts."""
+    acc = zero
+    if has_neg:
+        for j in range(xr.shape[0]):
+            acc = acc + wr[j] if xr[j] > top else acc
+            acc = acc - wr[j] if xr[j] < -top else acc
+    else:
+        for j in range(xr.shape[0]):
+            acc = acc + wr[j] if xr[j] > top else acc
+    return acc
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _band_newton(c, s, k, lo, hi, shift, stats, gamma, two_d, zero):
+    """Newton step from band statistics: add the sure set (Σ = stats[3] + shift, count stats[4]).
+
+    Clamping lo and hi to the window makes 'exact' imply that |α'| stayed inside it.
+    """
+    return _newton_step(c, s + stats[3] + shift, k + stats[4], max(lo, stats[0]), min(hi, stats[1]),
+                        gamma, two_d, zero)
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _refine_banded(xr, wr, bx, bw, stats, shift, c, q_side, gamma, two_d, zero, one, big):
+    """Michelot's iteration on one side touching only the band; full sweeps once |α| leaves the window."""
+    n_active = zero
+    for _ in range(2 * xr.shape[0] + 2):
+        t = abs(c)
+        if t < stats[0] or t > stats[1]:
+            return _refine(xr, wr, c, q_side, gamma, two_d, zero, one, big)
+        if q_side:
+            s, k, lo, hi = _sweep_q(bx, bw, t, zero, one, big)
+        else:
+            s, k, lo, hi = _sweep_p(bx, bw, t, zero, one, big)
+        new, n_active, exact = _band_newton(c, s, k, lo, hi, shift, stats, gamma, two_d, zero)
+        if exact or (new <= c and n_active > zero):
+            return new, n_active
+        c = new
+    return c, n_active
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _solve_pair_banded(xr, wr, bidx, bx, bw, stats, guess_a, guess_b, gamma, two_d, zero, one, big):
+    """`_solve_pair` for a row with a band: guesses are clamped into the window first."""
+    for i in range(bidx.shape[0]):
+        bw[i] = wr[bidx[i]]
+    sure = _sure_sum(xr, wr, stats[2], stats[5] > zero, zero)
+    ca = min(max(abs(guess_a), stats[0]), stats[1])
+    cb = min(max(abs(guess_b), stats[0]), stats[1])
+    ga = ca if guess_a >= zero else -ca
+    gb = cb if guess_b >= zero else -cb
+    sa, ka, loa, hia, sb, kb, lob, hib = _sweep_pq(bx, bw, ca, cb, zero, one, big)
+    alpha, k_alpha, exact_a = _band_newton(ga, sa, ka, loa, hia, sure, stats, gamma, two_d, zero)
+    beta, k_beta, exact_b = _band_newton(gb, sb, kb, lob, hib, -sure, stats, gamma, two_d, zero)
+    if not exact_a:
+        alpha, k_alpha = _refine_banded(xr, wr, bx, bw, stats, sure, alpha, False, gamma, two_d, zero, one, big)
+    if not exact_b:
+        beta, k_beta = _refine_banded(xr, wr, bx, bw, stats, -sure, beta, True, gamma, two_d, zero, one, big)
+    return alpha, beta, k_alpha, k_beta
+
+
+@njit(parallel=True, cache=True)
+def _row_setup_kernel(x, w, gamma, delta, first, band_idx, band_x, band_n, band_stats):
+    """Per x row: solve the pair with w_0 from scratch, then build the band for a window around it."""
+    dt = x.dtype.type
+    zero, one, big = dt(0), dt(1), dt(np.finfo(x.dtype).max)
+    two_d = dt(2 * x.shape[1])
+    for n in prange(x.shape[0]):
+        al, be, ka, kb = _solve_pair(x[n], w[0], zero, zero, gamma, two_d, zero, one, big)
+        first[0, n], first[1, n] = al, be
+        # window: both thresholds ± a quarter of δ (the spread of α over h is a few % of δ on dense data)
+        pad = delta / dt(4)
+        lo_c = max(min(abs(al), abs(be)) - pad, zero)
+        hi_c = max(abs(al), abs(be)) + pad
+        band_n[n] = _build_band(x[n], lo_c, hi_c, delta, band_idx[n], band_x[n], band_stats[n])
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _learn_columns(values, col_sum, col_hat, rows_done):
+    """Fold one finished row into the column effects: c_h = mean over rows of (α(n, h) − row mean)."""
+    mean = values.sum() / values.dtype.type(values.shape[0])
+    for i in range(values.shape[0]):
+        col_sum[i] += values[i] - mean
+        col_hat[i] = col_sum[i] / values.dtype.type(rows_done)
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _fused_tile(x, w, gamma, bound, rows, n0, n1, h0, h1, y, alpha, beta, k_alpha, k_beta):
+    """Solve rows n0:n1 × cols h0:h1, guessing each α (β) as r_n + c_h from the pairs already solved."""
+    first, band_idx, band_x, band_n, band_stats = rows
+    dt = x.dtype.type
+    zero, one, big = dt(0), dt(1), dt(np.finfo(x.dtype).max)
+    two_d = dt(2 * x.shape[1])
+    scale = gamma * dt(x.shape[1] / 2)
+    width = h1 - h0
+    col_sum_a, col_hat_a = np.zeros(width, x.dtype), np.zeros(width, x.dtype)
+    col_sum_b, col_hat_b = np.zeros(width, x.dtype), np.zeros(width, x.dtype)
+    band_w = np.empty(x.shape[1], x.dtype)
+    for n in range(n0, n1):
+        nb = band_n[n]
+        banded = 2 * nb <= x.shape[1]  # a wide band is not worth the gather
+        row_a, row_b = first[0, n], first[1, n]
+        sum_a, sum_b, count = zero, zero, zero
+        for i in range(width):
+            h = h0 + i
+            ga, gb = row_a + col_hat_a[i], row_b + col_hat_b[i]
+            if bound[0, n] + bound[1, h] <= gamma:  # γ ≥ 2D·max a: every entry active, α = β = −γ/2D
+                al, be, ka, kb = -gamma / two_d, -gamma / two_d, two_d, two_d
+            elif banded:
+                al, be, ka, kb = _solve_pair_banded(x[n], w[h], band_idx[n, :nb], band_x[n, :nb],
+                                                    band_w[:nb], band_stats[n], ga, gb,
+                                                    gamma, two_d, zero, one, big)
+            else:
+                al, be, ka, kb = _solve_pair(x[n], w[h], ga, gb, gamma, two_d, zero, one, big)
+            alpha[n, h], beta[n, h] = al, be
+            k_alpha[n, h], k_beta[n, h] = np.int32(ka), np.int32(kb)
+            y[n, h] = scale * (al - be)
+            sum_a += al - col_hat_a[i]
+            sum_b += be - col_hat_b[i]
+            count += one
+            row_a, row_b = sum_a / count, sum_b / count
+        _learn_columns(alpha[n, h0:h1], col_sum_a, col_hat_a, n - n0 + 1)
+        _learn_columns(beta[n, h0:h1], col_sum_b, col_hat_b, n - n0 + 1)
+
+
+@njit(parallel=True, cache=True)
+def _fused_kernel(x, w, gamma, bound, rows, y, alpha, beta, k_alpha, k_beta):
+    """y_MP for all pairs, tiled (x-row block × w-row block) over threads; fills α, β, K_α, K_β too."""
+    n_rows, n_cols = x.shape[0], w.shape[0]
+    row_tiles = (n_rows + _TILE_ROWS - 1) // _TILE_ROWS
+    col_tiles = (n_cols + _TILE_COLS - 1) // _TILE_COLS
+    for t in prange(row_tiles * col_tiles):
+        n0 = (t // col_tiles) * _TILE_ROWS
+        h0 = (t % col_tiles) * _TILE_COLS
+        n1 = min(n0 + _TILE_ROWS, n_rows)
+        h1 = min(h0 + _TILE_COLS, n_cols)
+        _fused_tile(x, w, gamma, bound, rows, n0, n1, h0, h1, y, alpha, beta, k_alpha, k_beta)
+
+
+def _run_fused(x, w, gamma, y):
+    """Run the fused kernel into y; return (alpha, beta, k_alpha, k_beta)."""
+    shape = y.shape
+    alpha, beta = np.empty(shape, x.dtype), np.empty(shape, x.dtype)
+    k_alpha, k_beta = np.empty(shape, np.int32), np.empty(shape, np.int32)
+    if y.size == 0:
+        return alpha, beta, k_alpha, k_beta
+    n, d = x.shape
+    # bound[0, n] + bound[1, h] = 2D·(max|x_n| + max|w_h|) ≥ 2D·max_j |w_hj ± x_nj|
+    bound = np.zeros((2, max(shape)), x.dtype)
+    bound[0, :n] = np.abs(x).max(axis=1) * (2 * d)
+    bound[1, :shape[1]] = np.abs(w).max(axis=1) * (2 * d)
+    rows = (np.empty((2, n), x.dtype), np.empty((n, d), np.int64), np.empty((n, d), x.dtype),
+            np.empty(n, np.int64), np.empty((n, 6), x.dtype))
+    _row_setup_kernel(x, w, gamma, x.dtype.type(np.abs(w).max()), *rows)
+    _fused_kernel(x, w, gamma, bound, rows, y, alpha, beta, k_alpha, k_beta)
+    return alpha, beta, k_alpha, k_beta
+
+
+# ---------------------------------------------------------------------------------------------------
+# exact backward
+# ---------------------------------------------------------------------------------------------------
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _bwd_pair(xr, wr, al, be, ca, cb, gxr, gwr):
+    """Add one pair's gradient: ca·∂α/∂· and cb·∂β/∂· with ∂α/∂x_j = ∂α/∂w_j = (1[u>α] − 1[−u>α])/K_α."""
+    zero = xr.dtype.type(0)
+    for j in range(xr.shape[0]):
+        u = wr[j] + xr[j]
+        v = wr[j] - xr[j]
+        ta = (ca if u > al else zero) - (ca if -u > al else zero)
+        tb = (cb if v > be else zero) - (cb if -v > be else zero)
+        gxr[j] += ta + tb  # ∂β/∂x_j = −(1[v>β] − 1[−v>β])/K_β and y ∝ α − β
+        gwr[j] += ta - tb
+
+
+@njit(parallel=True, fastmath=_FASTMATH, cache=True)
+def _bwd_kernel(gy, x, w, gamma, alpha, beta, k_alpha, k_beta, gx_parts, gw):
+    """grad_w into gw, grad_x as per-part partial sums into gx_parts; returns grad_gamma."""
+    n_rows, n_cols = x.shape[0], w.shape[0]
+    n_parts = gx_parts.shape[0]
+    half_d = x.dtype.type(x.shape[1] / 2)
+    scale = gamma * half_d
+    gg = np.zeros(n_parts)
+    for part in prange(n_parts):
+        for h in range(part * n_cols // n_parts, (part + 1) * n_cols // n_parts):
+            for n in range(n_rows):
+                g = gy[n, h]
+                if g == 0:
+                    continue
+                inv_a = 1.0 / k_alpha[n, h]
+                inv_b = 1.0 / k_beta[n, h]
+                ca = x.dtype.type(g * scale * inv_a)
+                cb = x.dtype.type(g * scale * inv_b)
+                _bwd_pair(x[n], w[h], alpha[n, h], beta[n, h], ca, cb, gx_parts[part, n], gw[h])
+                # ∂y/∂γ = (D/2)(α − β) + (γD/2)(1/K_β − 1/K_α)
+                gg[part] += g * (half_d * (alpha[n, h] - beta[n, h]) + scale * (inv_b - inv_a))
+    return gg.sum()

@@ -1,0 +1,1 @@
+"""Tests of the IR core: rewrite primitives, pass manager, text round trips."""
