@@ -121,7 +121,8 @@ def _maxpool(op, a):
 @renders("nn.avgpool2d", helpers=("pool_out_size", "padded", "taps", "_window_sum", "avgpool2d"))
 def _avgpool(op, a):
     at = op.attrs
-    return (f"avgpool2d({a[0]}, {_lit(at.kernel)}, {_lit(at.strides)}, {_lit(at.pads)}, {at.ceil_mode}, "
+    return (f"avgpool2d({a[0]}, {_lit(at.kernel)}, {_lit(at.strides)}, {_lit(at.pads)}, {_lit(at.dilations)}, "
+            f"{at.ceil_mode}, "
             f"{at.count_include_pad})")
 
 

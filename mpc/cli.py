@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 
 from mpc import __version__
-from mpc.errors import BadFlag, BadInput, MPCError
+from mpc.errors import BadFlag, MPCError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -128,6 +128,49 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_finetune(args) -> int:
+    """Calibrate for the MP target, then fine-tune the MP network in torch and write the folder."""
+    from mpc.compiler import compile_model, log, write_outdir
+    from mpc.data import load_data
+    from mpc.outdir import check_writable
+    settings = _settings(args)
+    if settings.target != "mp":
+        raise BadFlag(f"mpc finetune supports --target mp only, got '{settings.target}'")
+    outdir = Path(args.output)
+    check_writable(outdir, args.force)
+    from mpc.finetune import finetune
+    compiled = compile_model(args.model, settings)
+    data = load_data(args.data, compiled.graph, compiled.loaded.input_names)
+    res = finetune(compiled.graph, data, args.epochs, args.lr, args.batch_size, args.learn_gamma,
+                   settings.get("gain-terms", 2), settings.get("gain") == "float", settings.seed, settings.quiet)
+    from mpc.ir import verify_graph
+    verify_graph(compiled.graph)
+    compiled.ctx.notes.setdefault("report_sections", {})["Fine-tuning"] = res.history
+    write_outdir(compiled, settings, outdir, args.force)
+    log(settings, f"mpc: fine-tuned {args.model} for {res.epochs} epochs in {res.seconds:.1f} s "
+                  f"(loss {res.final_loss:.4f}, train accuracy {100 * res.train_accuracy:.2f}%) -> {outdir}/")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    """Accuracy against one global gamma (CSV + PNG)."""
+    from mpc.sweep import default_grid, sweep, write
+    args.target = "mp"
+    settings = _settings(args)
+    outdir = Path(args.output or f"out/{Path(args.model.split(':')[0]).stem}-sweep")
+    from mpc.outdir import check_writable
+    check_writable(outdir, args.force)
+    if args.points < 2 or not 0 < args.min < args.max:
+        raise BadFlag("--points must be >= 2 and 0 < --min < --max")
+    result = sweep(args.model, settings, args.data, default_grid(args.min, args.max, args.points))
+    write(result, outdir, args.force, f"{Path(args.model).name}: accuracy vs γ")
+    for r in result["rows"]:
+        print(f"gamma {r['gamma']:<12.6g} accuracy {100 * r['accuracy']:.2f}%")
+    print(f"calibrated per-layer gammas {result['calibrated_gammas']}: {100 * result['calibrated_accuracy']:.2f}% "
+          f"(source {100 * result['source_accuracy']:.2f}%) -> {outdir}/sweep.csv, sweep.png")
+    return 0
+
+
 def cmd_passes(args) -> int:
     """List the registered passes and aliases."""
     from mpc.passmanager import registered
@@ -178,6 +221,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(fn=cmd_run)
+    s = sub.add_parser("finetune", help="calibrate, then fine-tune the MP model in torch")
+    _conversion_flags(s)
+    s.add_argument("--data", required=True, help="training data .npz with labels")
+    s.add_argument("--epochs", type=int, default=6, help="epochs (the last one with gains frozen)")
+    s.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--learn-gamma", action="store_true", help="learn gamma too (snapped to the grid at the end)")
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(fn=cmd_finetune)
+    s = sub.add_parser("sweep-gamma", help="accuracy vs one global gamma for the MP target (CSV + PNG)")
+    _conversion_flags(s, need_target=False)
+    s.add_argument("--data", required=True, help="labelled data .npz")
+    s.add_argument("--min", type=float, default=2.0 ** -4, help="smallest gamma")
+    s.add_argument("--max", type=float, default=2.0 ** 12, help="largest gamma")
+    s.add_argument("--points", type=int, default=17, help="grid points (log spaced)")
+    s.add_argument("-o", "--output", help="output folder (default out/<model>-sweep)")
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(fn=cmd_sweep)
     s = sub.add_parser("passes", help="list passes")
     s.set_defaults(fn=cmd_passes)
     s = sub.add_parser("ops", help="list op kinds")
@@ -192,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if not getattr(args, "fn", None):
-            raise BadFlag("missing command (expected one of: inspect, convert, verify, run, passes, ops)")
+            raise BadFlag("missing command (expected one of: inspect, convert, verify, run, finetune, sweep-gamma, "
+                          "passes, ops)")
         return args.fn(args)
     except MPCError as e:
         if debug:

@@ -65,23 +65,24 @@ def maxpool2d(x, kernel, strides, pads, dilations, ceil_mode):
     return np.ascontiguousarray(y, dtype=x.dtype)
 
 
-def _window_sum(x, kernel, strides, pads, ceil_mode):
-    xp, out = padded(x, kernel, strides, pads, (1, 1), 0.0, ceil_mode)
+def _window_sum(x, kernel, strides, pads, dilations, ceil_mode):
+    xp, out = padded(x, kernel, strides, pads, dilations, 0.0, ceil_mode)
     y = np.zeros(x.shape[:2] + tuple(out), dtype=np.float64)
-    for _, _, v in taps(xp, kernel, strides, (1, 1), out):
+    for _, _, v in taps(xp, kernel, strides, dilations, out):
         y += v
     return y
 
 
-def avgpool2d(x, kernel, strides, pads, ceil_mode, count_include_pad):
+def avgpool2d(x, kernel, strides, pads, dilations, ceil_mode, count_include_pad):
     """2-D average pooling (ONNX AveragePool): explicit pads count only with count_include_pad."""
-    total = _window_sum(x, kernel, strides, pads, ceil_mode)
+    total = _window_sum(x, kernel, strides, pads, dilations, ceil_mode)
     ones = np.ones((1, 1) + x.shape[2:])
     if count_include_pad:  # explicit pads count, the ceil-mode overhang does not
         ones = np.pad(ones, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])), constant_values=1)
-        count = _window_sum(ones, kernel, strides, (0, 0, 0, 0), ceil_mode)[:, :, :total.shape[2], :total.shape[3]]
+        count = _window_sum(ones, kernel, strides, (0, 0, 0, 0), dilations, ceil_mode)
+        count = count[:, :, :total.shape[2], :total.shape[3]]
     else:
-        count = _window_sum(ones, kernel, strides, pads, ceil_mode)
+        count = _window_sum(ones, kernel, strides, pads, dilations, ceil_mode)
     return (total / count).astype(x.dtype)
 
 

@@ -359,6 +359,8 @@ def import_model(model: onnx.ModelProto, label: str, fallback_name: str = "model
     """Import a checked model; returns the verified graph and the ONNX -> IR input and output names.
 
     The graph is named after the ONNX graph, or `fallback_name` (the file stem) when that is empty.
+    Unnamed nodes get their stable generated name ('Gemm_3') written into `model` too, so that
+    op locations and the source model agree.
     """
     imp = Importer(model, model.graph.name or fallback_name, label)
     graph = imp.run()

@@ -35,9 +35,9 @@ def export(spec: str, input_shape, exporter: str = "legacy") -> tuple[bytes, str
     """Export the module of `spec` to serialized ONNX; returns (bytes, graph name)."""
     torch = _import_torch()
     if spec.lower().endswith((".pt", ".pth")):
-        module, name = _load_torchscript(torch, spec), Path(spec).stem
         if exporter == "dynamo":
             raise BadInput(f"{spec}: the dynamo exporter cannot export TorchScript; use the legacy exporter")
+        module, name = _load_torchscript(torch, spec), Path(spec).stem
     else:
         module, name = _call_factory(torch, spec), spec.rsplit(":", 1)[1]
     if input_shape is None:

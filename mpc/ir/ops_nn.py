@@ -248,7 +248,7 @@ define("nn.conv2d", ("x", "w", "b?"), "2-D convolution, NCHW, weights MCkk (ONNX
 define("nn.maxpool2d", ("x",), "2-D max pooling (ONNX MaxPool)", _pool_infer,
        lambda a, x: K.maxpool2d(x, a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode), PoolAttrs)
 define("nn.avgpool2d", ("x",), "2-D average pooling (ONNX AveragePool)", _pool_infer,
-       lambda a, x: K.avgpool2d(x, a.kernel, a.strides, a.pads, a.ceil_mode, a.count_include_pad), PoolAttrs)
+       lambda a, x: K.avgpool2d(x, a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode, a.count_include_pad), PoolAttrs)
 define("nn.global_avgpool", ("x",), "mean over all spatial dims, kept as size 1", _gap_infer,
        lambda a, x: x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float64).astype(x.dtype))
 
