@@ -407,14 +407,15 @@ def _solve_pair(xr, wr, guess_a, guess_b, gamma, two_d, zero, one, big):
 
 
 # Banded solve. For a row x_n and thresholds c = |α| inside a window [lo_c, hi_c], every j with
-# |x_j| > hi_c + δ (δ = max|w|) is active on both sides whatever w_h is, with a_j = |x_j| + sgn(x_j)·w_j and
-# b_j = |x_j| − sgn(x_j)·w_j, and every j with |x_j| ≤ lo_c − δ is inactive. Only the band in between
-# needs a_j and b_j. Per pair that leaves one masked add over D (Σ sgn(x_j)·w_j over the sure set) plus
-# the full statistics over the band, and every further Newton step touches only the band.
+# |x_j| > top = hi_c + δ (δ = max|w|) is active on both sides whatever w_h is, with a_j = |x_j| + sgn(x_j)·w_j
+# and b_j = |x_j| − sgn(x_j)·w_j; every j with |x_j| ≤ lo_c − δ is inactive on both sides. Only the band in
+# between needs a_j and b_j. The sure set enters through Σ_j sgn(x_j)·w_j over it, computed for all pairs
+# at once by register-blocked masked adds (`_sure_kernel`); each pair then gathers its band of w, sweeps
+# the band, and every further Newton step touches only the band.
 
 @njit(fastmath=_FASTMATH, cache=True)
 def _build_band(xr, lo_c, hi_c, delta, band_idx, band_x, stats):
-    """Classify the entries of one x row for the window [lo_c, hi_c]; fill band_idx, band_x and stats.
+    """Classify one x row for the window [lo_c, hi_c]; fill band_idx, band_x (zero-padded to 16) and stats.
 
     stats = [lo_c, hi_c, top, Σ|x_j| over the sure set, its size, 1 if it has a negative x_j]; returns
     the band size.
@@ -433,22 +434,86 @@ def _build_band(xr, lo_c, hi_c, delta, band_idx, band_x, stats):
             band_idx[n_band] = j
             band_x[n_band] = xr[j]
             n_band += 1
+    # zero entries are inactive for every c ≥ 0, so padding keeps band sweeps free of scalar remainders
+    band_x[n_band:(n_band + 15) // 16 * 16] = dt(0)
     stats[0], stats[1], stats[2], stats[3], stats[4], stats[5] = lo_c, hi_c, top, x_sum, n_sure, has_neg
     return n_band
 
 
+@njit(parallel=True, cache=True)
+def _row_setup_kernel(x, w, gamma, delta, first, band_idx, band_x, band_n, band_stats):
+    """Per x row: solve the pair with w_0 from scratch, then build the band for a window around it."""
+    dt = x.dtype.type
+    zero, one, big = dt(0), dt(1), dt(np.finfo(x.dtype).max)
+    two_d = dt(2 * x.shape[1])
+    for n in prange(x.shape[0]):
+        al, be, ka, kb = _solve_pair(x[n], w[0], zero, zero, gamma, two_d, zero, one, big)
+        first[0, n], first[1, n] = al, be
+        # window: both thresholds ± δ/4 (on dense data α moves over h by a few % of δ)
+        pad = delta / dt(4)
+        lo_c = max(min(abs(al), abs(be)) - pad, zero)
+        hi_c = max(abs(al), abs(be)) + pad
+        band_n[n] = _build_band(x[n], lo_c, hi_c, delta, band_idx[n], band_x[n], band_stats[n])
+
+
 @njit(fastmath=_FASTMATH, cache=True)
-def _sure_sum(xr, wr, top, has_neg, zero):
-    """Σ sgn(x_j)·w_j over the sure set |x_j| > top, as masked adds and subtracts."""
+def _sure_block(x0, x1, x2, x3, w0, w1, w2, w3, t0, t1, t2, t3, zero):
+    """Σ_{x_rj > t_r} w_hj for 4 x rows × 4 w rows: each loaded w_j serves four rows (masked adds)."""
+    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zero
+    a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zero
+    for j in range(x0.shape[0]):
+        u0, u1, u2, u3 = w0[j], w1[j], w2[j], w3[j]
+        m0, m1, m2, m3 = x0[j] > t0, x1[j] > t1, x2[j] > t2, x3[j] > t3
+        # written as acc += select(m, u, 0): the form LLVM vectorises for 16 reductions
+        a00 += u0 if m0 else zero
+        a01 += u1 if m0 else zero
+        a02 += u2 if m0 else zero
+        a03 += u3 if m0 else zero
+        a10 += u0 if m1 else zero
+        a11 += u1 if m1 else zero
+        a12 += u2 if m1 else zero
+        a13 += u3 if m1 else zero
+        a20 += u0 if m2 else zero
+        a21 += u1 if m2 else zero
+        a22 += u2 if m2 else zero
+        a23 += u3 if m2 else zero
+        a30 += u0 if m3 else zero
+        a31 += u1 if m3 else zero
+        a32 += u2 if m3 else zero
+        a33 += u3 if m3 else zero
+    return (a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33)
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _sure_one(xr, wr, top, zero):
+    """Σ_j sgn(x_j)·w_j over |x_j| > top for one pair (edges of the 4 × 4 blocking, rows with x_j < 0)."""
     acc = zero
-    if has_neg:
-        for j in range(xr.shape[0]):
-            acc = acc + wr[j] if xr[j] > top else acc
-            acc = acc - wr[j] if xr[j] < -top else acc
-    else:
-        for j in range(xr.shape[0]):
-            acc = acc + wr[j] if xr[j] > top else acc
+    for j in range(xr.shape[0]):
+        acc += wr[j] if xr[j] > top else zero
+        acc -= wr[j] if xr[j] < -top else zero
     return acc
+
+
+@njit(parallel=True, cache=True)
+def _sure_kernel(x, w, band_stats, sure):
+    """sure[n, h] = Σ_j sgn(x_nj)·w_hj over the sure set of row n (|x_nj| > band_stats[n, 2])."""
+    n_rows, n_cols = x.shape[0], w.shape[0]
+    zero = x.dtype.type(0)
+    top = band_stats[:, 2]
+    for hb in prange((n_cols + 3) // 4):
+        h = 4 * hb
+        for n in range(0, n_rows, 4):
+            full = h + 4 <= n_cols and n + 4 <= n_rows and band_stats[n:n + 4, 5].max() == zero
+            if full:
+                r = _sure_block(x[n], x[n + 1], x[n + 2], x[n + 3], w[h], w[h + 1], w[h + 2], w[h + 3],
+                                top[n], top[n + 1], top[n + 2], top[n + 3], zero)
+                for i in range(4):
+                    for k in range(4):
+                        sure[n + i, h + k] = r[4 * i + k]
+                continue
+            for i in range(n, min(n + 4, n_rows)):
+                for k in range(h, min(h + 4, n_cols)):
+                    sure[i, k] = _sure_one(x[i], w[k], top[i], zero)
 
 
 @njit(fastmath=_FASTMATH, cache=True)
@@ -481,11 +546,10 @@ def _refine_banded(xr, wr, bx, bw, stats, shift, c, q_side, gamma, two_d, zero, 
 
 
 @njit(fastmath=_FASTMATH, cache=True)
-def _solve_pair_banded(xr, wr, bidx, bx, bw, stats, guess_a, guess_b, gamma, two_d, zero, one, big):
-    """`_solve_pair` for a row with a band: guesses are clamped into the window first."""
+def _solve_pair_banded(xr, wr, bidx, bx, bw, stats, sure, guess_a, guess_b, gamma, two_d, zero, one, big):
+    """`_solve_pair` for a row with a band; bw must be zero beyond len(bidx). Guesses are clamped first."""
     for i in range(bidx.shape[0]):
         bw[i] = wr[bidx[i]]
-    sure = _sure_sum(xr, wr, stats[2], stats[5] > zero, zero)
     ca = min(max(abs(guess_a), stats[0]), stats[1])
     cb = min(max(abs(guess_b), stats[0]), stats[1])
     ga = ca if guess_a >= zero else -ca
@@ -500,22 +564,6 @@ def _solve_pair_banded(xr, wr, bidx, bx, bw, stats, guess_a, guess_b, gamma, two
     return alpha, beta, k_alpha, k_beta
 
 
-@njit(parallel=True, cache=True)
-def _row_setup_kernel(x, w, gamma, delta, first, band_idx, band_x, band_n, band_stats):
-    """Per x row: solve the pair with w_0 from scratch, then build the band for a window around it."""
-    dt = x.dtype.type
-    zero, one, big = dt(0), dt(1), dt(np.finfo(x.dtype).max)
-    two_d = dt(2 * x.shape[1])
-    for n in prange(x.shape[0]):
-        al, be, ka, kb = _solve_pair(x[n], w[0], zero, zero, gamma, two_d, zero, one, big)
-        first[0, n], first[1, n] = al, be
-        # window: both thresholds ± a quarter of δ (the spread of α over h is a few % of δ on dense data)
-        pad = delta / dt(4)
-        lo_c = max(min(abs(al), abs(be)) - pad, zero)
-        hi_c = max(abs(al), abs(be)) + pad
-        band_n[n] = _build_band(x[n], lo_c, hi_c, delta, band_idx[n], band_x[n], band_stats[n])
-
-
 @njit(fastmath=_FASTMATH, cache=True)
 def _learn_columns(values, col_sum, col_hat, rows_done):
     """Fold one finished row into the column effects: c_h = mean over rows of (α(n, h) − row mean)."""
@@ -528,7 +576,7 @@ def _learn_columns(values, col_sum, col_hat, rows_done):
 @njit(fastmath=_FASTMATH, cache=True)
 def _fused_tile(x, w, gamma, bound, rows, n0, n1, h0, h1, y, alpha, beta, k_alpha, k_beta):
     """Solve rows n0:n1 × cols h0:h1, guessing each α (β) as r_n + c_h from the pairs already solved."""
-    first, band_idx, band_x, band_n, band_stats = rows
+    first, band_idx, band_x, band_n, band_stats, sure = rows
     dt = x.dtype.type
     zero, one, big = dt(0), dt(1), dt(np.finfo(x.dtype).max)
     two_d = dt(2 * x.shape[1])
@@ -536,9 +584,11 @@ def _fused_tile(x, w, gamma, bound, rows, n0, n1, h0, h1, y, alpha, beta, k_alph
     width = h1 - h0
     col_sum_a, col_hat_a = np.zeros(width, x.dtype), np.zeros(width, x.dtype)
     col_sum_b, col_hat_b = np.zeros(width, x.dtype), np.zeros(width, x.dtype)
-    band_w = np.empty(x.shape[1], x.dtype)
+    band_w = np.zeros(band_x.shape[1], x.dtype)
     for n in range(n0, n1):
         nb = band_n[n]
+        padded = (nb + 15) // 16 * 16
+        band_w[nb:padded] = zero
         banded = 2 * nb <= x.shape[1]  # a wide band is not worth the gather
         row_a, row_b = first[0, n], first[1, n]
         sum_a, sum_b, count = zero, zero, zero
@@ -548,8 +598,8 @@ def _fused_tile(x, w, gamma, bound, rows, n0, n1, h0, h1, y, alpha, beta, k_alph
             if bound[0, n] + bound[1, h] <= gamma:  # γ ≥ 2D·max a: every entry active, α = β = −γ/2D
                 al, be, ka, kb = -gamma / two_d, -gamma / two_d, two_d, two_d
             elif banded:
-                al, be, ka, kb = _solve_pair_banded(x[n], w[h], band_idx[n, :nb], band_x[n, :nb],
-                                                    band_w[:nb], band_stats[n], ga, gb,
+                al, be, ka, kb = _solve_pair_banded(x[n], w[h], band_idx[n, :nb], band_x[n, :padded],
+                                                    band_w[:padded], band_stats[n], sure[n, h], ga, gb,
                                                     gamma, two_d, zero, one, big)
             else:
                 al, be, ka, kb = _solve_pair(x[n], w[h], ga, gb, gamma, two_d, zero, one, big)
@@ -590,9 +640,11 @@ def _run_fused(x, w, gamma, y):
     bound = np.zeros((2, max(shape)), x.dtype)
     bound[0, :n] = np.abs(x).max(axis=1) * (2 * d)
     bound[1, :shape[1]] = np.abs(w).max(axis=1) * (2 * d)
-    rows = (np.empty((2, n), x.dtype), np.empty((n, d), np.int64), np.empty((n, d), x.dtype),
-            np.empty(n, np.int64), np.empty((n, 6), x.dtype))
-    _row_setup_kernel(x, w, gamma, x.dtype.type(np.abs(w).max()), *rows)
+    d_pad = (d + 15) // 16 * 16
+    rows = (np.empty((2, n), x.dtype), np.empty((n, d), np.int64), np.empty((n, d_pad), x.dtype),
+            np.empty(n, np.int64), np.empty((n, 6), x.dtype), np.empty(shape, x.dtype))
+    _row_setup_kernel(x, w, gamma, x.dtype.type(np.abs(w).max()), *rows[:5])
+    _sure_kernel(x, w, rows[4], rows[5])
     _fused_kernel(x, w, gamma, bound, rows, y, alpha, beta, k_alpha, k_beta)
     return alpha, beta, k_alpha, k_beta
 

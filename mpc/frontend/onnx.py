@@ -358,10 +358,12 @@ def import_model(model: onnx.ModelProto, label: str, fallback_name: str = "model
                  ) -> tuple[Graph, dict[str, str], dict[str, str]]:
     """Import a checked model; returns the verified graph and the ONNX -> IR input and output names.
 
-    The graph is named after the ONNX graph, or `fallback_name` (the file stem) when that is empty.
+    The graph is named after the file (`fallback_name`, its stem), or the ONNX graph's name when the
+    model came from bytes; exporters' generic names such as `main_graph` say nothing about the model.
     Unnamed nodes get their stable generated name ('Gemm_3') written into `model` too, so that
     op locations and the source model agree.
     """
-    imp = Importer(model, model.graph.name or fallback_name, label)
+    name = fallback_name if fallback_name != "model" else (model.graph.name or fallback_name)
+    imp = Importer(model, name, label)
     graph = imp.run()
     return graph, imp.input_names, imp.output_names
