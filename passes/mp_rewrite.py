@@ -52,7 +52,7 @@ def _conv(op, rw):
         b = op.operands[2]
         if not b.is_weight:
             raise UnsupportedOp(op.kind, str(op.loc), "the mp target needs a constant conv bias")
-        bias = rw.weight(f"{layer_name(b.name)}.bias_c11", rw.array(b).reshape(-1, 1, 1))
+        bias = rw.weight(f"{b.name}.c11", rw.array(b).reshape(-1, 1, 1))
         y = rw.op("nn.add", [y, bias])
     return y
 

@@ -38,18 +38,23 @@ def _last_uses(graph: Graph) -> dict[int, int]:
     return last
 
 
-def _run_op(graph: Graph, op: Op, args: list[np.ndarray]):
+def _run_op(graph: Graph, op: Op, args: list[np.ndarray], kernels=None):
+    kernel = (kernels or {}).get(op.kind) or op.opdef.kernel
     try:
         with np.errstate(all="ignore"):
-            out = op.opdef.kernel(op.attrs, *args)
+            out = kernel(op.attrs, *args)
     except ValueError as e:
         raise KernelError(f"op '{op.kind}' at {op.loc}: {e}") from None
     out = out if isinstance(out, tuple) else (out,)
     return out
 
 
-def run(graph: Graph, feeds: Mapping[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
-    """Run `graph`; returns outputs by name, or every value by name when `keep_all`."""
+def run(graph: Graph, feeds: Mapping[str, np.ndarray], keep_all: bool = False,
+        kernels: Mapping | None = None) -> dict[str, np.ndarray]:
+    """Run `graph`; returns outputs by name, or every value by name when `keep_all`.
+
+    `kernels` overrides the declared kernel of some op kinds (kind -> fn(attrs, *arrays)).
+    """
     env: dict[int, np.ndarray] = {}
     checked = check_feeds(graph, feeds)
     for v in graph.inputs:
@@ -59,7 +64,7 @@ def run(graph: Graph, feeds: Mapping[str, np.ndarray], keep_all: bool = False) -
     kept: dict[str, np.ndarray] = {}
     for i, op in enumerate(graph.ops):
         args = [graph.weights[v.name] if v.is_weight else env[id(v)] for v in op.operands]
-        for r, a in zip(op.results, _run_op(graph, op, args)):
+        for r, a in zip(op.results, _run_op(graph, op, args, kernels)):
             env[id(r)] = a
             if keep_all:
                 kept[r.name] = a
