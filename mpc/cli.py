@@ -138,11 +138,23 @@ def cmd_finetune(args) -> int:
         raise BadFlag(f"mpc finetune supports --target mp only, got '{settings.target}'")
     outdir = Path(args.output)
     check_writable(outdir, args.force)
+    if not 0 <= args.distill <= 1 or args.weight_decay < 0:
+        raise BadFlag("--distill must be in [0, 1] and --weight-decay >= 0")
     from mpc.finetune import finetune
-    compiled = compile_model(args.model, settings)
+    from mpc.frontend import load
+    from mpc.ir import clone
+    from mpc.oracle import run_source
+    loaded = load(args.model, settings.input_shape, exporter=settings.exporter)
+    source = clone(loaded.graph)
+    compiled = compile_model(args.model, settings, loaded=loaded)
     data = load_data(args.data, compiled.graph, compiled.loaded.input_names)
+    teacher = None
+    if args.distill > 0:
+        out = run_source(loaded.onnx_model, source, data, [], loaded.input_names)
+        teacher = out[loaded.onnx_model.graph.output[0].name if loaded.onnx_model else source.outputs[0].name]
     res = finetune(compiled.graph, data, args.epochs, args.lr, args.batch_size, args.learn_gamma,
-                   settings.get("gain-terms", 2), settings.get("gain") == "float", settings.seed, settings.quiet)
+                   settings.get("gain-terms", 2), settings.get("gain") == "float", settings.seed, settings.quiet,
+                   teacher, args.distill, args.weight_decay)
     from mpc.ir import verify_graph
     verify_graph(compiled.graph)
     compiled.ctx.notes.setdefault("report_sections", {})["Fine-tuning"] = res.history
@@ -224,7 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("finetune", help="calibrate, then fine-tune the MP model in torch")
     _conversion_flags(s)
     s.add_argument("--data", required=True, help="training data .npz with labels")
-    s.add_argument("--epochs", type=int, default=6, help="epochs (the last one with gains frozen)")
+    s.add_argument("--epochs", type=int, default=10, help="epochs (the last one with gains frozen)")
+    s.add_argument("--distill", type=float, default=0.7,
+                   help="weight of distillation from the source model's logits (0: labels only)")
+    s.add_argument("--weight-decay", type=float, default=0.0)
     s.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--learn-gamma", action="store_true", help="learn gamma too (snapped to the grid at the end)")

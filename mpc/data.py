@@ -3,6 +3,7 @@ single input) and optional `labels` (int class ids); plus seeded random inputs f
 """
 from __future__ import annotations
 
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,9 @@ import numpy as np
 
 from mpc.errors import BadInput
 from mpc.ir import Graph, check_feeds
+
+
+MAX_RANDOM_ELEMENTS = 1 << 27
 
 
 @dataclass
@@ -73,6 +77,8 @@ def random_data(graph: Graph, n: int = 256, seed: int = 0, low: float = 0.0, hig
             if isinstance(d, str) and d != batch:
                 raise BadInput(f"input '{v.name}' has symbolic dim '{d}' besides the batch '{batch}': give --data")
             shape.append(n if isinstance(d, str) else d)
+        if math.prod(shape) > MAX_RANDOM_ELEMENTS:
+            raise BadInput(f"input '{v.name}' {v.type} is too large for random samples: give --data")
         feeds[v.name] = rng.uniform(low, high, size=shape).astype(v.type.dtype.numpy)
     return Dataset(feeds, None, f"{n} random samples (seed {seed})")
 

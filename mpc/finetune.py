@@ -164,27 +164,43 @@ def _snap(model: TorchGraph, gain_terms: int, float_gains: bool) -> None:
                                  dtype=p.dtype))
 
 
-def _epoch(model, opt, feeds, labels, batch, rng, bar) -> tuple[float, float]:
+def _loss(logits, labels, teacher, distill: float, temperature: float = 2.0):
+    """Cross entropy, mixed with the KL divergence to the source model's logits when distilling."""
+    ce = F.cross_entropy(logits, labels)
+    if teacher is None or distill == 0:
+        return ce
+    kl = F.kl_div(F.log_softmax(logits / temperature, 1), F.log_softmax(teacher / temperature, 1),
+                  log_target=True, reduction="batchmean") * temperature ** 2
+    return (1 - distill) * ce + distill * kl
+
+
+def _epoch(model, opt, feeds, labels, teacher, distill, batch, rng, bar) -> tuple[float, float]:
     n = labels.shape[0]
     order = rng.permutation(n)
     total, correct = 0.0, 0
     for s in range(0, n, batch):
         idx = torch.from_numpy(order[s:s + batch])
         logits = model({k: v[idx] for k, v in feeds.items()})[0]
-        loss = F.cross_entropy(logits.reshape(logits.shape[0], -1), labels[idx])
+        logits = logits.reshape(logits.shape[0], -1)
+        loss = _loss(logits, labels[idx], None if teacher is None else teacher[idx], distill)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        total += float(loss) * len(idx)
+        total += float(loss.detach()) * len(idx)
         correct += int((logits.reshape(logits.shape[0], -1).argmax(1) == labels[idx]).sum())
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.4f}", acc=f"{correct / min(s + batch, n):.4f}")
+        bar.set_postfix(loss=f"{float(loss.detach()):.4f}", acc=f"{correct / min(s + batch, n):.4f}")
     return total / n, correct / n
 
 
 def finetune(graph: Graph, data, epochs: int, lr: float, batch: int, learn_gamma: bool, gain_terms: int,
-             float_gains: bool, seed: int, quiet: bool) -> FinetuneResult:
-    """Train `graph` (in place: new weights and attributes) on `data`; see the module docstring."""
+             float_gains: bool, seed: int, quiet: bool, teacher: np.ndarray | None = None,
+             distill: float = 0.0, weight_decay: float = 0.0) -> FinetuneResult:
+    """Train `graph` (in place: new weights and attributes) on `data`; see the module docstring.
+
+    With `teacher` (the source model's logits on `data`) the loss mixes cross entropy with the
+    distillation term at weight `distill`.
+    """
     _need_torch()
     from tqdm import tqdm
     if data.labels is None:
@@ -197,16 +213,18 @@ def finetune(graph: Graph, data, epochs: int, lr: float, batch: int, learn_gamma
     labels = torch.from_numpy(data.labels.astype(np.int64))
     rng = np.random.default_rng(seed)
     steps = epochs * ((labels.shape[0] + batch - 1) // batch)
-    bar = tqdm(total=steps, desc="finetune", file=sys.stderr, disable=quiet, delay=2, leave=False)
+    bar = tqdm(total=steps, desc="finetune", file=sys.stderr, disable=quiet, delay=2, leave=False, mininterval=0.5)
     t0, history = time.perf_counter(), []
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    teacher_t = None if teacher is None else torch.from_numpy(np.ascontiguousarray(teacher, np.float32))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     for e in range(epochs):
         if e == epochs - 1 and epochs > 1:   # last epoch: snapped gains (and γ) frozen
             _snap(model, gain_terms, float_gains)
             frozen = set(_gain_keys(model)) if not float_gains else set()
             model.log_gamma.requires_grad_(False)
-            opt = torch.optim.Adam([p for k, p in model.params.items() if k not in frozen], lr=lr / 3)
-        loss, acc = _epoch(model, opt, feeds, labels, batch, rng, bar)
+            opt = torch.optim.AdamW([p for k, p in model.params.items() if k not in frozen], lr=lr / 3,
+                                    weight_decay=weight_decay)
+        loss, acc = _epoch(model, opt, feeds, labels, teacher_t, distill, batch, rng, bar)
         history.append({"epoch": e + 1, "loss": round(loss, 6), "train accuracy": round(acc, 6)})
     bar.close()
     if epochs == 1:

@@ -10,6 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mpc.compiler import Settings, compile_model
+from mpc.errors import BadInput
 from mpc.data import batches, load_data, random_data
 from mpc.frontend import load
 from mpc.ir import Graph, clone, run
@@ -50,6 +51,8 @@ def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 
     source_graph = clone(loaded.graph)
     compiled = compile_model(spec, settings, loaded=loaded)
     graph = compiled.graph
+    if not graph.inputs or not graph.outputs:
+        raise BadInput(f"{spec}: the model has no {'inputs' if not graph.inputs else 'outputs'}: nothing to verify")
     data = load_data(data_path, source_graph, loaded.input_names) if data_path else \
         random_data(source_graph, samples, settings.seed)
     if loaded.onnx_model is not None:

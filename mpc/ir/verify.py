@@ -90,6 +90,8 @@ def verify_graph(graph: Graph) -> None:
     for v in graph.inputs:
         if v.is_weight or v.name in names:
             raise VerifyError(UNKNOWN, f"graph input %{v.name} is a weight or defined twice")
+        if any(isinstance(d, int) and d < 0 for d in v.type.shape):
+            raise VerifyError(UNKNOWN, f"graph input %{v.name} has a negative dim: {v.type}")
         names.add(v.name)
         defined.add(id(v))
     for op in graph.ops:

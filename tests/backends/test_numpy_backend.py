@@ -1,0 +1,130 @@
+"""The NumPy backend: the generated model.py, imported from the folder `mpc convert` wrote, must
+match onnxruntime on the source model, for the canonicalized graph and for the graph as imported
+(so that gemm, batchnorm, flatten and friends are rendered too). An op kind without a renderer is
+refused by name.
+"""
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from frontend import models as M  # tests/frontend/models.py (pytest puts tests/ on sys.path)
+from mpc.backends.numpy_backend import render_model
+
+from mpc.cli import main
+from mpc.errors import UnsupportedOp
+from mpc.ir import define, known_kinds, parse
+
+TOL = 2e-5
+
+MODELS = {
+    "cnn_bn_pool": M.cnn,
+    "shapes_mix": M.shapes_mix,
+    "matmul_add": M.matmul_add,
+    "gemm_plain": lambda: M.gemm(0, 0, 1.0, 1.0, None),
+    "gemm_tt_row_bias": lambda: M.gemm(1, 1, 0.5, 2.0, (5,)),
+    "gemm_tb_full_bias": lambda: M.gemm(0, 1, -1.5, 0.25, (4, 5)),
+    "gemm_ta_col_bias": lambda: M.gemm(1, 0, 2.0, -1.0, (4, 1)),
+    "conv_strided_grouped": lambda: M.conv("strides = [2, 2], pads = [1, 0, 2, 1], group = 2",
+                                           w_shape=(6, 2, 3, 3)),
+    "conv_dilated_nobias": lambda: M.conv("dilations = [2, 2]", bias=False),
+    "maxpool_ceil": lambda: M.pool("MaxPool", "kernel_shape = [3, 3], strides = [2, 2], ceil_mode = 1"),
+    "avgpool_pads": lambda: M.pool("AveragePool", "kernel_shape = [3, 3], pads = [1, 1, 1, 1], "
+                                                  "count_include_pad = 1"),
+    "leaky_relu": lambda: M.unary("LeakyRelu", "alpha = 0.2"),
+}
+
+
+def _import(folder: Path):
+    """Import `folder/model.py` as a fresh module."""
+    spec = importlib.util.spec_from_file_location(f"_generated_{folder.parent.name}_{folder.name}",
+                                                  folder / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, feeds)))
+
+
+@pytest.mark.parametrize("name, passes", itertools.product(sorted(MODELS), ["canonicalize", "dce"]))
+def test_model_py_matches_onnxruntime(tmp_path, capsys, name, passes):
+    model = MODELS[name]()
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(model, str(path))
+    out = tmp_path / "out"
+    rc = main(["convert", str(path), "--target", "float", "--passes", passes, "-o", str(out), "-q"])
+    assert rc == 0, capsys.readouterr().err
+    feeds = M.feeds_for(model, batch=3, seed=7)
+    refs = _ort(model, feeds)
+    got = _import(out).run(dict(feeds))
+    assert sorted(got) == sorted(refs)
+    for k, ref in refs.items():
+        out_k = np.asarray(got[k])
+        assert out_k.shape == ref.shape and out_k.dtype == ref.dtype, (k, out_k.shape, out_k.dtype)
+        err = np.abs(out_k.astype(np.float64) - ref) / np.maximum(1.0, np.abs(ref.astype(np.float64)))
+        assert float(err.max(initial=0.0)) <= TOL, f"{k}: max relative error {err.max()}"
+
+
+def test_imported_graph_renders_the_raw_ops(tmp_path):
+    """With --passes dce nothing is lowered, so the raw kinds reach the backend."""
+    path = tmp_path / "cnn.onnx"
+    onnx.save(M.cnn(), str(path))
+    argv = ["convert", str(path), "--target", "float", "--passes", "dce", "-o", str(tmp_path / "out"), "-q"]
+    assert main(argv) == 0
+    text = (tmp_path / "out" / "model.mpc").read_text()
+    for kind in ("nn.conv2d", "nn.batchnorm", "nn.maxpool2d", "nn.flatten", "nn.gemm"):
+        assert kind in text
+
+
+def test_model_py_rejects_wrong_input_shape(tmp_path):
+    path = tmp_path / "mlp.onnx"
+    onnx.save(M.matmul_add(), str(path))
+    assert main(["convert", str(path), "--target", "float", "-o", str(tmp_path / "out"), "-q"]) == 0
+    module = _import(tmp_path / "out")
+    with pytest.raises(ValueError, match="'x'"):
+        module.run({"x": np.zeros((2, 15), np.float32)})
+    with pytest.raises(ValueError, match="missing input 'x'"):
+        module.run({"nope": np.zeros((2, 16), np.float32)})
+
+
+# -- an op kind the backend cannot render -------------------------------------------------
+def _define_noop() -> None:
+    """A test-only op kind with verifier and kernel but no NumPy rendering (registered once)."""
+    if "test.noop" not in known_kinds():
+        define("test.noop", ("x",), "test only: identity without a backend rendering",
+               lambda types, attrs: [types[0]], lambda attrs, x: x)
+
+
+NOOP = """graph @g(%x: f32[N,4]) -> (%y: f32[N,4]) {
+  %0 = nn.relu(%x) : f32[N,4]
+  %y = test.noop(%0) : f32[N,4]
+}
+"""
+
+
+def test_unrenderable_op_kind_is_unsupported():
+    _define_noop()
+    with pytest.raises(UnsupportedOp, match=r"test\.noop") as e:
+        render_model(parse(NOOP, {}))
+    assert e.value.op_type == "test.noop"
+
+
+def test_unrenderable_op_kind_through_the_cli(tmp_path, capsys):
+    _define_noop()
+    (tmp_path / "noop.mpc").write_text(NOOP)
+    capsys.readouterr()
+    rc = main(["convert", str(tmp_path / "noop.mpc"), "--target", "float", "-o", str(tmp_path / "out")])
+    stdout, err = capsys.readouterr()
+    assert rc == 2 and stdout == ""
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mpc: error: ") and "test.noop" in lines[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["noop.mpc"]
