@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--distill", type=float, default=0.7,
                    help="weight of distillation from the source model's logits (0: labels only)")
     s.add_argument("--weight-decay", type=float, default=0.0)
-    s.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    s.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate")
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--learn-gamma", action="store_true", help="learn gamma too (snapped to the grid at the end)")
     s.add_argument("-o", "--output", required=True, help="output folder")

@@ -1,0 +1,47 @@
+"""`mpc finetune`: trains the calibrated MP network in torch and writes a runnable folder."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from mpc.cli import main  # noqa: E402
+from mpc.ir import parse  # noqa: E402
+from mpc.ir.ops_mp import shift_add_terms  # noqa: E402
+
+from .test_mp_target import MLP, MLP_DATA, ort_accuracy  # noqa: E402
+
+
+def test_finetune_writes_a_runnable_multiplierless_model(tmp_path, capsys):
+    out = tmp_path / "ft"
+    assert main(["finetune", MLP, "--target", "mp", "--calib", MLP_DATA[0], "--data", MLP_DATA[0],
+                 "-o", str(out), "-q"]) == 0
+    text = (out / "model.mpc").read_text()
+    weights = dict(np.load(out / "weights.npz"))
+    g = parse(text, weights)             # verifies: every gain·γD/2 has at most gain_terms terms
+    mp_ops = [op for op in g.ops if op.kind == "mp.dot"]
+    assert len(mp_ops) == 3 and all(op.attrs.gain_terms == 2 for op in mp_ops)
+    for op in mp_ops:
+        scale = op.attrs.gamma * op.operands[1].type.shape[1] / 2
+        assert all(shift_add_terms(float(v) * scale, 2) <= 2 for v in weights[op.operands[2].name])
+    pred = tmp_path / "p.npz"
+    assert main(["run", str(out), "--data", MLP_DATA[1], "-o", str(pred), "-q"]) == 0
+    labels = np.load(MLP_DATA[1])["labels"]
+    acc = float((np.load(pred)["logits"].argmax(1) == labels).mean())
+    assert acc >= ort_accuracy(MLP, MLP_DATA[1]) - 0.01
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["sections"]["Fine-tuning"]) == 10
+
+
+def test_finetune_needs_labels_and_the_mp_target(tmp_path, capsys):
+    x = np.load(MLP_DATA[0])["input"][:32]
+    nolabels = tmp_path / "x.npz"
+    np.savez(nolabels, input=x)
+    assert main(["finetune", MLP, "--target", "mp", "--data", str(nolabels), "-o", str(tmp_path / "a"), "-q"]) == 2
+    assert "labels" in capsys.readouterr().err
+    assert main(["finetune", MLP, "--target", "float", "--data", MLP_DATA[0], "-o", str(tmp_path / "b"), "-q"]) == 2
+    assert "--target mp" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
