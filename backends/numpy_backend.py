@@ -9,12 +9,12 @@ tests check both against onnxruntime. An op kind without a renderer is rejected 
 from __future__ import annotations
 
 import inspect
+import math
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from mpc import __version__
-from mpc import kernels_np
+from mpc import __version__, kernels_np
 from mpc.errors import UnsupportedOp
 from mpc.ir import Graph, Op
 from mpc.ir.printer import format_literal, value_names
@@ -37,7 +37,7 @@ def renders(*kinds: str, helpers: tuple[str, ...] = ()):
 
 def _lit(v) -> str:
     if isinstance(v, float):
-        return repr(v) if v == v and abs(v) != float("inf") else f"float('{format_literal(v)}')"
+        return repr(v) if math.isfinite(v) else f"float('{format_literal(v)}')"
     if isinstance(v, tuple):
         return "(" + "".join(f"{_lit(x)}, " for x in v) + ")"
     return repr(v)

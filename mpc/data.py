@@ -13,7 +13,6 @@ import numpy as np
 from mpc.errors import BadInput
 from mpc.ir import Graph, check_feeds
 
-
 MAX_RANDOM_ELEMENTS = 1 << 27
 
 

@@ -10,8 +10,8 @@ import numpy as np
 from tqdm import tqdm
 
 from mpc.compiler import Settings, compile_model
-from mpc.errors import BadInput
 from mpc.data import batches, load_data, random_data
+from mpc.errors import BadInput
 from mpc.frontend import load
 from mpc.ir import Graph, clone, run
 from mpc.oracle import compare, layer_map, run_source

@@ -8,12 +8,44 @@ from mpc.ir.interp import check_feeds, run
 from mpc.ir.opdefs import InferError, NoAttrs, OpDef, define, known_kinds, lookup
 from mpc.ir.parser import parse
 from mpc.ir.printer import print_graph
-from mpc.ir.rewrite import Rewriter, apply_patterns, erase, insert_before, make_op, replace_all_uses, with_attrs
+from mpc.ir.rewrite import (
+           Rewriter,
+           apply_patterns,
+           erase,
+           insert_before,
+           make_op,
+           replace_all_uses,
+           with_attrs,
+)
 from mpc.ir.types import DType, TensorType
 from mpc.ir.verify import verify_graph
 
 FAMILIES = ["nn", "mp"]
 
-__all__ = ["Graph", "clone", "Op", "Value", "sanitize", "run", "check_feeds", "InferError", "NoAttrs", "OpDef", "define",
-           "known_kinds", "lookup", "parse", "print_graph", "Rewriter", "apply_patterns", "erase",
-           "insert_before", "make_op", "replace_all_uses", "with_attrs", "DType", "TensorType", "verify_graph"]
+__all__ = [
+           "DType",
+           "Graph",
+           "InferError",
+           "NoAttrs",
+           "Op",
+           "OpDef",
+           "Rewriter",
+           "TensorType",
+           "Value",
+           "apply_patterns",
+           "check_feeds",
+           "clone",
+           "define",
+           "erase",
+           "insert_before",
+           "known_kinds",
+           "lookup",
+           "make_op",
+           "parse",
+           "print_graph",
+           "replace_all_uses",
+           "run",
+           "sanitize",
+           "verify_graph",
+           "with_attrs",
+]

@@ -7,7 +7,8 @@ The graph is data; printing, parsing, verifying and running it live in other mod
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -26,9 +27,9 @@ def sanitize(name: str) -> str:
 class Value:
     """An SSA value: a graph input, an op result, or a weight of the table."""
 
-    __slots__ = ("name", "type", "producer", "is_weight")
+    __slots__ = ("is_weight", "name", "producer", "type")
 
-    def __init__(self, name: str, type: TensorType, producer: "Op | None" = None, is_weight: bool = False):
+    def __init__(self, name: str, type: TensorType, producer: Op | None = None, is_weight: bool = False):
         self.name, self.type, self.producer, self.is_weight = name, type, producer, is_weight
 
     def __repr__(self) -> str:
@@ -38,7 +39,7 @@ class Value:
 class Op:
     """One operation: kind (e.g. `nn.matmul`), operands, results, typed attributes, location."""
 
-    __slots__ = ("kind", "operands", "results", "attrs", "loc")
+    __slots__ = ("attrs", "kind", "loc", "operands", "results")
 
     def __init__(self, kind: str, operands: list[Value], results: list[Value], attrs: Any, loc: Location = UNKNOWN):
         self.kind, self.operands, self.results, self.attrs, self.loc = kind, list(operands), list(results), attrs, loc

@@ -5,7 +5,7 @@ from the op declarations, values are freed after their last use unless asked to 
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

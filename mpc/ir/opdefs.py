@@ -10,12 +10,13 @@ import dataclasses
 import enum
 import math
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from mpc.ir.types import TensorType
 
-_REGISTRY: dict[str, "OpDef"] = {}
+_REGISTRY: dict[str, OpDef] = {}
 
 
 class InferError(ValueError):

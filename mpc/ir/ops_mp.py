@@ -100,7 +100,7 @@ def _dot_infer(types, a):
 
 
 def _conv_infer(types, a):
-    x, w = types[0], types[1]
+    w = types[1]
     _check_mp_attrs(a)
     from mpc.ir.ops_nn import _conv_infer as nn_conv_infer
     out = nn_conv_infer(types[:2], a)
@@ -135,4 +135,4 @@ define("mp.dot", ("x", "w", "gain", "offset?"), "gain * y_MP(x*c, w/c; gamma) + 
 define("mp.conv2d", ("x", "w", "gain", "offset?"), "MP over the im2col patches of a 2-D convolution",
        _conv_infer, _conv, MPConvAttrs, verify=_gain_verify)
 
-__all__ = ["MPDotAttrs", "MPConvAttrs", "is_power_of_two", "snap_shift_add", "shift_add_terms"]
+__all__ = ["MPConvAttrs", "MPDotAttrs", "is_power_of_two", "shift_add_terms", "snap_shift_add"]

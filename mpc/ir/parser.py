@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable, Mapping
 from importlib import resources
-from typing import Callable, Mapping
 
 import lark
 import numpy as np

@@ -7,7 +7,8 @@ another output. A pattern matches one op kind and returns replacement values, or
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

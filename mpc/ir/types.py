@@ -25,7 +25,7 @@ class DType(enum.Enum):
         return np.dtype(_TO_NUMPY[self])
 
     @staticmethod
-    def from_numpy(dt) -> "DType":
+    def from_numpy(dt) -> DType:
         """The DType of a NumPy dtype; ValueError when there is none."""
         name = np.dtype(dt).name
         for d, n in _TO_NUMPY.items():
@@ -58,12 +58,12 @@ class TensorType:
         """True when every dim is a known int."""
         return all(isinstance(d, int) for d in self.shape)
 
-    def with_shape(self, shape) -> "TensorType":
+    def with_shape(self, shape) -> TensorType:
         """Same dtype, another shape."""
         return TensorType(self.dtype, tuple(shape))
 
     @staticmethod
-    def of(array: np.ndarray) -> "TensorType":
+    def of(array: np.ndarray) -> TensorType:
         """The static type of an array."""
         return TensorType(DType.from_numpy(array.dtype), tuple(int(d) for d in array.shape))
 

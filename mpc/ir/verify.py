@@ -5,6 +5,7 @@ It runs after parsing and after every pass; the pass manager names the pass that
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 
 from mpc.errors import UNKNOWN, VerifyError
@@ -17,7 +18,7 @@ def _same(a, b) -> bool:
     """Equality that holds for nan == nan (also inside tuples) and tells bool from int."""
     if isinstance(a, tuple) and isinstance(b, tuple):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
     return type(a) is type(b) and a == b
 

@@ -8,11 +8,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from mpc.cli import main  # noqa: E402
-from mpc.ir import parse  # noqa: E402
-from mpc.ir.ops_mp import shift_add_terms  # noqa: E402
+from mpc.cli import main
+from mpc.ir import parse
+from mpc.ir.ops_mp import shift_add_terms
 
-from .test_mp_target import MLP, MLP_DATA, ort_accuracy  # noqa: E402
+from .test_mp_target import MLP, MLP_DATA, ort_accuracy
 
 
 def test_finetune_writes_a_runnable_multiplierless_model(tmp_path, capsys):
