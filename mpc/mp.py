@@ -11,21 +11,30 @@ Four interchangeable methods compute the same y (see `mp_dot`):
           Verilog backends reproduce
   fused   the fast kernel: reads w and x directly and never builds p, q or any N×H×D array
 
-How `fused` is fast. Because p holds ±u (u = w + x), Σ_i [p_i − c]_+ only needs a_j = |w_j + x_j|, the
-active count k = #{a_j > |c|} and the active sum S = Σ_{a_j > |c|} a_j: the number of active entries of p is
-K = k for c ≥ 0 and K = 2D − k for c < 0, and either way the Newton (Michelot) step from c is
-α' = (S − γ)/K. f(α) = Σ_i [p_i − α]_+ − γ is convex, decreasing and piecewise linear, so one Newton step
-from *any* c lands on a lower bound of α, and it lands exactly on α when no breakpoint a_j lies between
-|c| and |α'|. Each sweep therefore also tracks the nearest a_j below and above |c| (lo, hi), which makes
-exactness checkable at no extra pass. Starting points come from an additive model α(n, h) ≈ r_n + c_h
-fitted on the pairs already solved in the same tile; on dense data most pairs finish after one sweep over
-w and x that serves p and q together; the rest continue Michelot's monotone iteration on that side alone.
+How `fused` is fast (all exact; the tricks only decide how much work a pair needs).
+1. Newton with an exactness check. Because p holds ±u (u = w + x), Σ_i [p_i − c]_+ only needs
+   a_j = |w_j + x_j|, k = #{a_j > |c|} and S = Σ_{a_j > |c|} a_j: p has K = k active entries for c ≥ 0 and
+   K = 2D − k for c < 0, and either way Michelot's (Newton's) step from c is α' = (S − γ)/K.
+   f(α) = Σ_i [p_i − α]_+ − γ is convex, decreasing and piecewise linear, so one step from *any* c lands
+   on a lower bound of α, and exactly on α when no a_j lies between |c| and |α'|. Each sweep also tracks the
+   nearest a_j below and above |c|, which makes that checkable without another pass.
+2. The band. When the entries of x_n dominate those of w (δ = max|w|), every j with |x_j| > hi + δ is
+   active on both sides for any threshold |α| ≤ hi, with a_j = |x_j| + sgn(x_j)·w_j and
+   b_j = |x_j| − sgn(x_j)·w_j, and every j with |x_j| ≤ lo − δ is inactive. Only the band in between
+   needs per-pair work. So per row a window [lo, hi] is set around the thresholds of one solved pair, the
+   sure set enters every pair through Σ sgn(x_j)·w_j (register-blocked masked adds, 4 rows × 4 columns at
+   a time), and each pair gathers and sweeps only its band (~10% of D on dense data); further Newton steps
+   touch only the band, and a threshold that leaves the window falls back to full sweeps. y_MP is
+   symmetric in x and w, so the operand with the larger entries plays the rows.
+3. Guesses. α(n, h) ≈ r_n + c_h + sure(n, h)/K_n (β with −sure), the additive part learnt from the pairs
+   already solved in the same tile, puts most pairs in the right linear piece at the first sweep.
+Memory beyond inputs and outputs: O(N·H) (α, β, counts, sure sums) plus O(N·D) for the bands; never
+N × H × D. Tiles are fixed by constants, so results do not depend on the thread count.
 
 Derivatives (for fine-tuning, `mp_dot_fwd`/`mp_dot_bwd`): with K active entries, ∂α/∂p_i = 1/K on the
 active set, 0 elsewhere, and ∂α/∂γ = −1/K.
 """
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange
@@ -41,6 +50,7 @@ _FASTMATH = {"reassoc", "nsz", "arcp", "contract", "nnan"}
 _TILE_ROWS = 64   # x rows per fused tile: the column effects c_h are learnt over these
 _TILE_COLS = 32   # w rows per fused tile: 32 × D floats stay in L2 while every x row visits them
 _SORT_CHUNK = 1 << 22  # p entries per chunk of the sort method (4M float64 = 32 MB per array)
+_BWD_PARTS = 8    # grad_x partial sums in the backward: a constant, so results do not depend on threads
 
 
 def _llvm_minmax(name):
@@ -67,39 +77,46 @@ _vmax = _llvm_minmax("llvm.maxnum")
 # ---------------------------------------------------------------------------------------------------
 
 def mp_dot(x, w, gamma, method="fused"):
-    """y[n, h] = y_MP(w_h, x_n) for x: (N, D), w: (H, D); float32 in gives float32 out."""
+    """y[n, h] = y_MP(w_h, x_n) for x: (N, D), w: (H, D); float32 in gives float32 out.
+
+    Mixed dtypes promote to the wider; NaN/inf inputs, gamma ≤ 0 and bad shapes raise ValueError.
+    method: 'fused' (fast, exact up to rounding), 'sort' (NumPy reference, float64 inside), 'condat'
+    (per-pair simplex projection) or 'bisect' (the hardware form: BISECT_ITERS_F32/F64 = B halvings of the
+    bracket [max p − γ, max p − γ/n], n = 2D, so |α_bisect − α| ≤ (γ − γ/n)/2^(B+1) and
+    |y_bisect − y| ≤ γD(γ − γ/n)/2^(B+1), plus rounding).
+    """
     if method not in METHODS:
         raise ValueError(f"mp_dot: unknown method {method!r} (expected one of {', '.join(METHODS)})")
-    x, w, g = _prepare(x, w, gamma, "mp_dot")
+    x, w, g, x_max, w_max = _prepare(x, w, gamma, "mp_dot")
     if method == "sort":
         return _mp_dot_sort(x, w, float(gamma)).astype(x.dtype)
     y = np.empty((x.shape[0], w.shape[0]), x.dtype)
     if method == "condat":
-        _condat_kernel(x, w, g, y)
+        _condat_kernel(x, w, g, _out_scale(g, x), y)
     elif method == "bisect":
         iters = BISECT_ITERS_F32 if x.dtype == np.float32 else BISECT_ITERS_F64
-        _bisect_kernel(x, w, g, iters, y)
+        _bisect_kernel(x, w, g, g / x.dtype.type(2 * x.shape[1]), _out_scale(g, x), iters, y)
     else:
-        _run_fused(x, w, g, y)
+        _run_fused(x, w, g, x_max, w_max, y)
     return y
 
 
 def mp_dot_fwd(x, w, gamma):
     """Fused forward that also returns what the backward needs: (y, alpha, beta, k_alpha, k_beta)."""
-    x, w, g = _prepare(x, w, gamma, "mp_dot_fwd")
+    x, w, g, x_max, w_max = _prepare(x, w, gamma, "mp_dot_fwd")
     y = np.empty((x.shape[0], w.shape[0]), x.dtype)
-    return (y, *_run_fused(x, w, g, y))
+    return (y, *_run_fused(x, w, g, x_max, w_max, y))
 
 
 def mp_dot_bwd(grad_y, x, w, gamma, alpha, beta, k_alpha, k_beta):
     """Exact gradients (grad_x, grad_w, grad_gamma) of Σ grad_y·y_MP, from the outputs of mp_dot_fwd."""
-    x, w, g = _prepare(x, w, gamma, "mp_dot_bwd")
+    x, w, g, _, _ = _prepare(x, w, gamma, "mp_dot_bwd")
     shape = (x.shape[0], w.shape[0])
     arrays = [np.ascontiguousarray(a, dtype=x.dtype) for a in (grad_y, alpha, beta)]
     counts = [np.ascontiguousarray(k, dtype=np.int32) for k in (k_alpha, k_beta)]
     if any(a.shape != shape for a in arrays + counts):
         raise ValueError(f"mp_dot_bwd: grad_y, alpha, beta, k_alpha, k_beta must have shape {shape}")
-    n_parts = max(1, min(numba.get_num_threads(), w.shape[0]))
+    n_parts = max(1, min(_BWD_PARTS, w.shape[0]))
     gx_parts = np.zeros((n_parts, *x.shape), x.dtype)
     gw = np.zeros(w.shape, x.dtype)
     gg = _bwd_kernel(arrays[0], x, w, g, arrays[1], arrays[2], counts[0], counts[1], gx_parts, gw)
@@ -116,6 +133,11 @@ def mp_alpha(v, gamma):
     return float(np.max((np.cumsum(s) - gamma) / np.arange(1, s.size + 1)))
 
 
+def _out_scale(gamma, x):
+    """The output gain γD/2 in the working dtype: a compile-time constant for a backend."""
+    return x.dtype.type(float(gamma) * x.shape[1] / 2)
+
+
 def _check_gamma(gamma, name):
     """Raise ValueError unless gamma is a finite number > 0."""
     try:
@@ -128,7 +150,8 @@ def _check_gamma(gamma, name):
 
 
 def _prepare(x, w, gamma, name):
-    """Validate shapes, values and gamma; return C-contiguous x, w of one float dtype and typed gamma."""
+    """Validate shapes, values and gamma: (x, w, gamma) as C-contiguous arrays of one float dtype and a
+    typed scalar, plus the per-row max |x_n| and max |w_h| (one pass, no temporaries)."""
     g = _check_gamma(gamma, name)
     x, w = np.asarray(x), np.asarray(w)
     if x.ndim != 2 or w.ndim != 2:
@@ -140,15 +163,29 @@ def _prepare(x, w, gamma, name):
         raise ValueError(f"{name}: unsupported dtype {dtype} (expected float32 or float64)")
     x = np.ascontiguousarray(x, dtype=dtype)
     w = np.ascontiguousarray(w, dtype=dtype)
-    for label, a in (("x", x), ("w", w)):
-        if not np.all(np.isfinite(a)):
+    x_max, w_max = _abs_max_rows(x), _abs_max_rows(w)
+    for label, m in (("x", x_max), ("w", w_max)):
+        if not np.all(np.isfinite(m)):
             raise ValueError(f"{name}: input {label} contains NaN/inf")
     # |w_j ± x_j| and the sums over D of them must stay finite in the working dtype
-    if x.size and w.size and not np.isfinite(
-        (np.abs(x).max() + np.abs(w).max() + g) * dtype.type(2 * x.shape[1])
-    ):
+    top = float(x_max.max(initial=0)) + float(w_max.max(initial=0)) + g
+    if not np.isfinite(dtype.type(top * 2 * x.shape[1])):
         raise ValueError(f"{name}: inputs too large for {dtype} (|x| + |w| + gamma overflows)")
-    return x, w, dtype.type(g)
+    return x, w, dtype.type(g), x_max, w_max
+
+
+@njit(cache=True)
+def _abs_max_rows(a):
+    """max_j |a_ij| per row; NaN for a row holding a NaN (inf shows as inf)."""
+    out = np.empty(a.shape[0], a.dtype)
+    for i in range(a.shape[0]):
+        m, n_nan = a.dtype.type(0), 0
+        for j in range(a.shape[1]):
+            v = abs(a[i, j])
+            m = _vmax(m, v)  # vectorises (max() does not); NaNs are counted apart
+            n_nan += v != v  # noqa: PLR0124 (the NaN test)
+        out[i] = m if n_nan == 0 else np.nan
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -233,10 +270,9 @@ def _condat_cleanup(v, nv, rho):
 
 
 @njit(parallel=True, cache=True)
-def _condat_kernel(x, w, gamma, y):
+def _condat_kernel(x, w, gamma, scale, y):
     """y[n, h] via Condat thresholds of p and q, built per pair in thread-local buffers."""
     n_rows, d = x.shape
-    scale = gamma * x.dtype.type(d / 2)
     for n in prange(n_rows):
         p = np.empty(2 * d, x.dtype)
         v = np.empty(2 * d, x.dtype)
@@ -282,7 +318,7 @@ def _bisect_threshold(a, gamma, gamma_over_n, iters, half, zero):
 
 
 @njit(parallel=True, cache=True)
-def _bisect_kernel(x, w, gamma, iters, y):
+def _bisect_kernel(x, w, gamma, gamma_over_n, scale, iters, y):
     """y[n, h] from bisected α and β (fixed iteration count, see `_bisect_threshold` for the bound).
 
     With B = BISECT_ITERS_* halvings and n = 2D, |y_bisect − y| ≤ γD(γ − γ/n)/2^(B+1) plus rounding.
@@ -290,8 +326,6 @@ def _bisect_kernel(x, w, gamma, iters, y):
     n_rows, d = x.shape
     zero = x.dtype.type(0)
     half = x.dtype.type(0.5)
-    gamma_over_n = gamma / x.dtype.type(2 * d)
-    scale = gamma * x.dtype.type(d / 2)
     for n in prange(n_rows):
         a = np.empty(d, x.dtype)
         b = np.empty(d, x.dtype)
@@ -305,8 +339,11 @@ def _bisect_kernel(x, w, gamma, iters, y):
 
 
 # ---------------------------------------------------------------------------------------------------
-# fused: one sweep over w and x serves p and q; Newton step with an exactness check
+# fused, part 1: sweeps and the Newton step with its exactness check
 # ---------------------------------------------------------------------------------------------------
+# The sweeps are separate compiled functions: their loops vectorise reliably there. The banded per-pair
+# logic (part 2) is inlined into the tile loop, since a call that passes arrays costs about as much as a
+# short band sweep; the plain solve below is a call, its full sweeps dwarf that cost.
 
 @njit(fastmath=_FASTMATH, cache=True)
 def _sweep_pq(xr, wr, ca, cb, zero, one, big):
@@ -321,15 +358,14 @@ def _sweep_pq(xr, wr, ca, cb, zero, one, big):
         b = abs(wr[j] - xr[j])
         ma = a > ca
         mb = b > cb
-        # written as select(m, op(acc, v), acc) so LLVM emits masked vector ops
-        sa = sa + a if ma else sa
-        ka = ka + one if ma else ka
-        hia = _vmin(hia, a) if ma else hia
-        loa = loa if ma else _vmax(loa, a)
-        sb = sb + b if mb else sb
-        kb = kb + one if mb else kb
-        hib = _vmin(hib, b) if mb else hib
-        lob = lob if mb else _vmax(lob, b)
+        sa += a if ma else zero
+        ka += one if ma else zero
+        hia = _vmin(hia, a if ma else big)
+        loa = _vmax(loa, -big if ma else a)
+        sb += b if mb else zero
+        kb += one if mb else zero
+        hib = _vmin(hib, b if mb else big)
+        lob = _vmax(lob, -big if mb else b)
     return sa, ka, loa, hia, sb, kb, lob, hib
 
 
@@ -340,10 +376,10 @@ def _sweep_p(xr, wr, c, zero, one, big):
     for j in range(xr.shape[0]):
         a = abs(wr[j] + xr[j])
         m = a > c
-        s = s + a if m else s
-        k = k + one if m else k
-        hi = _vmin(hi, a) if m else hi
-        lo = lo if m else _vmax(lo, a)
+        s += a if m else zero
+        k += one if m else zero
+        hi = _vmin(hi, a if m else big)
+        lo = _vmax(lo, -big if m else a)
     return s, k, lo, hi
 
 
@@ -354,14 +390,14 @@ def _sweep_q(xr, wr, c, zero, one, big):
     for j in range(xr.shape[0]):
         b = abs(wr[j] - xr[j])
         m = b > c
-        s = s + b if m else s
-        k = k + one if m else k
-        hi = _vmin(hi, b) if m else hi
-        lo = lo if m else _vmax(lo, b)
+        s += b if m else zero
+        k += one if m else zero
+        hi = _vmin(hi, b if m else big)
+        lo = _vmax(lo, -big if m else b)
     return s, k, lo, hi
 
 
-@njit(fastmath=_FASTMATH, cache=True)
+@njit(fastmath=_FASTMATH, inline="always")
 def _newton_step(c, s, k, lo, hi, gamma, two_d, zero):
     """Michelot/Newton step from threshold c: (α', K, exact) where K counts the entries p_i > c.
 
@@ -373,29 +409,46 @@ def _newton_step(c, s, k, lo, hi, gamma, two_d, zero):
         return lo - gamma, n_active, False
     new = (s - gamma) / n_active
     t = abs(new)
-    exact = ((new >= zero) == (c >= zero)) and lo <= t and t < hi
+    exact = ((new >= zero) == (c >= zero)) and lo <= t < hi
     return new, n_active, exact
+
+
+@njit(fastmath=_FASTMATH, inline="always")
+def _michelot_done(c, new, n_active, last, last_k, zero):
+    """Stop rule of the monotone iteration from a lower bound c: (done, α, K) after a non-exact step.
+
+    Done when the step makes no progress beyond rounding, or when rounding has lifted c onto the top
+    entries (nothing active): then the previous step was the answer.
+    """
+    if n_active == zero:
+        return last_k > zero, last, last_k
+    if new <= c:
+        return True, new, n_active
+    return False, new, n_active
 
 
 @njit(fastmath=_FASTMATH, cache=True)
 def _refine(xr, wr, c, q_side, gamma, two_d, zero, one, big):
     """Michelot's monotone iteration on one side from the lower bound c until its active set is stable."""
-    n_active = zero
+    last, last_k = c, zero  # the last Newton value with an active set, and that set's size
     for _ in range(2 * xr.shape[0] + 2):  # Michelot is exact in at most 2D steps
         if q_side:
             s, k, lo, hi = _sweep_q(xr, wr, abs(c), zero, one, big)
         else:
             s, k, lo, hi = _sweep_p(xr, wr, abs(c), zero, one, big)
         new, n_active, exact = _newton_step(c, s, k, lo, hi, gamma, two_d, zero)
-        if exact or (new <= c and n_active > zero):  # stable set, or no progress beyond rounding
+        if exact:
             return new, n_active
+        done, last, last_k = _michelot_done(c, new, n_active, last, last_k, zero)
+        if done:
+            return last, last_k
         c = new
-    return c, n_active
+    return last, max(last_k, one)
 
 
 @njit(fastmath=_FASTMATH, cache=True)
 def _solve_pair(xr, wr, guess_a, guess_b, gamma, two_d, zero, one, big):
-    """(α, β, K_α, K_β) of one pair, starting from guesses; usually one sweep."""
+    """(α, β, K_α, K_β) of one pair from guesses: one sweep for p and q, then Michelot where not exact."""
     sa, ka, loa, hia, sb, kb, lob, hib = _sweep_pq(xr, wr, abs(guess_a), abs(guess_b), zero, one, big)
     alpha, k_alpha, exact_a = _newton_step(guess_a, sa, ka, loa, hia, gamma, two_d, zero)
     beta, k_beta, exact_b = _newton_step(guess_b, sb, kb, lob, hib, gamma, two_d, zero)
@@ -406,54 +459,65 @@ def _solve_pair(xr, wr, guess_a, guess_b, gamma, two_d, zero, one, big):
     return alpha, beta, k_alpha, k_beta
 
 
-# Banded solve. For a row x_n and thresholds c = |α| inside a window [lo_c, hi_c], every j with
-# |x_j| > top = hi_c + δ (δ = max|w|) is active on both sides whatever w_h is, with a_j = |x_j| + sgn(x_j)·w_j
-# and b_j = |x_j| − sgn(x_j)·w_j; every j with |x_j| ≤ lo_c − δ is inactive on both sides. Only the band in
+# ---------------------------------------------------------------------------------------------------
+# fused, part 2: the band
+# ---------------------------------------------------------------------------------------------------
+# For a row x_n and thresholds c = |α| inside a window [lo_c, hi_c], every j with |x_j| > top = hi_c + δ
+# (δ = max|w|) is active on both sides whatever w_h is, with a_j = |x_j| + sgn(x_j)·w_j and
+# b_j = |x_j| − sgn(x_j)·w_j; every j with |x_j| ≤ lo_c − δ is inactive on both sides. Only the band in
 # between needs a_j and b_j. The sure set enters through Σ_j sgn(x_j)·w_j over it, computed for all pairs
-# at once by register-blocked masked adds (`_sure_kernel`); each pair then gathers its band of w, sweeps
-# the band, and every further Newton step touches only the band.
+# at once by register-blocked masked adds (`_sure_tile`); each pair then gathers its band of w and
+# sweeps it, and every further Newton step touches only the band.
 
 @njit(fastmath=_FASTMATH, cache=True)
 def _build_band(xr, lo_c, hi_c, delta, band_idx, band_x, stats):
-    """Classify one x row for the window [lo_c, hi_c]; fill band_idx, band_x (zero-padded to 16) and stats.
+    """Classify one x row for the window [lo_c, hi_c]; fill band_idx, band_x (zero-padded to 32) and stats.
 
     stats = [lo_c, hi_c, top, Σ|x_j| over the sure set, its size, 1 if it has a negative x_j]; returns
     the band size.
     """
     dt = xr.dtype.type
     top, bottom = hi_c + delta, lo_c - delta
-    n_band, x_sum, n_sure, has_neg = 0, dt(0), dt(0), dt(0)
+    n_band, x_sum, n_sure, n_neg = 0, dt(0), dt(0), 0
     for j in range(xr.shape[0]):
         v = abs(xr[j])
-        if v > top:
-            x_sum += v
-            n_sure += dt(1)
-            if xr[j] < 0:
-                has_neg = dt(1)
-        elif v > bottom:
-            band_idx[n_band] = j
-            band_x[n_band] = xr[j]
-            n_band += 1
-    # zero entries are inactive for every c ≥ 0, so padding keeps band sweeps free of scalar remainders
-    band_x[n_band:(n_band + 15) // 16 * 16] = dt(0)
+        sure = v > top
+        # branch-free compaction: always write, advance only for band entries
+        band_idx[n_band] = j
+        band_x[n_band] = xr[j]
+        n_band += (v > bottom) and not sure
+        x_sum += v if sure else dt(0)
+        n_sure += dt(1) if sure else dt(0)
+        n_neg += sure and xr[j] < 0
+    has_neg = dt(1) if n_neg > 0 else dt(0)
+    # zero entries are inactive for every c ≥ 0: padding to the sweeps' 2 × 16 lanes avoids scalar remainders
+    band_x[n_band:(n_band + 31) // 32 * 32] = dt(0)
     stats[0], stats[1], stats[2], stats[3], stats[4], stats[5] = lo_c, hi_c, top, x_sum, n_sure, has_neg
     return n_band
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def _row_setup_kernel(x, w, gamma, delta, first, band_idx, band_x, band_n, band_stats):
-    """Per x row: solve the pair with w_0 from scratch, then build the band for a window around it."""
+    """Per x row: solve the pair (n, 0) (from row n − 1's thresholds), then build the band around it.
+
+    Serial: N pairs and N band builds are a small part of the work, and a parallel loop costs compile time.
+    """
     dt = x.dtype.type
     zero, one, big = dt(0), dt(1), dt(np.finfo(x.dtype).max)
     two_d = dt(2 * x.shape[1])
-    for n in prange(x.shape[0]):
-        al, be, ka, kb = _solve_pair(x[n], w[0], zero, zero, gamma, two_d, zero, one, big)
-        first[0, n], first[1, n] = al, be
+    al, be = zero, zero
+    for n in range(x.shape[0]):
+        # start from the previous row's thresholds: closer than 0, so fewer full sweeps
+        al, be, ka, kb = _solve_pair(x[n], w[0], al, be, gamma, two_d, zero, one, big)
         # window: both thresholds ± δ/4 (on dense data α moves over h by a few % of δ)
         pad = delta / dt(4)
         lo_c = max(min(abs(al), abs(be)) - pad, zero)
         hi_c = max(abs(al), abs(be)) + pad
         band_n[n] = _build_band(x[n], lo_c, hi_c, delta, band_idx[n], band_x[n], band_stats[n])
+        # the guess model of the tiles, started on this pair: α ≈ r_n + c_h + sure(n, h)/K_n
+        sure = _sure_one(x[n], w[0], band_stats[n, 2], zero)
+        first[0, n], first[1, n] = al - sure / ka, be + sure / kb
+        first[2, n], first[3, n] = ka, kb
 
 
 @njit(fastmath=_FASTMATH, cache=True)
@@ -464,23 +528,23 @@ def _sure_block(x0, x1, x2, x3, w0, w1, w2, w3, t0, t1, t2, t3, zero):
     for j in range(x0.shape[0]):
         u0, u1, u2, u3 = w0[j], w1[j], w2[j], w3[j]
         m0, m1, m2, m3 = x0[j] > t0, x1[j] > t1, x2[j] > t2, x3[j] > t3
-        # written as acc += select(m, u, 0): the form LLVM vectorises for 16 reductions
-        a00 += u0 if m0 else zero
-        a01 += u1 if m0 else zero
-        a02 += u2 if m0 else zero
-        a03 += u3 if m0 else zero
-        a10 += u0 if m1 else zero
-        a11 += u1 if m1 else zero
-        a12 += u2 if m1 else zero
-        a13 += u3 if m1 else zero
-        a20 += u0 if m2 else zero
-        a21 += u1 if m2 else zero
-        a22 += u2 if m2 else zero
-        a23 += u3 if m2 else zero
-        a30 += u0 if m3 else zero
-        a31 += u1 if m3 else zero
-        a32 += u2 if m3 else zero
-        a33 += u3 if m3 else zero
+        # acc = select(m, acc + u, acc) compiles to one masked add per term
+        a00 = a00 + u0 if m0 else a00
+        a01 = a01 + u1 if m0 else a01
+        a02 = a02 + u2 if m0 else a02
+        a03 = a03 + u3 if m0 else a03
+        a10 = a10 + u0 if m1 else a10
+        a11 = a11 + u1 if m1 else a11
+        a12 = a12 + u2 if m1 else a12
+        a13 = a13 + u3 if m1 else a13
+        a20 = a20 + u0 if m2 else a20
+        a21 = a21 + u1 if m2 else a21
+        a22 = a22 + u2 if m2 else a22
+        a23 = a23 + u3 if m2 else a23
+        a30 = a30 + u0 if m3 else a30
+        a31 = a31 + u1 if m3 else a31
+        a32 = a32 + u2 if m3 else a32
+        a33 = a33 + u3 if m3 else a33
     return (a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33)
 
 
@@ -494,42 +558,49 @@ def _sure_one(xr, wr, top, zero):
     return acc
 
 
-@njit(parallel=True, cache=True)
-def _sure_kernel(x, w, band_stats, sure):
-    """sure[n, h] = Σ_j sgn(x_nj)·w_hj over the sure set of row n (|x_nj| > band_stats[n, 2])."""
-    n_rows, n_cols = x.shape[0], w.shape[0]
+@njit(cache=True)
+def _sure_tile(x, w, band_stats, n0, n1, h0, h1, sure):
+    """sure[n, h] = Σ_j sgn(x_nj)·w_hj over the sure set of row n (|x_nj| > band_stats[n, 2]), one tile."""
     zero = x.dtype.type(0)
     top = band_stats[:, 2]
-    for hb in prange((n_cols + 3) // 4):
-        h = 4 * hb
-        for n in range(0, n_rows, 4):
-            full = h + 4 <= n_cols and n + 4 <= n_rows and band_stats[n:n + 4, 5].max() == zero
-            if full:
+    for h in range(h0, h1, 4):
+        for n in range(n0, n1, 4):
+            if h + 4 <= h1 and n + 4 <= n1 and band_stats[n:n + 4, 5].max() == zero:
                 r = _sure_block(x[n], x[n + 1], x[n + 2], x[n + 3], w[h], w[h + 1], w[h + 2], w[h + 3],
                                 top[n], top[n + 1], top[n + 2], top[n + 3], zero)
                 for i in range(4):
                     for k in range(4):
                         sure[n + i, h + k] = r[4 * i + k]
                 continue
-            for i in range(n, min(n + 4, n_rows)):
-                for k in range(h, min(h + 4, n_cols)):
+            for i in range(n, min(n + 4, n1)):
+                for k in range(h, min(h + 4, h1)):
                     sure[i, k] = _sure_one(x[i], w[k], top[i], zero)
 
 
-@njit(fastmath=_FASTMATH, cache=True)
+@njit(cache=True)
+def _gather(wr, idx, out):
+    """out[i] = wr[idx[i]]."""
+    for i in range(idx.shape[0]):
+        out[i] = wr[idx[i]]
+
+
+@njit(fastmath=_FASTMATH, inline="always")
 def _band_newton(c, s, k, lo, hi, shift, stats, gamma, two_d, zero):
-    """Newton step from band statistics: add the sure set (Σ = stats[3] + shift, count stats[4]).
+    """Newton step from band statistics plus the sure set (Σ = stats[3] + shift, count stats[4]).
 
     Clamping lo and hi to the window makes 'exact' imply that |α'| stayed inside it.
     """
+    if c >= zero and k + stats[4] == zero:
+        # nothing above c: restart from max(band) − γ, a true lower bound (the clamped lo is not an entry)
+        return lo - gamma, zero, False
     return _newton_step(c, s + stats[3] + shift, k + stats[4], max(lo, stats[0]), min(hi, stats[1]),
                         gamma, two_d, zero)
 
 
-@njit(fastmath=_FASTMATH, cache=True)
+@njit(fastmath=_FASTMATH, inline="always")
 def _refine_banded(xr, wr, bx, bw, stats, shift, c, q_side, gamma, two_d, zero, one, big):
     """Michelot's iteration on one side touching only the band; full sweeps once |α| leaves the window."""
-    n_active = zero
+    last, last_k = c, zero
     for _ in range(2 * xr.shape[0] + 2):
         t = abs(c)
         if t < stats[0] or t > stats[1]:
@@ -539,22 +610,26 @@ def _refine_banded(xr, wr, bx, bw, stats, shift, c, q_side, gamma, two_d, zero, 
         else:
             s, k, lo, hi = _sweep_p(bx, bw, t, zero, one, big)
         new, n_active, exact = _band_newton(c, s, k, lo, hi, shift, stats, gamma, two_d, zero)
-        if exact or (new <= c and n_active > zero):
+        if exact:
             return new, n_active
+        done, last, last_k = _michelot_done(c, new, n_active, last, last_k, zero)
+        if done:
+            return last, last_k
         c = new
-    return c, n_active
+    return last, max(last_k, one)
 
 
-@njit(fastmath=_FASTMATH, cache=True)
+@njit(fastmath=_FASTMATH, inline="always")
 def _solve_pair_banded(xr, wr, bidx, bx, bw, stats, sure, guess_a, guess_b, gamma, two_d, zero, one, big):
-    """`_solve_pair` for a row with a band; bw must be zero beyond len(bidx). Guesses are clamped first."""
-    for i in range(bidx.shape[0]):
-        bw[i] = wr[bidx[i]]
+    """`_solve_pair` for a row with a band (bw zero beyond len(bidx)); guesses are clamped into the window."""
+    _gather(wr, bidx, bw)
     ca = min(max(abs(guess_a), stats[0]), stats[1])
     cb = min(max(abs(guess_b), stats[0]), stats[1])
     ga = ca if guess_a >= zero else -ca
     gb = cb if guess_b >= zero else -cb
-    sa, ka, loa, hia, sb, kb, lob, hib = _sweep_pq(bx, bw, ca, cb, zero, one, big)
+    # two one-sided sweeps: on a short band they beat _sweep_pq, whose fixed cost is larger
+    sa, ka, loa, hia = _sweep_p(bx, bw, ca, zero, one, big)
+    sb, kb, lob, hib = _sweep_q(bx, bw, cb, zero, one, big)
     alpha, k_alpha, exact_a = _band_newton(ga, sa, ka, loa, hia, sure, stats, gamma, two_d, zero)
     beta, k_beta, exact_b = _band_newton(gb, sb, kb, lob, hib, -sure, stats, gamma, two_d, zero)
     if not exact_a:
@@ -564,88 +639,116 @@ def _solve_pair_banded(xr, wr, bidx, bx, bw, stats, sure, guess_a, guess_b, gamm
     return alpha, beta, k_alpha, k_beta
 
 
+# ---------------------------------------------------------------------------------------------------
+# fused, part 3: tiles
+# ---------------------------------------------------------------------------------------------------
+
 @njit(fastmath=_FASTMATH, cache=True)
 def _learn_columns(values, col_sum, col_hat, rows_done):
-    """Fold one finished row into the column effects: c_h = mean over rows of (α(n, h) − row mean)."""
+    """Fold one finished row into the column effects: c_h = mean over rows of (value − row mean)."""
     mean = values.sum() / values.dtype.type(values.shape[0])
     for i in range(values.shape[0]):
         col_sum[i] += values[i] - mean
         col_hat[i] = col_sum[i] / values.dtype.type(rows_done)
 
 
-@njit(fastmath=_FASTMATH, cache=True)
-def _fused_tile(x, w, gamma, bound, rows, n0, n1, h0, h1, y, alpha, beta, k_alpha, k_beta):
-    """Solve rows n0:n1 × cols h0:h1, guessing each α (β) as r_n + c_h from the pairs already solved."""
-    first, band_idx, band_x, band_n, band_stats, sure = rows
+@njit(fastmath=_FASTMATH, inline="always")
+def _fused_pair(x, w, n, h, gamma, bound, rows, band_w, guess_a, guess_b):
+    """(α, β, K_α, K_β) of pair (n, h): the all-active shortcut, the banded solve, or the plain one."""
+    _, band_idx, band_x, band_n, band_stats, sure = rows
     dt = x.dtype.type
     zero, one, big = dt(0), dt(1), dt(np.finfo(x.dtype).max)
     two_d = dt(2 * x.shape[1])
-    scale = gamma * dt(x.shape[1] / 2)
+    if bound[0, n] + bound[1, h] <= gamma:  # γ ≥ 2D·max a: every entry active, α = β = −γ/2D
+        return -gamma / two_d, -gamma / two_d, two_d, two_d
+    nb = band_n[n]
+    if 2 * nb > x.shape[1]:  # a wide band is not worth the gather
+        return _solve_pair(x[n], w[h], guess_a, guess_b, gamma, two_d, zero, one, big)
+    padded = (nb + 31) // 32 * 32
+    return _solve_pair_banded(x[n], w[h], band_idx[n, :nb], band_x[n, :padded], band_w[:padded],
+                              band_stats[n], sure[n, h], guess_a, guess_b, gamma, two_d, zero, one, big)
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _fused_tile(x, w, gamma, scale, bound, rows, n0, n1, h0, h1, y, alpha, beta, k_alpha, k_beta):
+    """Solve rows n0:n1 × cols h0:h1. Each α is guessed as r_n + c_h + sure(n, h)/K_n (β with −sure):
+    the sure sum carries most of what is particular to the pair, and the additive part r_n + c_h of the
+    remainder is learnt from the pairs already solved in the tile."""
+    first, sure = rows[0], rows[5]
+    dt = x.dtype.type
+    zero, one = dt(0), dt(1)
     width = h1 - h0
     col_sum_a, col_hat_a = np.zeros(width, x.dtype), np.zeros(width, x.dtype)
     col_sum_b, col_hat_b = np.zeros(width, x.dtype), np.zeros(width, x.dtype)
-    band_w = np.zeros(band_x.shape[1], x.dtype)
+    res_a, res_b = np.empty(width, x.dtype), np.empty(width, x.dtype)
+    band_w = np.zeros(rows[2].shape[1], x.dtype)  # stays zero past each band: the padding
     for n in range(n0, n1):
-        nb = band_n[n]
-        padded = (nb + 15) // 16 * 16
-        band_w[nb:padded] = zero
-        banded = 2 * nb <= x.shape[1]  # a wide band is not worth the gather
-        row_a, row_b = first[0, n], first[1, n]
+        row_a, row_b = first[0, n], first[1, n]  # r_n starts from the pair (n, 0) solved in the setup
+        k_a, k_b = first[2, n], first[3, n]
         sum_a, sum_b, count = zero, zero, zero
         for i in range(width):
             h = h0 + i
-            ga, gb = row_a + col_hat_a[i], row_b + col_hat_b[i]
-            if bound[0, n] + bound[1, h] <= gamma:  # γ ≥ 2D·max a: every entry active, α = β = −γ/2D
-                al, be, ka, kb = -gamma / two_d, -gamma / two_d, two_d, two_d
-            elif banded:
-                al, be, ka, kb = _solve_pair_banded(x[n], w[h], band_idx[n, :nb], band_x[n, :padded],
-                                                    band_w[:padded], band_stats[n], sure[n, h], ga, gb,
-                                                    gamma, two_d, zero, one, big)
-            else:
-                al, be, ka, kb = _solve_pair(x[n], w[h], ga, gb, gamma, two_d, zero, one, big)
+            tilt_a, tilt_b = sure[n, h] / k_a, sure[n, h] / k_b
+            al, be, ka, kb = _fused_pair(x, w, n, h, gamma, bound, rows, band_w,
+                                         row_a + col_hat_a[i] + tilt_a, row_b + col_hat_b[i] - tilt_b)
             alpha[n, h], beta[n, h] = al, be
             k_alpha[n, h], k_beta[n, h] = np.int32(ka), np.int32(kb)
             y[n, h] = scale * (al - be)
-            sum_a += al - col_hat_a[i]
-            sum_b += be - col_hat_b[i]
+            res_a[i], res_b[i] = al - tilt_a, be + tilt_b
+            sum_a += res_a[i] - col_hat_a[i]
+            sum_b += res_b[i] - col_hat_b[i]
             count += one
             row_a, row_b = sum_a / count, sum_b / count
-        _learn_columns(alpha[n, h0:h1], col_sum_a, col_hat_a, n - n0 + 1)
-        _learn_columns(beta[n, h0:h1], col_sum_b, col_hat_b, n - n0 + 1)
+        band_w[:] = zero
+        _learn_columns(res_a, col_sum_a, col_hat_a, n - n0 + 1)
+        _learn_columns(res_b, col_sum_b, col_hat_b, n - n0 + 1)
 
 
 @njit(parallel=True, cache=True)
-def _fused_kernel(x, w, gamma, bound, rows, y, alpha, beta, k_alpha, k_beta):
+def _fused_kernel(x, w, gamma, scale, bound, rows, col_tiles, n_tiles, y, alpha, beta, k_alpha, k_beta):
     """y_MP for all pairs, tiled (x-row block × w-row block) over threads; fills α, β, K_α, K_β too."""
-    n_rows, n_cols = x.shape[0], w.shape[0]
-    row_tiles = (n_rows + _TILE_ROWS - 1) // _TILE_ROWS
-    col_tiles = (n_cols + _TILE_COLS - 1) // _TILE_COLS
-    for t in prange(row_tiles * col_tiles):
+    for t in prange(n_tiles):
         n0 = (t // col_tiles) * _TILE_ROWS
         h0 = (t % col_tiles) * _TILE_COLS
-        n1 = min(n0 + _TILE_ROWS, n_rows)
-        h1 = min(h0 + _TILE_COLS, n_cols)
-        _fused_tile(x, w, gamma, bound, rows, n0, n1, h0, h1, y, alpha, beta, k_alpha, k_beta)
+        n1 = min(n0 + _TILE_ROWS, x.shape[0])
+        h1 = min(h0 + _TILE_COLS, w.shape[0])
+        _sure_tile(x, w, rows[4], n0, n1, h0, h1, rows[5])
+        _fused_tile(x, w, gamma, scale, bound, rows, n0, n1, h0, h1, y, alpha, beta, k_alpha, k_beta)
 
 
-def _run_fused(x, w, gamma, y):
-    """Run the fused kernel into y; return (alpha, beta, k_alpha, k_beta)."""
+def _run_fused(x, w, gamma, x_max, w_max, y):
+    """Run the fused kernel into y; return (alpha, beta, k_alpha, k_beta). x_max, w_max: row max |·|."""
+    if y.size == 0:
+        return (np.empty(y.shape, x.dtype), np.empty(y.shape, x.dtype),
+                np.empty(y.shape, np.int32), np.empty(y.shape, np.int32))
+    # y_MP is symmetric in x and w (p and q hold ±(w + x) and ±(w − x)); the band needs rows whose entries
+    # dominate the other operand, so the operand with the larger entries plays the rows
+    if x_max.max() < w_max.max():
+        y_t = np.empty(y.shape[::-1], x.dtype)
+        outs = _run_fused_rows(w, x, gamma, w_max, x_max, y_t)
+        y[...] = y_t.T
+        return tuple(np.ascontiguousarray(a.T) for a in outs)
+    return _run_fused_rows(x, w, gamma, x_max, w_max, y)
+
+
+def _run_fused_rows(x, w, gamma, x_max, w_max, y):
+    """`_run_fused` with x as the rows: setup, then tiles (sure sums and pairs)."""
+    n, d = x.shape
     shape = y.shape
     alpha, beta = np.empty(shape, x.dtype), np.empty(shape, x.dtype)
     k_alpha, k_beta = np.empty(shape, np.int32), np.empty(shape, np.int32)
-    if y.size == 0:
-        return alpha, beta, k_alpha, k_beta
-    n, d = x.shape
     # bound[0, n] + bound[1, h] = 2D·(max|x_n| + max|w_h|) ≥ 2D·max_j |w_hj ± x_nj|
     bound = np.zeros((2, max(shape)), x.dtype)
-    bound[0, :n] = np.abs(x).max(axis=1) * (2 * d)
-    bound[1, :shape[1]] = np.abs(w).max(axis=1) * (2 * d)
-    d_pad = (d + 15) // 16 * 16
-    rows = (np.empty((2, n), x.dtype), np.empty((n, d), np.int64), np.empty((n, d_pad), x.dtype),
+    bound[0, :n] = x_max * (2 * d)
+    bound[1, :shape[1]] = w_max * (2 * d)
+    d_pad = (d + 31) // 32 * 32
+    rows = (np.empty((4, n), x.dtype), np.empty((n, d), np.int64), np.empty((n, d_pad), x.dtype),
             np.empty(n, np.int64), np.empty((n, 6), x.dtype), np.empty(shape, x.dtype))
-    _row_setup_kernel(x, w, gamma, x.dtype.type(np.abs(w).max()), *rows[:5])
-    _sure_kernel(x, w, rows[4], rows[5])
-    _fused_kernel(x, w, gamma, bound, rows, y, alpha, beta, k_alpha, k_beta)
+    _row_setup_kernel(x, w, gamma, w_max.max(), *rows[:5])
+    col_tiles = -(-shape[1] // _TILE_COLS)
+    n_tiles = -(-n // _TILE_ROWS) * col_tiles
+    _fused_kernel(x, w, gamma, _out_scale(gamma, x), bound, rows, col_tiles, n_tiles,
+                  y, alpha, beta, k_alpha, k_beta)
     return alpha, beta, k_alpha, k_beta
 
 
