@@ -35,18 +35,18 @@ def verify(model: str, data: str, *flags: str) -> dict:
     return json.loads(mpc("verify", model, "--data", data, "--json", "-q", *flags))
 
 
-def row(name: str, model: str, calib: str, train: str, test: str, epochs: int) -> dict:
+def row(name: str, model: str, calib: str, train: str, test: str, epochs: int, lr: float) -> dict:
     """Source, calibrated and fine-tuned accuracy for one model."""
     mp = verify(model, test, "--target", "mp", "--calib", calib)
     out = CACHE / f"ft_{name}"
     t0 = time.perf_counter()
     mpc("finetune", model, "--target", "mp", "--calib", calib, "--data", train, "--epochs", str(epochs),
-        "-o", str(out), "--force", "-q")
+        "--lr", str(lr), "-o", str(out), "--force", "-q")
     ft_seconds = time.perf_counter() - t0
     ft = verify(str(out / "model.mpc"), test, "--target", "float")
     return {"model": name, "source": mp["source_accuracy"], "mp": mp["converted_accuracy"],
             "min_pearson": min(layer["pearson"] for layer in mp["layers"]), "ft": ft["converted_accuracy"],
-            "ft_s": ft_seconds, "epochs": epochs}
+            "ft_s": ft_seconds, "epochs": epochs, "lr": lr}
 
 
 def mnist_files() -> tuple[str, str, str, str]:
@@ -68,19 +68,19 @@ def main() -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     ex = "examples"
     rows = [row("digits MLP 64-64-32-10", f"{ex}/models/digits_mlp.onnx", f"{ex}/data/digits_train.npz",
-                f"{ex}/data/digits_train.npz", f"{ex}/data/digits_test.npz", 10),
+                f"{ex}/data/digits_train.npz", f"{ex}/data/digits_test.npz", 10, 2e-3),
             row("digits CNN (Conv+BN+ReLU+MaxPool)", f"{ex}/models/digits_cnn.onnx", f"{ex}/data/digits_img_train.npz",
-                f"{ex}/data/digits_img_train.npz", f"{ex}/data/digits_img_test.npz", 10)]
+                f"{ex}/data/digits_img_train.npz", f"{ex}/data/digits_img_test.npz", 10, 2e-3)]
     if not args.skip_mnist:
         model, calib, train, test = mnist_files()
-        rows.append(row("MNIST MLP 784-1024-512-256-128-10", model, calib, train, test, 3))
+        rows.append(row("MNIST MLP 784-1024-512-256-128-10", model, calib, train, test, 3, 1e-3))
     print("| model | source (onnxruntime) | mp, auto-calibrated | loss (points) | min layer Pearson "
-          "| mp + finetune | loss (points) | finetune wall (s), epochs |")
+          "| mp + finetune | loss (points) | finetune wall (s), epochs, lr |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {100 * r['source']:.2f}% | {100 * r['mp']:.2f}% | {100 * (r['source'] - r['mp']):.2f} "
               f"| {r['min_pearson']:.4f} | {100 * r['ft']:.2f}% | {100 * (r['source'] - r['ft']):.2f} "
-              f"| {r['ft_s']:.0f}, {r['epochs']} |")
+              f"| {r['ft_s']:.0f}, {r['epochs']}, {r['lr']:g} |")
 
 
 if __name__ == "__main__":

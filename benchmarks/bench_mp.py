@@ -14,9 +14,11 @@ the hidden layer is rescaled to norm 5 per sample as the seed's code does, W2 ~ 
 Memory: every configuration runs in a fresh subprocess; after imports, data and a warm-up at h = 8 (JIT
 compilation), the kernel's resident-set high-water mark is reset (/proc/self/clear_refs), the
 configuration runs once, and the reported number is VmHWM minus the VmRSS before the run: the extra
-memory at the high-water mark, the same method for numpy, numba and torch. A seed-style run whose predicted peak (bytes per B·2D·H element measured at the first h,
-times B·2D·H) exceeds 16 GB is skipped and reported as OOM. Latency: best of several runs for the numba
-kernels and the matmul (interleaved, since this shared 2-core machine is noisy), one run for the seed style.
+memory at the high-water mark, the same method for numpy, numba and torch (with glibc's mmap threshold
+fixed at 64 KB, so that memory freed earlier cannot hide a new array). A seed-style run whose
+predicted peak (bytes per B·2D·H element measured at the first h, times B·2D·H) exceeds 16 GB is skipped
+and reported as OOM. Latency: best of several runs for the numba kernels and the matmul (in alternating
+blocks, since this shared 2-core machine is noisy), one run for the seed style.
 
 Usage: python benchmarks/bench_mp.py [--quick] [--replot]
   --quick   h ∈ {500, 1000} only
@@ -149,15 +151,17 @@ class PeakMemory:
         return False
 
 
-def child_inference(kind, h):
-    """Time and extra peak memory of one inference of the stack; returns a dict."""
+def child_inference(kind, h, timing=True):
+    """Extra peak memory and time of one inference of the stack, then (timing) best-of times; a dict."""
     x, w1, w2, _ = make_data(h)
-    if kind == "seed":
+
+    def run(a, b, c):
+        if kind != "seed":
+            return stack_numpy(a, b, c, kind)
         import torch
 
-        run = lambda a, b, c: stack_seed(torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(c))
-    else:
-        run = lambda a, b, c: stack_numpy(a, b, c, kind)
+        return stack_seed(torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(c))
+
     small = make_data(8)
     run(*small[:3])  # compile / warm up away from the measured shapes
     with PeakMemory() as mem:
@@ -165,32 +169,56 @@ def child_inference(kind, h):
         y = np.asarray(run(x, w1, w2))
         first = time.perf_counter() - t
     result = {"latency_s": first, "peak_mb": mem.mb, "checksum": float(np.abs(y).sum())}
-    if kind != "seed":
+    if timing and kind != "seed":
         result.update(interleaved_timing(lambda: run(x, w1, w2), lambda: stack_matmul(x, w1, w2)))
+    if timing and kind == "fused":
+        result.update(single_thread_timing(lambda: run(x, w1, w2), lambda: stack_matmul(x, w1, w2)))
     return result
 
 
-def interleaved_timing(kernel, matmul, budget_s=6.0, rounds=10):
-    """Best-of times for kernel and matmul, in alternating blocks so both see the same machine state.
+def single_thread_timing(kernel, matmul):
+    """The same comparison with one numba thread and one BLAS thread: less exposed to other load on the
+    shared machine (one free core is enough), so it is the steadier kernel-vs-matmul ratio."""
+    import numba
 
-    A short sleep before each block lets the other thread pool (numba's OpenMP workers or OpenBLAS's)
-    stop spinning; within a block the calls run back to back, so the best one is a warm one for both.
-    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return {}
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            t = interleaved_timing(kernel, matmul, budget_s=4.0)
+    finally:
+        numba.set_num_threads(threads)
+    return {"latency_1t_s": t["latency_s"], "matmul_1t_s": t["matmul_s"]}
+
+
+def interleaved_timing(kernel, matmul, budget_s=8.0, rounds=25):
+    """Best-of times for kernel and matmul, in alternating blocks so both see the same machine state."""
     best_k = best_m = float("inf")
     for i in range(rounds):
-        for block, reps in ((kernel, 3), (matmul, 5)):
-            time.sleep(0.05)
-            for _ in range(reps if best_k < budget_s / 30 or block is matmul else 1):
-                t = time.perf_counter()
-                block()
-                elapsed = time.perf_counter() - t
-                if block is kernel:
-                    best_k = min(best_k, elapsed)
-                else:
-                    best_m = min(best_m, elapsed)
+        best_k = min(best_k, best_of(kernel, 3 if best_k < budget_s / 30 else 1))
+        best_m = min(best_m, best_of(matmul, 5))
         if i >= 1 and (i + 1) * best_k > budget_s:
             break
     return {"latency_s": best_k, "matmul_s": best_m}
+
+
+def best_of(fn, reps):
+    """Fastest of reps back-to-back calls, after a short sleep.
+
+    The sleep lets the other thread pool (numba's OpenMP workers or OpenBLAS's) stop spinning; back to
+    back, the best call is a warm one.
+    """
+    time.sleep(0.05)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 def child_training(kind, h):
@@ -224,10 +252,15 @@ def child_training(kind, h):
     return {"latency_s": best, "peak_mb": extra}
 
 
-def run_child(mode, kind, h):
+def run_child(mode, kind, h, for_memory=True):
     """Run one configuration in a fresh interpreter and parse its JSON line."""
     cmd = [sys.executable, os.path.abspath(__file__), "--child", mode, kind, str(h)]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if for_memory:
+        # a fixed glibc mmap threshold: every array of 64 KB or more gets fresh pages, so reuse of memory
+        # freed earlier in the process cannot hide an allocation from the high-water mark (it costs page
+        # faults, so best-of timings run in a child without it)
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]}
@@ -254,7 +287,11 @@ def measure_inference(hs):
     for h in hs:
         row = {"h": h}
         for kind in ("condat", "fused"):
-            row[kind] = run_child("infer", kind, h)
+            memory = run_child("infer-mem", kind, h)
+            row[kind] = run_child("infer", kind, h, for_memory=False)
+            row[kind].pop("peak_mb", None)
+            if "peak_mb" in memory:
+                row[kind]["peak_mb"] = memory["peak_mb"]
             print(f"  h={h} {kind}: {row[kind]}", flush=True)
         if per_element is not None and predicted_gb(per_element, h) > MEM_LIMIT_GB:
             row["seed"] = {"oom_gb": predicted_gb(per_element, h)}
@@ -311,15 +348,18 @@ def ratio(a, b, key):
 def inference_table(rows):
     """Markdown table of the inference measurements."""
     header = ("| h | seed-style latency | seed-style peak | condat latency | condat peak | fused latency | "
-              "fused peak | matmul | fused / matmul | seed / fused time | seed / fused memory |")
-    lines = [header, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "fused peak | matmul | fused / matmul | same, 1 thread each | seed / fused time | "
+              "seed / fused memory |")
+    lines = [header, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         s, c, f = r["seed"], r["condat"], r["fused"]
-        mm = f.get("matmul_s")
+        mm = f["matmul_s"]
+        one = f"{f['latency_1t_s'] / f['matmul_1t_s']:.1f}" if "latency_1t_s" in f else "–"
+        fused_mem = {"peak_mb": max(f.get("peak_mb", 0), 0.1)}
         lines.append(
             f"| {r['h']} | {fmt_time(s)} | {fmt_mem(s)} | {fmt_time(c)} | {fmt_mem(c)} | {fmt_time(f)} | "
-            f"{fmt_mem(f)} | {mm * 1e3:.2f} ms | {f['latency_s'] / mm:.1f} | {ratio(s, f, 'latency_s')} | "
-            f"{ratio(s, {'peak_mb': max(f.get('peak_mb', 0), 0.1)}, 'peak_mb')} |"
+            f"{fmt_mem(f)} | {mm * 1e3:.2f} ms | {f['latency_s'] / mm:.1f} | {one} | "
+            f"{ratio(s, f, 'latency_s')} | {ratio(s, fused_mem, 'peak_mb')} |"
         )
     return "\n".join(lines)
 
@@ -333,7 +373,8 @@ def training_table(rows):
     seed, fused = rows[0], rows[1]
     if "peak_mb" in seed and "peak_mb" in fused:
         lines.append("")
-        lines.append(f"At h = 1000 the fused step is {seed['latency_s'] / fused['latency_s']:,.0f}× faster and "
+        speed = seed["latency_s"] / fused["latency_s"]
+        lines.append(f"At h = 1000 the fused step is {speed:,.0f}× faster and "
                      f"uses {seed['peak_mb'] / max(fused['peak_mb'], 0.1):,.0f}× less extra memory.")
     return "\n".join(lines)
 
@@ -365,7 +406,8 @@ def plot(rows, path):
     ax_t.plot(hs, [r["fused"]["matmul_s"] for r in rows], marker="x", color="gray", ls="--",
               label="NumPy float32 matmul")
     ax_m.axhline(MEM_LIMIT_GB * 1024, color="gray", ls=":", lw=1)
-    ax_m.text(hs[0], MEM_LIMIT_GB * 1024 * 1.2, f"{MEM_LIMIT_GB:.0f} GB: not run above", fontsize=8, color="gray")
+    ax_m.text(hs[0], MEM_LIMIT_GB * 1024 * 1.2, f"{MEM_LIMIT_GB:.0f} GB: not run above", fontsize=8,
+              color="gray")
     for ax, title, ylabel in ((ax_t, "Inference latency, batch 128", "seconds"),
                               (ax_m, "Extra peak memory (resident-set high-water mark)", "MB")):
         ax.set_xscale("log")
@@ -401,13 +443,16 @@ def main(argv=None):
     """Run the benchmark, print the tables, write the PNG and the markdown section."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="only h = 500 and 1000")
-    ap.add_argument("--replot", action="store_true", help="redraw tables and PNG from the last run's raw results")
+    ap.add_argument("--replot", action="store_true",
+                    help="redraw the tables and the PNG from the last run's raw results")
     ap.add_argument("--child", nargs=3, metavar=("MODE", "KIND", "H"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         mode, kind, h = args.child
-        fn = child_inference if mode == "infer" else child_training
-        print(json.dumps(fn(kind, int(h))))
+        if mode == "train":
+            print(json.dumps(child_training(kind, int(h))))
+        else:
+            print(json.dumps(child_inference(kind, int(h), timing=mode == "infer")))
         return
     if args.replot:
         with open(CACHE) as f:
@@ -444,11 +489,14 @@ def method_note(per_element):
         f"W1 ~ U(−1,1)/√784, γ1 = {GAMMA1:g}; hidden rescaled to norm {NORM_K:g} per sample as in the seed's "
         f"code; W2 ~ U(−1,1)/√h, γ2 = {GAMMA2:g}). Peak memory: resident-set high-water mark during one run "
         "minus the resident set before it (VmHWM reset through /proc/self/clear_refs), in a fresh process "
-        "after imports, data and a JIT warm-up at h = 8. "
+        "(glibc mmap threshold fixed at 64 KB, so freed memory cannot hide new arrays; timings run in "
+        "another process without it) after imports, data and a JIT warm-up at h = 8. "
         f"Seed-style runs predicted above {MEM_LIMIT_GB:g} GB are not run ({per} per B·2D·H element, "
-        "measured at the first h; the training prediction assumes twice that). Latency: best of up to 30 "
+        "measured at the first h; the training prediction assumes twice that). Latency: best of up to 75 "
         "runs for condat and fused (blocks of 3 back-to-back runs alternating with blocks of 5 matmuls, "
-        "same process); one run for the seed style. The machine is shared: the load average is printed."
+        "same process), all threads (2) and again with one numba and one BLAS thread; one run for the seed "
+        "style. The machine is shared with other jobs: the load average is printed, and the one-thread "
+        "ratio is the steadier one."
     )
 
 

@@ -49,6 +49,7 @@ BISECT_ITERS_F64 = 48
 _FASTMATH = {"reassoc", "nsz", "arcp", "contract", "nnan"}
 _TILE_ROWS = 64   # x rows per fused tile: the column effects c_h are learnt over these
 _TILE_COLS = 32   # w rows per fused tile: 32 × D floats stay in L2 while every x row visits them
+_SETUP_ROWS = 16  # x rows per block of the row setup (a constant: results must not depend on threads)
 _SORT_CHUNK = 1 << 22  # p entries per chunk of the sort method (4M float64 = 32 MB per array)
 _BWD_PARTS = 8    # grad_x partial sums in the backward: a constant, so results do not depend on threads
 
@@ -497,16 +498,14 @@ def _build_band(xr, lo_c, hi_c, delta, band_idx, band_x, stats):
 
 
 @njit(cache=True)
-def _row_setup_kernel(x, w, gamma, delta, first, band_idx, band_x, band_n, band_stats):
-    """Per x row: solve the pair (n, 0) (from row n − 1's thresholds), then build the band around it.
-
-    Serial: N pairs and N band builds are a small part of the work, and a parallel loop costs compile time.
-    """
+def _row_setup(x, w, gamma, delta, rows, n0, n1):
+    """Rows n0:n1: solve the pair (n, 0) (from row n − 1's thresholds), then build the band around it."""
+    first, band_idx, band_x, band_n, band_stats, _ = rows
     dt = x.dtype.type
     zero, one, big = dt(0), dt(1), dt(np.finfo(x.dtype).max)
     two_d = dt(2 * x.shape[1])
     al, be = zero, zero
-    for n in range(x.shape[0]):
+    for n in range(n0, n1):
         # start from the previous row's thresholds: closer than 0, so fewer full sweeps
         al, be, ka, kb = _solve_pair(x[n], w[0], al, be, gamma, two_d, zero, one, big)
         # window: both thresholds ± δ/4 (on dense data α moves over h by a few % of δ)
@@ -633,9 +632,11 @@ def _solve_pair_banded(xr, wr, bidx, bx, bw, stats, sure, guess_a, guess_b, gamm
     alpha, k_alpha, exact_a = _band_newton(ga, sa, ka, loa, hia, sure, stats, gamma, two_d, zero)
     beta, k_beta, exact_b = _band_newton(gb, sb, kb, lob, hib, -sure, stats, gamma, two_d, zero)
     if not exact_a:
-        alpha, k_alpha = _refine_banded(xr, wr, bx, bw, stats, sure, alpha, False, gamma, two_d, zero, one, big)
+        alpha, k_alpha = _refine_banded(xr, wr, bx, bw, stats, sure, alpha, False,
+                                        gamma, two_d, zero, one, big)
     if not exact_b:
-        beta, k_beta = _refine_banded(xr, wr, bx, bw, stats, -sure, beta, True, gamma, two_d, zero, one, big)
+        beta, k_beta = _refine_banded(xr, wr, bx, bw, stats, -sure, beta, True,
+                                      gamma, two_d, zero, one, big)
     return alpha, beta, k_alpha, k_beta
 
 
@@ -705,12 +706,17 @@ def _fused_tile(x, w, gamma, scale, bound, rows, n0, n1, h0, h1, y, alpha, beta,
 
 
 @njit(parallel=True, cache=True)
-def _fused_kernel(x, w, gamma, scale, bound, rows, col_tiles, n_tiles, y, alpha, beta, k_alpha, k_beta):
-    """y_MP for all pairs, tiled (x-row block × w-row block) over threads; fills α, β, K_α, K_β too."""
+def _fused_kernel(x, w, gamma, scale, delta, bound, rows, col_tiles, n_tiles,
+                  y, alpha, beta, k_alpha, k_beta):
+    """y_MP for all pairs, fills α, β, K_α, K_β too: row setup by blocks of rows, then the tiles
+    (x-row block × w-row block), each loop spread over the threads."""
+    n_rows = x.shape[0]
+    for b in prange((n_rows + _SETUP_ROWS - 1) // _SETUP_ROWS):
+        _row_setup(x, w, gamma, delta, rows, b * _SETUP_ROWS, min((b + 1) * _SETUP_ROWS, n_rows))
     for t in prange(n_tiles):
         n0 = (t // col_tiles) * _TILE_ROWS
         h0 = (t % col_tiles) * _TILE_COLS
-        n1 = min(n0 + _TILE_ROWS, x.shape[0])
+        n1 = min(n0 + _TILE_ROWS, n_rows)
         h1 = min(h0 + _TILE_COLS, w.shape[0])
         _sure_tile(x, w, rows[4], n0, n1, h0, h1, rows[5])
         _fused_tile(x, w, gamma, scale, bound, rows, n0, n1, h0, h1, y, alpha, beta, k_alpha, k_beta)
@@ -744,11 +750,10 @@ def _run_fused_rows(x, w, gamma, x_max, w_max, y):
     d_pad = (d + 31) // 32 * 32
     rows = (np.empty((4, n), x.dtype), np.empty((n, d), np.int64), np.empty((n, d_pad), x.dtype),
             np.empty(n, np.int64), np.empty((n, 6), x.dtype), np.empty(shape, x.dtype))
-    _row_setup_kernel(x, w, gamma, w_max.max(), *rows[:5])
     col_tiles = -(-shape[1] // _TILE_COLS)
     n_tiles = -(-n // _TILE_ROWS) * col_tiles
-    _fused_kernel(x, w, gamma, _out_scale(gamma, x), bound, rows, col_tiles, n_tiles,
-                  y, alpha, beta, k_alpha, k_beta)
+    _fused_kernel(x, w, gamma, _out_scale(gamma, x), x.dtype.type(w_max.max()), bound, rows, col_tiles,
+                  n_tiles, y, alpha, beta, k_alpha, k_beta)
     return alpha, beta, k_alpha, k_beta
 
 

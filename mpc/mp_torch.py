@@ -66,7 +66,8 @@ class MPLinear(nn.Module):
                  dtype=torch.float32):
         super().__init__()
         bound = 1.0 / math.sqrt(in_features)
-        self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype).uniform_(-bound, bound))
+        weight = torch.empty(out_features, in_features, dtype=dtype).uniform_(-bound, bound)
+        self.weight = nn.Parameter(weight)
         # log γ keeps γ > 0 under gradient steps
         self.log_gamma = nn.Parameter(torch.tensor(math.log(gamma), dtype=dtype), requires_grad=learn_gamma)
         self.gain = nn.Parameter(torch.ones(out_features, dtype=dtype)) if gain else None
@@ -89,4 +90,6 @@ class MPLinear(nn.Module):
 
     def extra_repr(self):
         """Sizes and γ for print(module)."""
-        return f"in_features={self.weight.shape[1]}, out_features={self.weight.shape[0]}, gamma={float(self.gamma.detach()):.4g}"
+        out_features, in_features = self.weight.shape
+        gamma = float(self.gamma.detach())
+        return f"in_features={in_features}, out_features={out_features}, gamma={gamma:.4g}"

@@ -89,8 +89,8 @@ def test_mp_linear_forward_backward():
     x = torch.rand(2, 3, 12)
     y = layer(x)
     assert y.shape == (2, 3, 5)
-    expected = mp_dot_torch(x.reshape(6, 12), layer.weight.detach(), layer.gamma.detach()) * layer.gain.detach()
-    torch.testing.assert_close(y.reshape(6, 5).detach(), expected + layer.bias.detach())
+    plain = mp_dot_torch(x.reshape(6, 12), layer.weight.detach(), layer.gamma.detach())
+    torch.testing.assert_close(y.reshape(6, 5).detach(), plain * layer.gain.detach() + layer.bias.detach())
     y.square().sum().backward()
     for p in (layer.weight, layer.log_gamma, layer.gain, layer.bias):
         assert p.grad is not None and torch.isfinite(p.grad).all()
