@@ -1,0 +1,302 @@
+"""Compiled (numba) kernels for the NumPy backend's hot NCHW ops: conv2d and maxpool2d.
+
+`conv2d_fused` runs a 2-D convolution with its epilogue (bias, an optional ReLU, an optional
+max-pool) in one pass per sample, threads over the batch, and never builds im2col patches. A
+stride-1 convolution is computed "full width": output pixel (i, j) of channel o accumulates at
+p = i*Wp + j of a row of length L = (OH-1)*Wp + OW, so that every kernel tap (c, kh, kw) is one
+contiguous, vectorizable loop `acc[o, p] += w[o, c, kh, kw] * x[c, kh*dh*Wp + kw*dw + p]`; the
+columns j >= OW are computed and thrown away in the epilogue. Taps of one kernel row are summed
+together and four output channels share every input load, so each accumulator load/store carries
+KW * 4 multiply-adds. Strided convolutions, and dtypes other than float32/float64, fall back to
+the NumPy reference kernels (`conv2d`, `maxpool2d` in mpc.kernels_np).
+
+The NumPy backend copies this module's source (minus the `from mpc...` import) into model.py,
+next to the copied reference kernels, so the emitted file stands alone; numba compiles each
+kernel on its first call and caches it beside model.py. Each sample is computed by one thread in a
+fixed order, so results do not depend on the thread count.
+"""
+import numpy as np
+from numba import njit, prange
+
+from mpc.kernels_np import conv2d, maxpool2d, pool_out_size
+
+
+@njit(cache=True, inline="always")
+def _row_taps4(a0, a1, a2, a3, xc, r, d, wr, o, n):
+    """a_q[p] += sum_k wr[o+q, k] * xc[r + k*d + p] for p < n, q < 4 (one kernel row)."""
+    kw = wr.shape[1]
+    if kw == 3:
+        x0 = xc[r:r + n]
+        x1 = xc[r + d:r + d + n]
+        x2 = xc[r + 2 * d:r + 2 * d + n]
+        p0, p1, p2 = wr[o, 0], wr[o, 1], wr[o, 2]
+        q0, q1, q2 = wr[o + 1, 0], wr[o + 1, 1], wr[o + 1, 2]
+        s0, s1, s2 = wr[o + 2, 0], wr[o + 2, 1], wr[o + 2, 2]
+        t0, t1, t2 = wr[o + 3, 0], wr[o + 3, 1], wr[o + 3, 2]
+        for p in range(n):
+            v0 = x0[p]
+            v1 = x1[p]
+            v2 = x2[p]
+            a0[p] += p0 * v0 + p1 * v1 + p2 * v2
+            a1[p] += q0 * v0 + q1 * v1 + q2 * v2
+            a2[p] += s0 * v0 + s1 * v1 + s2 * v2
+            a3[p] += t0 * v0 + t1 * v1 + t2 * v2
+    elif kw == 5:
+        x0 = xc[r:r + n]
+        x1 = xc[r + d:r + d + n]
+        x2 = xc[r + 2 * d:r + 2 * d + n]
+        x3 = xc[r + 3 * d:r + 3 * d + n]
+        x4 = xc[r + 4 * d:r + 4 * d + n]
+        p0, p1, p2, p3, p4 = wr[o, 0], wr[o, 1], wr[o, 2], wr[o, 3], wr[o, 4]
+        q0, q1, q2, q3, q4 = wr[o + 1, 0], wr[o + 1, 1], wr[o + 1, 2], wr[o + 1, 3], wr[o + 1, 4]
+        s0, s1, s2, s3, s4 = wr[o + 2, 0], wr[o + 2, 1], wr[o + 2, 2], wr[o + 2, 3], wr[o + 2, 4]
+        t0, t1, t2, t3, t4 = wr[o + 3, 0], wr[o + 3, 1], wr[o + 3, 2], wr[o + 3, 3], wr[o + 3, 4]
+        for p in range(n):
+            v0 = x0[p]
+            v1 = x1[p]
+            v2 = x2[p]
+            v3 = x3[p]
+            v4 = x4[p]
+            a0[p] += p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3 + p4 * v4
+            a1[p] += q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3 + q4 * v4
+            a2[p] += s0 * v0 + s1 * v1 + s2 * v2 + s3 * v3 + s4 * v4
+            a3[p] += t0 * v0 + t1 * v1 + t2 * v2 + t3 * v3 + t4 * v4
+    else:
+        for k in range(kw):
+            xs = xc[r + k * d:r + k * d + n]
+            e0, e1, e2, e3 = wr[o, k], wr[o + 1, k], wr[o + 2, k], wr[o + 3, k]
+            for p in range(n):
+                v = xs[p]
+                a0[p] += e0 * v
+                a1[p] += e1 * v
+                a2[p] += e2 * v
+                a3[p] += e3 * v
+
+
+@njit(cache=True, inline="always")
+def _row_taps1(a0, xc, r, d, wr, o, n):
+    """a0[p] += sum_k wr[o, k] * xc[r + k*d + p] for p < n (one kernel row, one channel)."""
+    kw = wr.shape[1]
+    if kw == 3:
+        x0 = xc[r:r + n]
+        x1 = xc[r + d:r + d + n]
+        x2 = xc[r + 2 * d:r + 2 * d + n]
+        p0, p1, p2 = wr[o, 0], wr[o, 1], wr[o, 2]
+        for p in range(n):
+            a0[p] += p0 * x0[p] + p1 * x1[p] + p2 * x2[p]
+    elif kw == 5:
+        x0 = xc[r:r + n]
+        x1 = xc[r + d:r + d + n]
+        x2 = xc[r + 2 * d:r + 2 * d + n]
+        x3 = xc[r + 3 * d:r + 3 * d + n]
+        x4 = xc[r + 4 * d:r + 4 * d + n]
+        p0, p1, p2, p3, p4 = wr[o, 0], wr[o, 1], wr[o, 2], wr[o, 3], wr[o, 4]
+        for p in range(n):
+            a0[p] += p0 * x0[p] + p1 * x1[p] + p2 * x2[p] + p3 * x3[p] + p4 * x4[p]
+    else:
+        for k in range(kw):
+            xs = xc[r + k * d:r + k * d + n]
+            e0 = wr[o, k]
+            for p in range(n):
+                a0[p] += e0 * xs[p]
+
+
+@njit(cache=True, inline="always")
+def _pool_rows(src, wp, oh, ow, dst, pk, ps, pp, pd, relu, inside, tmp):
+    """dst[i, j] = max over the pool window of src[y*wp + x] (y < oh, x < ow), then ReLU.
+
+    Padding never wins: taps outside [0, oh) x [0, ow) are skipped (`inside` says that no window
+    leaves the input, which drops the bounds checks). Rows are reduced first (contiguous,
+    vectorizable), then the columns of the reduced row.
+    """
+    ph, pw = dst.shape
+    if inside and pk[0] == 2 and pk[1] == 2 and pd[0] == 1 and pd[1] == 1:
+        s0 = ps[0]
+        s1 = ps[1]
+        for i in range(ph):
+            for j in range(pw):
+                r = i * s0 * wp + j * s1
+                v = max(max(src[r], src[r + 1]), max(src[r + wp], src[r + wp + 1]))
+                dst[i, j] = v if (v > 0 or not relu) else 0
+        return
+    for i in range(ph):
+        y0 = i * ps[0] - pp[0]
+        first = True
+        for ki in range(pk[0]):
+            y = y0 + ki * pd[0]
+            if 0 <= y < oh:
+                row = src[y * wp:y * wp + ow]
+                if first:
+                    tmp[:] = row
+                    first = False
+                else:
+                    for x in range(ow):
+                        tmp[x] = max(tmp[x], row[x])
+        for j in range(pw):
+            x0 = j * ps[1] - pp[1]
+            m = -np.inf
+            for kj in range(pk[1]):
+                x = x0 + kj * pd[1]
+                if 0 <= x < ow:
+                    m = max(m, tmp[x])
+            dst[i, j] = max(m, 0) if relu else m
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _conv2d_s1(x, wt, b, dilations, group, relu, pool, pk, ps, pp, pd, inside, out):
+    """Stride-1 grouped conv of the padded x (N,C,H,W); wt = w transposed to (C/g, KH, M, KW)."""
+    n_, c_, hp, wp = x.shape
+    cg, kh_, m_, kw_ = wt.shape
+    dh, dw = dilations
+    oh = hp - (kh_ - 1) * dh
+    ow = wp - (kw_ - 1) * dw
+    n = (oh - 1) * wp + ow
+    mg = m_ // group
+    zero = np.zeros(1, x.dtype)[0]
+    ph = out.shape[2]
+    pw = out.shape[3]
+    s0 = ps[0]
+    s1 = ps[1]
+    quad = inside and pk[0] == 2 and pk[1] == 2 and pd[0] == 1 and pd[1] == 1
+    for s in prange(n_):
+        xp = x[s].reshape(c_, hp * wp)
+        acc = np.empty((m_, n), x.dtype)
+        for o in range(m_):
+            acc[o, :] = b[o]
+        for g in range(group):
+            for cc in range(cg):
+                xc = xp[g * cg + cc]
+                for k in range(kh_):
+                    r = k * dh * wp
+                    wr = wt[cc, k]
+                    o = g * mg
+                    end = o + mg
+                    while o + 4 <= end:
+                        _row_taps4(acc[o], acc[o + 1], acc[o + 2], acc[o + 3], xc, r, dw, wr, o, n)
+                        o += 4
+                    while o < end:
+                        _row_taps1(acc[o], xc, r, dw, wr, o, n)
+                        o += 1
+        if pool and quad:
+            for o in range(m_):
+                a = acc[o]
+                for i in range(ph):
+                    for j in range(pw):
+                        r = i * s0 * wp + j * s1
+                        v = max(max(a[r], a[r + 1]), max(a[r + wp], a[r + wp + 1]))
+                        out[s, o, i, j] = v if (v > 0 or not relu) else zero
+        elif pool:
+            tmp = np.empty(ow, x.dtype)
+            for o in range(m_):
+                _pool_rows(acc[o], wp, oh, ow, out[s, o], pk, ps, pp, pd, relu, inside, tmp)
+        elif ow >= 16:  # wide rows: copy row slices (vectorized)
+            for o in range(m_):
+                a = acc[o]
+                for i in range(oh):
+                    src = a[i * wp:i * wp + ow]
+                    dst = out[s, o, i]
+                    if relu:
+                        for j in range(ow):
+                            dst[j] = max(src[j], zero)
+                    else:
+                        for j in range(ow):
+                            dst[j] = src[j]
+        else:  # narrow rows: a view per row would cost more than it saves
+            for o in range(m_):
+                a = acc[o]
+                for i in range(oh):
+                    for j in range(ow):
+                        v = a[i * wp + j]
+                        out[s, o, i, j] = v if (v > 0 or not relu) else zero
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _matmul_rows(x, w, out):
+    """out = x @ w for 2-D arrays, one row per task."""
+    n_, k_ = x.shape
+    m_ = w.shape[1]
+    for i in prange(n_):
+        o = out[i]
+        for j in range(m_):
+            o[j] = 0
+        for k in range(k_):
+            v = x[i, k]
+            for j in range(m_):
+                o[j] += v * w[k, j]
+
+
+@njit(parallel=True, cache=True)
+def _maxpool2d(x, pk, ps, pp, pd, inside, out):
+    """Max pooling of x (N,C,H,W) into out (N,C,OH,OW); padding never wins."""
+    n_, c_, h_, w_ = x.shape
+    for t in prange(n_ * c_):
+        s = t // c_
+        c = t % c_
+        tmp = np.empty(w_, x.dtype)
+        _pool_rows(x[s, c].reshape(h_ * w_), w_, h_, w_, out[s, c], pk, ps, pp, pd, False, inside, tmp)
+
+
+def _pool_geometry(h, w, kernel, strides, pads, dilations, ceil_mode):
+    """Pooled size (ph, pw) of an h x w map, and the kernel's (pk, ps, pp, pd, inside) arguments."""
+    ph = pool_out_size(h, kernel[0], strides[0], pads[0], pads[2], dilations[0], ceil_mode)
+    pw = pool_out_size(w, kernel[1], strides[1], pads[1], pads[3], dilations[1], ceil_mode)
+    inside = not any(pads) and all((o - 1) * s + (k - 1) * d < n for o, s, k, d, n in
+                                   zip((ph, pw), strides, kernel, dilations, (h, w)))
+    return ph, pw, ((int(kernel[0]), int(kernel[1])), (int(strides[0]), int(strides[1])),
+                    (int(pads[0]), int(pads[1])), (int(dilations[0]), int(dilations[1])), inside)
+
+
+def _compiled_ok(x, w=None, ndim=4):
+    """Whether the compiled kernels take these arrays (float32/float64 of one dtype, right rank)."""
+    ok = x.dtype in (np.float32, np.float64) and x.ndim == ndim
+    return ok and (w is None or (w.dtype == x.dtype and w.ndim == ndim))
+
+
+def conv2d_fused(x, w, b, strides, pads, dilations, group, relu=False, pool=None):
+    """ONNX Conv (+ ReLU) (+ MaxPool given as (kernel, strides, pads, dilations, ceil_mode)).
+
+    Stride-1 float convolutions run the compiled kernel; anything else the NumPy reference.
+    """
+    if tuple(strides) != (1, 1) or not _compiled_ok(x, w) or x.shape[0] == 0:
+        y = conv2d(x, w, b, strides, pads, dilations, group)
+        y = np.maximum(y, y.dtype.type(0)) if relu else y
+        return maxpool2d(y, *pool) if pool is not None else y
+    m, _, kh, kw = w.shape
+    oh = pool_out_size(x.shape[2], kh, 1, pads[0], pads[2], dilations[0], False)
+    ow = pool_out_size(x.shape[3], kw, 1, pads[1], pads[3], dilations[1], False)
+    if pool is None:
+        ph, pw, geometry = oh, ow, ((1, 1), (1, 1), (0, 0), (1, 1), True)
+    else:
+        ph, pw, geometry = _pool_geometry(oh, ow, *pool)
+    bias = np.zeros(m, x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    wt = np.ascontiguousarray(w.transpose(1, 2, 0, 3))
+    out = np.empty((x.shape[0], m, ph, pw), x.dtype)
+    if any(pads):
+        x = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    _conv2d_s1(np.ascontiguousarray(x), wt, bias, (int(dilations[0]),
+               int(dilations[1])), int(group), bool(relu), pool is not None, *geometry, out)
+    return out
+
+
+def maxpool2d_fast(x, kernel, strides, pads, dilations, ceil_mode):
+    """ONNX MaxPool (2-D): the compiled kernel for float inputs, else the NumPy reference."""
+    if not _compiled_ok(x) or x.shape[0] * x.shape[1] == 0:
+        return maxpool2d(x, kernel, strides, pads, dilations, ceil_mode)
+    oh, ow, geometry = _pool_geometry(x.shape[2], x.shape[3], kernel, strides, pads, dilations, ceil_mode)
+    out = np.empty(x.shape[:2] + (oh, ow), x.dtype)
+    _maxpool2d(np.ascontiguousarray(x), *geometry, out)
+    return out
+
+
+def matmul_fast(x, w):
+    """x @ w on numba's threads for 2-D float operands (else np.matmul).
+
+    A model that runs its convolutions on numba's thread pool runs its dense layers there too:
+    mixing in BLAS's own pool oversubscribes the cores, and the two pools' spinning threads then
+    stall each other for whole scheduler ticks.
+    """
+    if not _compiled_ok(x, w, ndim=2) or x.shape[0] * w.shape[1] == 0:
+        return np.matmul(x, w)
+    out = np.empty((x.shape[0], w.shape[1]), x.dtype)
+    _matmul_rows(np.ascontiguousarray(x), np.ascontiguousarray(w), out)
+    return out
