@@ -22,13 +22,20 @@ from mpc.kernels_np import conv2d, maxpool2d, pool_out_size
 
 
 @njit(cache=True, inline="always")
+def _shifted(xc, r, d, n, k):
+    """The k views xc[r + t*d : r + t*d + n] (t < k) of one kernel row, as a tuple (k is 3 or 5)."""
+    if k == 3:
+        return xc[r:r + n], xc[r + d:r + d + n], xc[r + 2 * d:r + 2 * d + n]
+    return (xc[r:r + n], xc[r + d:r + d + n], xc[r + 2 * d:r + 2 * d + n], xc[r + 3 * d:r + 3 * d + n],
+            xc[r + 4 * d:r + 4 * d + n])
+
+
+@njit(cache=True, inline="always")
 def _row_taps4(a0, a1, a2, a3, xc, r, d, wr, o, n):
     """a_q[p] += sum_k wr[o+q, k] * xc[r + k*d + p] for p < n, q < 4 (one kernel row)."""
     kw = wr.shape[1]
     if kw == 3:
-        x0 = xc[r:r + n]
-        x1 = xc[r + d:r + d + n]
-        x2 = xc[r + 2 * d:r + 2 * d + n]
+        x0, x1, x2 = _shifted(xc, r, d, n, 3)
         p0, p1, p2 = wr[o, 0], wr[o, 1], wr[o, 2]
         q0, q1, q2 = wr[o + 1, 0], wr[o + 1, 1], wr[o + 1, 2]
         s0, s1, s2 = wr[o + 2, 0], wr[o + 2, 1], wr[o + 2, 2]
@@ -42,11 +49,7 @@ def _row_taps4(a0, a1, a2, a3, xc, r, d, wr, o, n):
             a2[p] += s0 * v0 + s1 * v1 + s2 * v2
             a3[p] += t0 * v0 + t1 * v1 + t2 * v2
     elif kw == 5:
-        x0 = xc[r:r + n]
-        x1 = xc[r + d:r + d + n]
-        x2 = xc[r + 2 * d:r + 2 * d + n]
-        x3 = xc[r + 3 * d:r + 3 * d + n]
-        x4 = xc[r + 4 * d:r + 4 * d + n]
+        x0, x1, x2, x3, x4 = _shifted(xc, r, d, n, 5)
         p0, p1, p2, p3, p4 = wr[o, 0], wr[o, 1], wr[o, 2], wr[o, 3], wr[o, 4]
         q0, q1, q2, q3, q4 = wr[o + 1, 0], wr[o + 1, 1], wr[o + 1, 2], wr[o + 1, 3], wr[o + 1, 4]
         s0, s1, s2, s3, s4 = wr[o + 2, 0], wr[o + 2, 1], wr[o + 2, 2], wr[o + 2, 3], wr[o + 2, 4]
@@ -78,18 +81,12 @@ def _row_taps1(a0, xc, r, d, wr, o, n):
     """a0[p] += sum_k wr[o, k] * xc[r + k*d + p] for p < n (one kernel row, one channel)."""
     kw = wr.shape[1]
     if kw == 3:
-        x0 = xc[r:r + n]
-        x1 = xc[r + d:r + d + n]
-        x2 = xc[r + 2 * d:r + 2 * d + n]
+        x0, x1, x2 = _shifted(xc, r, d, n, 3)
         p0, p1, p2 = wr[o, 0], wr[o, 1], wr[o, 2]
         for p in range(n):
             a0[p] += p0 * x0[p] + p1 * x1[p] + p2 * x2[p]
     elif kw == 5:
-        x0 = xc[r:r + n]
-        x1 = xc[r + d:r + d + n]
-        x2 = xc[r + 2 * d:r + 2 * d + n]
-        x3 = xc[r + 3 * d:r + 3 * d + n]
-        x4 = xc[r + 4 * d:r + 4 * d + n]
+        x0, x1, x2, x3, x4 = _shifted(xc, r, d, n, 5)
         p0, p1, p2, p3, p4 = wr[o, 0], wr[o, 1], wr[o, 2], wr[o, 3], wr[o, 4]
         for p in range(n):
             a0[p] += p0 * x0[p] + p1 * x1[p] + p2 * x2[p] + p3 * x3[p] + p4 * x4[p]
