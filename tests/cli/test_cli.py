@@ -245,6 +245,24 @@ def test_run_matches_onnxruntime_and_refuses_to_overwrite(converted, tmp_path, c
     assert [p.name for p in tmp_path.iterdir()] == ["pred.npz"]   # no temp files left
 
 
+def test_run_in_new_processes_reuses_the_compiled_kernels(converted, tmp_path):
+    """numba caches model.py's kernels in __pycache__ beside it and, loading them in a later
+    process, imports model.py again by the module name that compiled them: `mpc run`, then
+    `mpc run` again, then model.py as a script, then `mpc run` must all work on one folder."""
+    folder = tmp_path / "cnn"
+    shutil.copytree(converted["cnn"], folder, ignore=shutil.ignore_patterns("__pycache__"))
+    ref = ort_run(CNN, {"input": npz(CNN_DATA)["input"]})["logits"]
+    mpc_run = [sys.executable, "-m", "mpc", "run", str(folder), "--data", str(CNN_DATA), "-q", "-o"]
+    script = [sys.executable, str(folder / "model.py"), str(CNN_DATA), "-o"]
+    for i, argv in enumerate([mpc_run, mpc_run, script, mpc_run]):
+        pred = tmp_path / f"pred{i}.npz"
+        proc = subprocess.run(argv + [str(pred)], cwd=tmp_path, check=False, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, (i, proc.stderr)
+        assert_close(npz(pred)["logits"], ref)
+    assert list((folder / "__pycache__").glob("*.nbi")), "no numba cache written"
+
+
 # -- verify -------------------------------------------------------------------------------
 REQUIRED = {"target", "samples", "max_abs_err", "mean_abs_err", "top1_agreement", "source_accuracy",
             "converted_accuracy", "layers"}
