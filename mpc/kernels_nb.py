@@ -16,9 +16,11 @@ kernel on its first call and caches it beside model.py. Each sample is computed 
 fixed order, so results do not depend on the thread count.
 """
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from mpc.kernels_np import conv2d, maxpool2d, pool_out_size
+
+LANES = 16  # most samples a conv block interleaves
 
 
 @njit(cache=True, inline="always")
@@ -139,87 +141,166 @@ def _pool_rows(src, wp, oh, ow, dst, pk, ps, pp, pd, relu, inside, tmp):
             dst[i, j] = max(m, 0) if relu else m
 
 
+@njit(cache=True, inline="always")
+def _gather_lanes(x, s0, lanes, xb):
+    """xb[c, p*lanes + l] = x[s0 + l, c].flat[p] for l < lanes: a block of samples, interleaved."""
+    c_, hp, wp = x.shape[1:]
+    hw = hp * wp
+    for l in range(lanes):
+        for c in range(c_):
+            src = x[s0 + l, c].reshape(hw)
+            dst = xb[c]
+            for p in range(hw):
+                dst[p * lanes + l] = src[p]
+
+
+@njit(cache=True, inline="always")
+def _scatter_lanes(tmp, out, s0, lanes):
+    """out[s0 + l].flat[q] = tmp[q, l] for l < lanes: the block's results back to NCHW."""
+    q_ = tmp.shape[0]
+    for l in range(lanes):
+        dst = out[s0 + l].reshape(q_)
+        for q in range(q_):
+            dst[q] = tmp[q, l]
+
+
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _conv2d_s1(x, wt, b, dilations, group, relu, pool, pk, ps, pp, pd, inside, out):
-    """Stride-1 grouped conv of the padded x (N,C,H,W); wt = w transposed to (C/g, KH, M, KW)."""
+def _conv2d_s1(x, wt, b, dilations, group, relu, pool, pk, ps, pp, pd, inside, lanes, out):
+    """Stride-1 grouped conv of the padded x (N,C,H,W); wt = w transposed to (C/g, KH, M, KW).
+
+    Blocks of `lanes` samples are interleaved (sample index fastest), so a tap's loop runs over
+    the whole block at once; each output element sees the same operations in the same order
+    whatever the block size, hence results do not depend on it (or on the thread count).
+    """
     n_, c_, hp, wp = x.shape
     cg, kh_, m_, kw_ = wt.shape
     dh, dw = dilations
     oh = hp - (kh_ - 1) * dh
     ow = wp - (kw_ - 1) * dw
-    n = (oh - 1) * wp + ow
     mg = m_ // group
     zero = np.zeros(1, x.dtype)[0]
     ph = out.shape[2]
     pw = out.shape[3]
-    s0 = ps[0]
-    s1 = ps[1]
-    quad = inside and pk[0] == 2 and pk[1] == 2 and pd[0] == 1 and pd[1] == 1
-    for s in prange(n_):
-        xp = x[s].reshape(c_, hp * wp)
+    quad = pool and inside and pk[0] == 2 and pk[1] == 2 and pd[0] == 1 and pd[1] == 1
+    for blk in prange((n_ + lanes - 1) // lanes):
+        s0 = blk * lanes
+        nl = min(lanes, n_ - s0)
+        n = ((oh - 1) * wp + ow) * nl
+        xb = np.empty((c_, hp * wp * nl), x.dtype)
+        _gather_lanes(x, s0, nl, xb)
         acc = np.empty((m_, n), x.dtype)
         for o in range(m_):
             acc[o, :] = b[o]
         for g in range(group):
             for cc in range(cg):
-                xc = xp[g * cg + cc]
+                xc = xb[g * cg + cc]
                 for k in range(kh_):
-                    r = k * dh * wp
+                    r = k * dh * wp * nl
                     wr = wt[cc, k]
                     o = g * mg
                     end = o + mg
                     while o + 4 <= end:
-                        _row_taps4(acc[o], acc[o + 1], acc[o + 2], acc[o + 3], xc, r, dw, wr, o, n)
+                        _row_taps4(acc[o], acc[o + 1], acc[o + 2], acc[o + 3], xc, r, dw * nl, wr, o, n)
                         o += 4
                     while o < end:
-                        _row_taps1(acc[o], xc, r, dw, wr, o, n)
+                        _row_taps1(acc[o], xc, r, dw * nl, wr, o, n)
                         o += 1
-        if pool and quad:
+        if pool and not quad:  # any other pool: one sample at a time, on strided views
+            tmp = np.empty(ow, x.dtype)
+            for l in range(nl):
+                for o in range(m_):
+                    _pool_rows(acc[o, l::nl], wp, oh, ow, out[s0 + l, o], pk, ps, pp, pd, relu, inside, tmp)
+            continue
+        res = np.empty((m_ * ph * pw, nl), x.dtype)
+        if quad:  # 2x2 windows inside the map: max of two rows, then of column pairs
+            rm = np.empty(ow * nl, x.dtype)
             for o in range(m_):
                 a = acc[o]
                 for i in range(ph):
+                    y = i * ps[0] * wp * nl
+                    u = a[y:y + ow * nl]
+                    v = a[y + wp * nl:y + (wp + ow) * nl]
+                    for p in range(ow * nl):
+                        e = u[p]
+                        f = v[p]
+                        rm[p] = e if e > f else f
                     for j in range(pw):
-                        r = i * s0 * wp + j * s1
-                        v = max(max(a[r], a[r + 1]), max(a[r + wp], a[r + wp + 1]))
-                        out[s, o, i, j] = v if (v > 0 or not relu) else zero
-        elif pool:
-            tmp = np.empty(ow, x.dtype)
-            for o in range(m_):
-                _pool_rows(acc[o], wp, oh, ow, out[s, o], pk, ps, pp, pd, relu, inside, tmp)
-        elif ow >= 16:  # wide rows: copy row slices (vectorized)
+                        c0 = j * ps[1] * nl
+                        e0 = rm[c0:c0 + nl]
+                        f0 = rm[c0 + nl:c0 + 2 * nl]
+                        dst = res[(o * ph + i) * pw + j]
+                        for l in range(nl):
+                            e = e0[l]
+                            f = f0[l]
+                            e = e if e > f else f
+                            dst[l] = e if (e > 0 or not relu) else zero
+        else:
             for o in range(m_):
                 a = acc[o]
                 for i in range(oh):
-                    src = a[i * wp:i * wp + ow]
-                    dst = out[s, o, i]
+                    src = a[i * wp * nl:(i * wp + ow) * nl]
+                    dst = res[(o * oh + i) * ow:(o * oh + i + 1) * ow].reshape(ow * nl)
                     if relu:
-                        for j in range(ow):
-                            dst[j] = max(src[j], zero)
+                        for p in range(ow * nl):
+                            e = src[p]
+                            dst[p] = e if e > 0 else zero
                     else:
-                        for j in range(ow):
-                            dst[j] = src[j]
-        else:  # narrow rows: a view per row would cost more than it saves
-            for o in range(m_):
-                a = acc[o]
-                for i in range(oh):
-                    for j in range(ow):
-                        v = a[i * wp + j]
-                        out[s, o, i, j] = v if (v > 0 or not relu) else zero
+                        for p in range(ow * nl):
+                            dst[p] = src[p]
+        _scatter_lanes(res, out, s0, nl)
+
+
+@njit(cache=True, inline="always")
+def _dot4(o, w, k, a0, a1, a2, a3):
+    """o[j] += a0*w[k, j] + a1*w[k+1, j] + a2*w[k+2, j] + a3*w[k+3, j] (one row, four k)."""
+    w0, w1, w2, w3 = w[k], w[k + 1], w[k + 2], w[k + 3]
+    for j in range(o.shape[0]):
+        o[j] += a0 * w0[j] + a1 * w1[j] + a2 * w2[j] + a3 * w3[j]
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def _matmul_rows(x, w, out):
-    """out = x @ w for 2-D arrays, one row per task."""
+    """out = x @ w for 2-D arrays, in blocks of four rows that share every load of w.
+
+    k is taken four at a time (then one at a time), in the same order for every row, so a row's
+    result does not depend on the block it falls in.
+    """
     n_, k_ = x.shape
     m_ = w.shape[1]
-    for i in prange(n_):
-        o = out[i]
-        for j in range(m_):
-            o[j] = 0
-        for k in range(k_):
-            v = x[i, k]
-            for j in range(m_):
-                o[j] += v * w[k, j]
+    k4 = k_ - k_ % 4
+    for blk in prange((n_ + 3) // 4):
+        i0 = blk * 4
+        ni = min(4, n_ - i0)
+        for i in range(i0, i0 + ni):
+            out[i, :] = 0
+        if ni == 4:
+            o0, o1, o2, o3 = out[i0], out[i0 + 1], out[i0 + 2], out[i0 + 3]
+            for k in range(0, k4, 4):
+                w0, w1, w2, w3 = w[k], w[k + 1], w[k + 2], w[k + 3]
+                p0, p1, p2, p3 = x[i0, k], x[i0, k + 1], x[i0, k + 2], x[i0, k + 3]
+                q0, q1, q2, q3 = x[i0 + 1, k], x[i0 + 1, k + 1], x[i0 + 1, k + 2], x[i0 + 1, k + 3]
+                s0, s1, s2, s3 = x[i0 + 2, k], x[i0 + 2, k + 1], x[i0 + 2, k + 2], x[i0 + 2, k + 3]
+                t0, t1, t2, t3 = x[i0 + 3, k], x[i0 + 3, k + 1], x[i0 + 3, k + 2], x[i0 + 3, k + 3]
+                for j in range(m_):
+                    e0 = w0[j]
+                    e1 = w1[j]
+                    e2 = w2[j]
+                    e3 = w3[j]
+                    o0[j] += p0 * e0 + p1 * e1 + p2 * e2 + p3 * e3
+                    o1[j] += q0 * e0 + q1 * e1 + q2 * e2 + q3 * e3
+                    o2[j] += s0 * e0 + s1 * e1 + s2 * e2 + s3 * e3
+                    o3[j] += t0 * e0 + t1 * e1 + t2 * e2 + t3 * e3
+        else:
+            for i in range(i0, i0 + ni):
+                for k in range(0, k4, 4):
+                    _dot4(out[i], w, k, x[i, k], x[i, k + 1], x[i, k + 2], x[i, k + 3])
+        for i in range(i0, i0 + ni):
+            o = out[i]
+            for k in range(k4, k_):
+                v = x[i, k]
+                wk = w[k]
+                for j in range(m_):
+                    o[j] += v * wk[j]
 
 
 @njit(parallel=True, cache=True)
@@ -249,10 +330,12 @@ def _compiled_ok(x, w=None, ndim=4):
     return ok and (w is None or (w.dtype == x.dtype and w.ndim == ndim))
 
 
-def conv2d_fused(x, w, b, strides, pads, dilations, group, relu=False, pool=None):
+def conv2d_fused(x, w, b, strides, pads, dilations, group, relu=False, pool=None, lanes=None):
     """ONNX Conv (+ ReLU) (+ MaxPool given as (kernel, strides, pads, dilations, ceil_mode)).
 
     Stride-1 float convolutions run the compiled kernel; anything else the NumPy reference.
+    `lanes` (samples per interleaved block) defaults to enough blocks for every thread, at most
+    LANES; it changes the speed, never the results.
     """
     if tuple(strides) != (1, 1) or not _compiled_ok(x, w) or x.shape[0] == 0:
         y = conv2d(x, w, b, strides, pads, dilations, group)
@@ -270,8 +353,10 @@ def conv2d_fused(x, w, b, strides, pads, dilations, group, relu=False, pool=None
     out = np.empty((x.shape[0], m, ph, pw), x.dtype)
     if any(pads):
         x = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
-    _conv2d_s1(np.ascontiguousarray(x), wt, bias, (int(dilations[0]),
-               int(dilations[1])), int(group), bool(relu), pool is not None, *geometry, out)
+    if lanes is None:
+        lanes = min(LANES, -(-x.shape[0] // get_num_threads()))
+    _conv2d_s1(np.ascontiguousarray(x), wt, bias, (int(dilations[0]), int(dilations[1])), int(group),
+               bool(relu), pool is not None, *geometry, int(lanes), out)
     return out
 
 

@@ -206,3 +206,41 @@ def test_results_do_not_depend_on_thread_count(cases):
     assert sorted(one) == sorted(many)
     for k in one:
         assert one[k].tobytes() == many[k].tobytes(), k
+
+
+def test_a_sample_gets_the_same_bytes_in_any_batch(cases):
+    """Samples are interleaved in blocks (up to 16 per block, fewer in the last one): a sample's
+    result is the same alone as in a batch of 37 (blocks of 16, 16 and 5), byte for byte."""
+    import onnxruntime as ort
+    module, _, _, _ = cases
+    rng = np.random.default_rng(6)
+    feeds = {f"x_{n}": rng.standard_normal((37,) + CASES[n][0][1:]).astype(np.float32) for n in sorted(CASES)}
+    batch = module.run(feeds)
+    sess = ort.InferenceSession(_all_cases_model().SerializeToString(), providers=["CPUExecutionProvider"])
+    for name, ref in zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)):
+        _close(batch[name], ref)
+    for i in (0, 15, 16, 36):
+        alone = module.run({k: v[i:i + 1] for k, v in feeds.items()})
+        for k in batch:
+            assert alone[k][0].tobytes() == batch[k][i].tobytes(), (k, i)
+
+
+def test_dense_layers_after_a_conv_match_onnxruntime(tmp_path):
+    """A conv model runs its Gemm on the compiled matmul: blocks of four rows plus a tail row
+    block (batch 7), k = 5*5*5 = 125 (four at a time plus one), 9 outputs."""
+    rng = np.random.default_rng(7)
+    inits = [numpy_helper.from_array((rng.standard_normal((5, 3, 3, 3)) * 0.3).astype(np.float32), "w"),
+             numpy_helper.from_array((rng.standard_normal((9, 125)) * 0.1).astype(np.float32), "fw"),
+             numpy_helper.from_array(rng.standard_normal(9).astype(np.float32), "fb")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("Flatten", ["c"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], name="fc", transB=1)]
+    g = helper.make_graph(nodes, "k", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 7, 7])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])], inits)
+    model = _open_output(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    x = rng.standard_normal((7, 3, 7, 7)).astype(np.float32)
+    module, text, got = _convert_and_run(tmp_path, model, x)
+    assert "matmul_fast(" in text
+    _close(got, _ort(model, x))
+    for i in (0, 6):   # a row of a full block of four, and one of the tail block
+        assert module.run({"x": x[i:i + 1]})["y"][0].tobytes() == got[i].tobytes()
