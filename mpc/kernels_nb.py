@@ -1,19 +1,23 @@
-"""Compiled (numba) kernels for the NumPy backend's hot NCHW ops: conv2d and maxpool2d.
+"""Compiled (numba) kernels for the NumPy backend's hot ops: conv2d, maxpool2d and matmul.
 
 `conv2d_fused` runs a 2-D convolution with its epilogue (bias, an optional ReLU, an optional
-max-pool) in one pass per sample, threads over the batch, and never builds im2col patches. A
-stride-1 convolution is computed "full width": output pixel (i, j) of channel o accumulates at
-p = i*Wp + j of a row of length L = (OH-1)*Wp + OW, so that every kernel tap (c, kh, kw) is one
-contiguous, vectorizable loop `acc[o, p] += w[o, c, kh, kw] * x[c, kh*dh*Wp + kw*dw + p]`; the
-columns j >= OW are computed and thrown away in the epilogue. Taps of one kernel row are summed
-together and four output channels share every input load, so each accumulator load/store carries
-KW * 4 multiply-adds. Strided convolutions, and dtypes other than float32/float64, fall back to
-the NumPy reference kernels (`conv2d`, `maxpool2d` in mpc.kernels_np).
+max-pool) in one pass, threads over blocks of samples, and never builds im2col patches. A block of
+up to LANES samples is interleaved first (sample index fastest: xb[c, (y*Wp + x)*B + s]), and a
+stride-1 convolution is computed "full width" over the whole block: output pixel (i, j) of channel
+o accumulates at p = (i*Wp + j)*B + s of a row of length L = ((OH-1)*Wp + OW)*B, so that every kernel
+tap (c, kh, kw) is one long contiguous, vectorizable loop
+`acc[o, p] += w[o, c, kh, kw] * xb[c, (kh*dh*Wp + kw*dw)*B + p]`; the columns j >= OW are computed
+and thrown away in the epilogue. Taps of one kernel row are summed together and four output
+channels share every input load, so each accumulator load/store carries KW * 4 multiply-adds. The
+epilogue pools (2x2 windows as row maxima, then column pairs), applies ReLU and scatters the block
+back to NCHW. Every output element sees the same operations in the same order whatever the block
+size, so a sample's result does not depend on the batch it is in, nor on the thread count.
+Strided convolutions, and dtypes other than float32/float64, fall back to the NumPy reference
+kernels (`conv2d`, `maxpool2d` in mpc.kernels_np).
 
 The NumPy backend copies this module's source (minus the `from mpc...` import) into model.py,
 next to the copied reference kernels, so the emitted file stands alone; numba compiles each
-kernel on its first call and caches it beside model.py. Each sample is computed by one thread in a
-fixed order, so results do not depend on the thread count.
+kernel on its first call and caches it beside model.py.
 """
 import numpy as np
 from numba import get_num_threads, njit, prange

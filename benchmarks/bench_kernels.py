@@ -1,0 +1,85 @@
+"""Benchmark: the NumPy backend's compiled kernels (mpc.kernels_nb) layer by layer vs onnxruntime.
+
+Each layer of the LeNet-style CNN of bench_convert.py (conv5x5 1->6 + ReLU + 2x2 max-pool on
+28x28, conv5x5 6->16 + ReLU + 2x2 max-pool on 12x12, dense 256->84) is timed as the kernel call
+that model.py makes and as a one-layer ONNX model in onnxruntime, side by side, at batch 256 and
+batch 1 (best of --repeat runs after a warm-up; both engines with their default threads). Also
+prints the conv kernel at a fixed block size (--lanes) so the effect of interleaving samples shows.
+Prints a markdown table.
+
+    python benchmarks/bench_kernels.py [--repeat 200]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from mpc.kernels_nb import conv2d_fused, matmul_fast
+
+POOL = ((2, 2), (2, 2), (0, 0, 0, 0), (1, 1), False)
+
+
+def best(fn, repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times) * 1e3
+
+
+def conv_layer_model(w, b, in_shape):
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "w", "b"], ["c"]), n("Relu", ["c"], ["r"]),
+             n("MaxPool", ["r"], ["y"], kernel_shape=[2, 2], strides=[2, 2])]
+    g = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"] + in_shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def dense_layer_model(w):
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "dense",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", w.shape[0]])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(w, "w")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeat", type=int, default=200)
+    p.add_argument("--lanes", type=int, default=1, help="fixed block size shown beside the default")
+    args = p.parse_args()
+    rng = np.random.default_rng(0)
+    w1, b1 = (rng.standard_normal((6, 1, 5, 5)) * 0.2).astype(np.float32), np.zeros(6, np.float32)
+    w2, b2 = (rng.standard_normal((16, 6, 5, 5)) * 0.08).astype(np.float32), np.zeros(16, np.float32)
+    wf = (rng.standard_normal((256, 84)) * 0.06).astype(np.float32)
+    layers = [("conv1 5x5 1->6 +relu+pool", conv_layer_model(w1, b1, [1, 28, 28]), (1, 28, 28),
+               lambda x, lanes=None: conv2d_fused(x, w1, b1, (1, 1), (0,) * 4, (1, 1), 1, True, POOL, lanes)),
+              ("conv2 5x5 6->16 +relu+pool", conv_layer_model(w2, b2, [6, 12, 12]), (6, 12, 12),
+               lambda x, lanes=None: conv2d_fused(x, w2, b2, (1, 1), (0,) * 4, (1, 1), 1, True, POOL, lanes)),
+              ("dense 256->84", dense_layer_model(wf), (256,), lambda x, lanes=None: matmul_fast(x, wf))]
+    print(f"| layer | batch | mpc kernel (ms) | onnxruntime (ms) | mpc / onnxruntime "
+          f"| mpc kernel, lanes={args.lanes} (ms) |")
+    print("|---|---|---|---|---|---|")
+    for name, model, shape, kernel in layers:
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        for n in (256, 1):
+            x = rng.uniform(0, 1, (n,) + shape).astype(np.float32)
+            ref = sess.run(None, {"x": x})[0]
+            got = kernel(x)
+            assert np.abs(got - ref).max() <= 2e-5 * max(1.0, float(np.abs(ref).max())), name
+            t_mpc = best(lambda: kernel(x), args.repeat)
+            t_ort = best(lambda: sess.run(None, {"x": x}), args.repeat)
+            fixed = f"{best(lambda: kernel(x, args.lanes), args.repeat):.3f}" if name.startswith("conv") else "-"
+            print(f"| {name} | {n} | {t_mpc:.3f} | {t_ort:.3f} | {t_mpc / t_ort:.2f}x | {fixed} |")
+
+
+if __name__ == "__main__":
+    main()
