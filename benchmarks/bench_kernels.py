@@ -5,32 +5,23 @@ Each layer of the LeNet-style CNN of bench_convert.py (conv5x5 1->6 + ReLU + 2x2
 that model.py makes and as a one-layer ONNX model in onnxruntime, side by side, at batch 256 and
 batch 1 (best of --repeat runs after a warm-up; both engines with their default threads). Also
 prints the conv kernel at a fixed block size (--lanes) so the effect of interleaving samples shows.
-Prints a markdown table.
+A second table times bigger 3x3 convs (padding 1, no epilogue), as in CIFAR/ResNet-style models,
+with the default block size and with 1, 4 and 16 samples per block. Prints markdown tables.
 
     python benchmarks/bench_kernels.py [--repeat 200]
 """
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import onnxruntime as ort
+from bench_convert import best  # same directory: the script's folder is on sys.path
 from onnx import TensorProto, helper, numpy_helper
 
 from mpc.kernels_nb import conv2d_fused, matmul_fast
 
 POOL = ((2, 2), (2, 2), (0, 0, 0, 0), (1, 1), False)
-
-
-def best(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times) * 1e3
 
 
 def conv_layer_model(w, b, in_shape):
@@ -75,10 +66,33 @@ def main() -> None:
             ref = sess.run(None, {"x": x})[0]
             got = kernel(x)
             assert np.abs(got - ref).max() <= 2e-5 * max(1.0, float(np.abs(ref).max())), name
-            t_mpc = best(lambda: kernel(x), args.repeat)
-            t_ort = best(lambda: sess.run(None, {"x": x}), args.repeat)
-            fixed = f"{best(lambda: kernel(x, args.lanes), args.repeat):.3f}" if name.startswith("conv") else "-"
+            t_mpc = best(lambda k=kernel, x=x: k(x), args.repeat) * 1e3
+            t_ort = best(lambda s=sess, x=x: s.run(None, {"x": x}), args.repeat) * 1e3
+            fixed = f"{best(lambda k=kernel, x=x: k(x, args.lanes), args.repeat) * 1e3:.3f}" if name.startswith("conv") else "-"
             print(f"| {name} | {n} | {t_mpc:.3f} | {t_ort:.3f} | {t_mpc / t_ort:.2f}x | {fixed} |")
+    print()
+    print("| conv 3x3 pad 1 | mpc kernel (ms) | onnxruntime (ms) | mpc / onnxruntime | lanes=1 | lanes=4 | lanes=16 |")
+    print("|---|---|---|---|---|---|---|")
+    for n, c, m, h in ((32, 3, 32, 32), (64, 32, 32, 32), (64, 64, 64, 16), (64, 16, 32, 56)):
+        x = rng.standard_normal((n, c, h, h)).astype(np.float32)
+        w = (rng.standard_normal((m, c, 3, 3)) * 0.1).astype(np.float32)
+        b = np.zeros(m, np.float32)
+        g = helper.make_graph([helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1] * 4)], "conv3",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+        sess = ort.InferenceSession(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+                                    .SerializeToString(), providers=["CPUExecutionProvider"])
+        ref = sess.run(None, {"x": x})[0]
+
+        def conv(lanes=None, x=x, w=w, b=b):
+            return conv2d_fused(x, w, b, (1, 1), (1,) * 4, (1, 1), 1, lanes=lanes)
+        assert np.abs(conv() - ref).max() <= 2e-5 * max(1.0, float(np.abs(ref).max()))
+        reps = max(5, args.repeat // 20)
+        t = [best(lambda k=k: conv(k), reps) * 1e3 for k in (None, 1, 4, 16)]
+        t_ort = best(lambda s=sess, x=x: s.run(None, {"x": x}), reps) * 1e3
+        print(f"| N={n} C={c} M={m} {h}x{h} | {t[0]:.2f} | {t_ort:.2f} | {t[0] / t_ort:.2f}x | {t[1]:.2f} "
+              f"| {t[2]:.2f} | {t[3]:.2f} |")
 
 
 if __name__ == "__main__":

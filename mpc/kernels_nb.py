@@ -25,6 +25,7 @@ from numba import get_num_threads, njit, prange
 from mpc.kernels_np import conv2d, maxpool2d, pool_out_size
 
 LANES = 16  # most samples a conv block interleaves
+BLOCK_BYTES = 1 << 21  # a block's interleaved input and accumulators should stay in cache
 
 
 @njit(cache=True, inline="always")
@@ -227,7 +228,7 @@ def _conv2d_s1(x, wt, b, dilations, group, relu, pool, pk, ps, pp, pd, inside, l
                     for p in range(ow * nl):
                         e = u[p]
                         f = v[p]
-                        rm[p] = e if e > f else f
+                        rm[p] = max(e, f)
                     for j in range(pw):
                         c0 = j * ps[1] * nl
                         e0 = rm[c0:c0 + nl]
@@ -236,7 +237,7 @@ def _conv2d_s1(x, wt, b, dilations, group, relu, pool, pk, ps, pp, pd, inside, l
                         for l in range(nl):
                             e = e0[l]
                             f = f0[l]
-                            e = e if e > f else f
+                            e = max(e, f)
                             dst[l] = e if (e > 0 or not relu) else zero
         else:
             for o in range(m_):
@@ -338,8 +339,8 @@ def conv2d_fused(x, w, b, strides, pads, dilations, group, relu=False, pool=None
     """ONNX Conv (+ ReLU) (+ MaxPool given as (kernel, strides, pads, dilations, ceil_mode)).
 
     Stride-1 float convolutions run the compiled kernel; anything else the NumPy reference.
-    `lanes` (samples per interleaved block) defaults to enough blocks for every thread, at most
-    LANES; it changes the speed, never the results.
+    `lanes` (samples per interleaved block) defaults to at most LANES, few enough that a block
+    stays within BLOCK_BYTES and every thread gets a block, rounded down to a power of two; it changes the speed, never the results.
     """
     if tuple(strides) != (1, 1) or not _compiled_ok(x, w) or x.shape[0] == 0:
         y = conv2d(x, w, b, strides, pads, dilations, group)
@@ -358,7 +359,10 @@ def conv2d_fused(x, w, b, strides, pads, dilations, group, relu=False, pool=None
     if any(pads):
         x = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
     if lanes is None:
-        lanes = min(LANES, -(-x.shape[0] // get_num_threads()))
+        hp, wp = x.shape[2:]
+        per_sample = (m * ((oh - 1) * wp + ow) + x.shape[1] * hp * wp) * x.itemsize
+        lanes = max(1, min(LANES, BLOCK_BYTES // per_sample, -(-x.shape[0] // get_num_threads())))
+        lanes = 1 << (lanes.bit_length() - 1)  # a power of two keeps the block's loops aligned
     _conv2d_s1(np.ascontiguousarray(x), wt, bias, (int(dilations[0]), int(dilations[1])), int(group),
                bool(relu), pool is not None, *geometry, int(lanes), out)
     return out
