@@ -170,15 +170,15 @@ def _scatter_lanes(tmp, out, s0, lanes):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _conv2d_s1(x, wt, b, dilations, group, relu, pool, pk, ps, pp, pd, inside, lanes, out):
-    """Stride-1 grouped conv of the padded x (N,C,H,W); wt = w transposed to (C/g, KH, M, KW).
+def _conv2d_s1(x, w, b, dilations, group, relu, pool, pk, ps, pp, pd, inside, lanes, out):
+    """Stride-1 grouped conv of the padded x (N,C,H,W) with w (M, C/g, KH, KW).
 
     Blocks of `lanes` samples are interleaved (sample index fastest), so a tap's loop runs over
     the whole block at once; each output element sees the same operations in the same order
     whatever the block size, hence results do not depend on it (or on the thread count).
     """
     n_, c_, hp, wp = x.shape
-    cg, kh_, m_, kw_ = wt.shape
+    m_, cg, kh_, kw_ = w.shape
     dh, dw = dilations
     oh = hp - (kh_ - 1) * dh
     ow = wp - (kw_ - 1) * dw
@@ -201,7 +201,7 @@ def _conv2d_s1(x, wt, b, dilations, group, relu, pool, pk, ps, pp, pd, inside, l
                 xc = xb[g * cg + cc]
                 for k in range(kh_):
                     r = k * dh * wp * nl
-                    wr = wt[cc, k]
+                    wr = w[:, cc, k, :]
                     o = g * mg
                     end = o + mg
                     while o + 4 <= end:
@@ -354,7 +354,6 @@ def conv2d_fused(x, w, b, strides, pads, dilations, group, relu=False, pool=None
     else:
         ph, pw, geometry = _pool_geometry(oh, ow, *pool)
     bias = np.zeros(m, x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
-    wt = np.ascontiguousarray(w.transpose(1, 2, 0, 3))
     out = np.empty((x.shape[0], m, ph, pw), x.dtype)
     if any(pads):
         x = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
@@ -363,7 +362,7 @@ def conv2d_fused(x, w, b, strides, pads, dilations, group, relu=False, pool=None
         per_sample = (m * ((oh - 1) * wp + ow) + x.shape[1] * hp * wp) * x.itemsize
         lanes = max(1, min(LANES, BLOCK_BYTES // per_sample, -(-x.shape[0] // get_num_threads())))
         lanes = 1 << (lanes.bit_length() - 1)  # a power of two keeps the block's loops aligned
-    _conv2d_s1(np.ascontiguousarray(x), wt, bias, (int(dilations[0]), int(dilations[1])), int(group),
+    _conv2d_s1(np.ascontiguousarray(x), np.ascontiguousarray(w), bias, (int(dilations[0]), int(dilations[1])), int(group),
                bool(relu), pool is not None, *geometry, int(lanes), out)
     return out
 
