@@ -169,15 +169,25 @@ def _scatter_lanes(tmp, out, s0, lanes):
             dst[q] = tmp[q, l]
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
+@njit(parallel=True, cache=True)
 def _conv2d_s1(x, w, b, dilations, group, relu, pool, pk, ps, pp, pd, inside, lanes, out):
     """Stride-1 grouped conv of the padded x (N,C,H,W) with w (M, C/g, KH, KW).
 
     Blocks of `lanes` samples are interleaved (sample index fastest), so a tap's loop runs over
     the whole block at once; each output element sees the same operations in the same order
-    whatever the block size, hence results do not depend on it (or on the thread count).
+    whatever the block size, hence results do not depend on it (or on the thread count). The
+    parallel loop only hands out blocks to a plain compiled function: with the whole body inside
+    the prange, numba's parallel analysis made the first call's compile 16-20 s, not 13-15 s.
     """
-    n_, c_, hp, wp = x.shape
+    for blk in prange((x.shape[0] + lanes - 1) // lanes):
+        _conv_block(x, w, b, dilations, group, relu, pool, pk, ps, pp, pd, inside, blk * lanes,
+                    min(lanes, x.shape[0] - blk * lanes), out)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _conv_block(x, w, b, dilations, group, relu, pool, pk, ps, pp, pd, inside, s0, nl, out):
+    """_conv2d_s1 for the block of samples s0 .. s0+nl-1."""
+    c_, hp, wp = x.shape[1:]
     m_, cg, kh_, kw_ = w.shape
     dh, dw = dilations
     oh = hp - (kh_ - 1) * dh
@@ -187,72 +197,69 @@ def _conv2d_s1(x, w, b, dilations, group, relu, pool, pk, ps, pp, pd, inside, la
     ph = out.shape[2]
     pw = out.shape[3]
     quad = pool and inside and pk[0] == 2 and pk[1] == 2 and pd[0] == 1 and pd[1] == 1
-    for blk in prange((n_ + lanes - 1) // lanes):
-        s0 = blk * lanes
-        nl = min(lanes, n_ - s0)
-        n = ((oh - 1) * wp + ow) * nl
-        xb = np.empty((c_, hp * wp * nl), x.dtype)
-        _gather_lanes(x, s0, nl, xb)
-        acc = np.empty((m_, n), x.dtype)
+    n = ((oh - 1) * wp + ow) * nl
+    xb = np.empty((c_, hp * wp * nl), x.dtype)
+    _gather_lanes(x, s0, nl, xb)
+    acc = np.empty((m_, n), x.dtype)
+    for o in range(m_):
+        acc[o, :] = b[o]
+    for g in range(group):
+        for cc in range(cg):
+            xc = xb[g * cg + cc]
+            for k in range(kh_):
+                r = k * dh * wp * nl
+                wr = w[:, cc, k, :]
+                o = g * mg
+                end = o + mg
+                while o + 4 <= end:
+                    _row_taps4(acc[o], acc[o + 1], acc[o + 2], acc[o + 3], xc, r, dw * nl, wr, o, n)
+                    o += 4
+                while o < end:
+                    _row_taps1(acc[o], xc, r, dw * nl, wr, o, n)
+                    o += 1
+    if pool and not quad:  # any other pool: one sample at a time, on strided views
+        tmp = np.empty(ow, x.dtype)
+        for l in range(nl):
+            for o in range(m_):
+                _pool_rows(acc[o, l::nl], wp, oh, ow, out[s0 + l, o], pk, ps, pp, pd, relu, inside, tmp)
+        return
+    res = np.empty((m_ * ph * pw, nl), x.dtype)
+    if quad:  # 2x2 windows inside the map: max of two rows, then of column pairs
+        rm = np.empty(ow * nl, x.dtype)
         for o in range(m_):
-            acc[o, :] = b[o]
-        for g in range(group):
-            for cc in range(cg):
-                xc = xb[g * cg + cc]
-                for k in range(kh_):
-                    r = k * dh * wp * nl
-                    wr = w[:, cc, k, :]
-                    o = g * mg
-                    end = o + mg
-                    while o + 4 <= end:
-                        _row_taps4(acc[o], acc[o + 1], acc[o + 2], acc[o + 3], xc, r, dw * nl, wr, o, n)
-                        o += 4
-                    while o < end:
-                        _row_taps1(acc[o], xc, r, dw * nl, wr, o, n)
-                        o += 1
-        if pool and not quad:  # any other pool: one sample at a time, on strided views
-            tmp = np.empty(ow, x.dtype)
-            for l in range(nl):
-                for o in range(m_):
-                    _pool_rows(acc[o, l::nl], wp, oh, ow, out[s0 + l, o], pk, ps, pp, pd, relu, inside, tmp)
-            continue
-        res = np.empty((m_ * ph * pw, nl), x.dtype)
-        if quad:  # 2x2 windows inside the map: max of two rows, then of column pairs
-            rm = np.empty(ow * nl, x.dtype)
-            for o in range(m_):
-                a = acc[o]
-                for i in range(ph):
-                    y = i * ps[0] * wp * nl
-                    u = a[y:y + ow * nl]
-                    v = a[y + wp * nl:y + (wp + ow) * nl]
+            a = acc[o]
+            for i in range(ph):
+                y = i * ps[0] * wp * nl
+                u = a[y:y + ow * nl]
+                v = a[y + wp * nl:y + (wp + ow) * nl]
+                for p in range(ow * nl):
+                    e = u[p]
+                    f = v[p]
+                    rm[p] = max(e, f)
+                for j in range(pw):
+                    c0 = j * ps[1] * nl
+                    e0 = rm[c0:c0 + nl]
+                    f0 = rm[c0 + nl:c0 + 2 * nl]
+                    dst = res[(o * ph + i) * pw + j]
+                    for l in range(nl):
+                        e = e0[l]
+                        f = f0[l]
+                        e = max(e, f)
+                        dst[l] = e if (e > 0 or not relu) else zero
+    else:
+        for o in range(m_):
+            a = acc[o]
+            for i in range(oh):
+                src = a[i * wp * nl:(i * wp + ow) * nl]
+                dst = res[(o * oh + i) * ow:(o * oh + i + 1) * ow].reshape(ow * nl)
+                if relu:
                     for p in range(ow * nl):
-                        e = u[p]
-                        f = v[p]
-                        rm[p] = max(e, f)
-                    for j in range(pw):
-                        c0 = j * ps[1] * nl
-                        e0 = rm[c0:c0 + nl]
-                        f0 = rm[c0 + nl:c0 + 2 * nl]
-                        dst = res[(o * ph + i) * pw + j]
-                        for l in range(nl):
-                            e = e0[l]
-                            f = f0[l]
-                            e = max(e, f)
-                            dst[l] = e if (e > 0 or not relu) else zero
-        else:
-            for o in range(m_):
-                a = acc[o]
-                for i in range(oh):
-                    src = a[i * wp * nl:(i * wp + ow) * nl]
-                    dst = res[(o * oh + i) * ow:(o * oh + i + 1) * ow].reshape(ow * nl)
-                    if relu:
-                        for p in range(ow * nl):
-                            e = src[p]
-                            dst[p] = e if e > 0 else zero
-                    else:
-                        for p in range(ow * nl):
-                            dst[p] = src[p]
-        _scatter_lanes(res, out, s0, nl)
+                        e = src[p]
+                        dst[p] = e if e > 0 else zero
+                else:
+                    for p in range(ow * nl):
+                        dst[p] = src[p]
+    _scatter_lanes(res, out, s0, nl)
 
 
 @njit(cache=True, inline="always")
