@@ -28,7 +28,8 @@ def conv_layer_model(w, b, in_shape):
     n = helper.make_node
     nodes = [n("Conv", ["x", "w", "b"], ["c"]), n("Relu", ["c"], ["r"]),
              n("MaxPool", ["r"], ["y"], kernel_shape=[2, 2], strides=[2, 2])]
-    g = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"] + in_shape)],
+    g = helper.make_graph(nodes, "conv",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"] + in_shape)],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                           [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
@@ -68,10 +69,13 @@ def main() -> None:
             assert np.abs(got - ref).max() <= 2e-5 * max(1.0, float(np.abs(ref).max())), name
             t_mpc = best(lambda k=kernel, x=x: k(x), args.repeat) * 1e3
             t_ort = best(lambda s=sess, x=x: s.run(None, {"x": x}), args.repeat) * 1e3
-            fixed = f"{best(lambda k=kernel, x=x: k(x, args.lanes), args.repeat) * 1e3:.3f}" if name.startswith("conv") else "-"
+            fixed = "-"
+            if name.startswith("conv"):
+                fixed = f"{best(lambda k=kernel, x=x: k(x, args.lanes), args.repeat) * 1e3:.3f}"
             print(f"| {name} | {n} | {t_mpc:.3f} | {t_ort:.3f} | {t_mpc / t_ort:.2f}x | {fixed} |")
     print()
-    print("| conv 3x3 pad 1 | mpc kernel (ms) | onnxruntime (ms) | mpc / onnxruntime | lanes=1 | lanes=4 | lanes=16 |")
+    print("| conv 3x3 pad 1 | mpc kernel (ms) | onnxruntime (ms) | mpc / onnxruntime "
+          "| lanes=1 | lanes=4 | lanes=16 |")
     print("|---|---|---|---|---|---|---|")
     for n, c, m, h in ((32, 3, 32, 32), (64, 32, 32, 32), (64, 64, 64, 16), (64, 16, 32, 56)):
         x = rng.standard_normal((n, c, h, h)).astype(np.float32)

@@ -347,7 +347,8 @@ def conv2d_fused(x, w, b, strides, pads, dilations, group, relu=False, pool=None
 
     Stride-1 float convolutions run the compiled kernel; anything else the NumPy reference.
     `lanes` (samples per interleaved block) defaults to at most LANES, few enough that a block
-    stays within BLOCK_BYTES and every thread gets a block, rounded down to a power of two; it changes the speed, never the results.
+    stays within BLOCK_BYTES and every thread gets a block, rounded down to a power of two; it
+    changes the speed, never the results.
     """
     if tuple(strides) != (1, 1) or not _compiled_ok(x, w) or x.shape[0] == 0:
         y = conv2d(x, w, b, strides, pads, dilations, group)
@@ -369,8 +370,8 @@ def conv2d_fused(x, w, b, strides, pads, dilations, group, relu=False, pool=None
         per_sample = (m * ((oh - 1) * wp + ow) + x.shape[1] * hp * wp) * x.itemsize
         lanes = max(1, min(LANES, BLOCK_BYTES // per_sample, -(-x.shape[0] // get_num_threads())))
         lanes = 1 << (lanes.bit_length() - 1)  # a power of two keeps the block's loops aligned
-    _conv2d_s1(np.ascontiguousarray(x), np.ascontiguousarray(w), bias, (int(dilations[0]), int(dilations[1])), int(group),
-               bool(relu), pool is not None, *geometry, int(lanes), out)
+    _conv2d_s1(np.ascontiguousarray(x), np.ascontiguousarray(w), bias, (int(dilations[0]), int(dilations[1])),
+               int(group), bool(relu), pool is not None, *geometry, int(lanes), out)
     return out
 
 
