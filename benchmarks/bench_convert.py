@@ -1,8 +1,9 @@
 """Benchmark: `mpc convert` wall time (whole process) and NumPy-backend inference vs onnxruntime.
 
 Models: the seed-000 MLP shape 784-1024-512-256-128-10 (1.5 M parameters, random weights) and a
-small LeNet-style CNN (1x28x28 input). Inference: batch 256, best of several runs, both engines
-with their default threading on this machine. Prints a markdown table of times and ratios.
+small LeNet-style CNN (1x28x28 input). Inference: batch 256 (and batch 1, 20x as many runs),
+best of several runs, both engines with their default threading on this machine. Prints a
+markdown table of times and ratios.
 
     python benchmarks/bench_convert.py [--repeat 5]
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import subprocess
 import sys
 import tempfile
@@ -30,7 +32,7 @@ def mlp_model(sizes=(784, 1024, 512, 256, 128, 10), seed=0) -> onnx.ModelProto:
     """The seed-000 MLP with random weights, as Gemm+Relu layers (torch-export style, transB=1)."""
     rng = np.random.default_rng(seed)
     nodes, inits, x = [], [], "input"
-    for i, (d, h) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (d, h) in enumerate(itertools.pairwise(sizes)):
         inits += [_init(rng, f"fc{i}.weight", (h, d), 1 / np.sqrt(d)), _init(rng, f"fc{i}.bias", (h,), 0.1)]
         y = f"gemm{i}" if i < len(sizes) - 2 else "logits"
         nodes.append(helper.make_node("Gemm", [x, f"fc{i}.weight", f"fc{i}.bias"], [y], name=f"fc{i}", transB=1))
@@ -98,9 +100,13 @@ def bench(name: str, model: onnx.ModelProto, shape, work: Path, repeat: int) -> 
     assert np.abs(got - ref).max() <= 2e-5 * max(1.0, float(np.abs(ref).max())), "numpy backend disagrees"
     t_np = best(lambda: mod.run({"input": x}), repeat)
     t_ort = best(lambda: sess.run(None, {"input": x}), repeat)
+    x1 = x[:1]
+    t1_np = best(lambda: mod.run({"input": x1}), 20 * repeat)
+    t1_ort = best(lambda: sess.run(None, {"input": x1}), 20 * repeat)
     params = sum(int(np.prod(i.dims)) for i in model.graph.initializer)
     return {"model": name, "params": params, "convert_s": float(np.median(convert_times)),
-            "numpy_ms": t_np * 1e3, "ort_ms": t_ort * 1e3, "ratio": t_np / t_ort}
+            "numpy_ms": t_np * 1e3, "ort_ms": t_ort * 1e3, "ratio": t_np / t_ort,
+            "numpy1_us": t1_np * 1e6, "ort1_us": t1_ort * 1e6, "ratio1": t1_np / t1_ort}
 
 
 def main() -> None:
@@ -111,11 +117,11 @@ def main() -> None:
         rows = [bench("mlp_784_1024_512_256_128_10", mlp_model(), (784,), Path(tmp), args.repeat),
                 bench("lenet_cnn_28x28", cnn_model(), (1, 28, 28), Path(tmp), args.repeat)]
     print("| model | parameters | `mpc convert` wall (s, median of 3) | numpy model.py (ms, batch 256) "
-          "| onnxruntime (ms) | numpy / onnxruntime |")
-    print("|---|---|---|---|---|---|")
+          "| onnxruntime (ms) | numpy / onnxruntime | batch 1: numpy (µs) | onnxruntime (µs) | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['params']:,} | {r['convert_s']:.2f} | {r['numpy_ms']:.2f} | {r['ort_ms']:.2f} "
-              f"| {r['ratio']:.2f}x |")
+              f"| {r['ratio']:.2f}x | {r['numpy1_us']:.1f} | {r['ort1_us']:.1f} | {r['ratio1']:.2f}x |")
 
 
 if __name__ == "__main__":
