@@ -19,6 +19,8 @@ The NumPy backend copies this module's source (minus the `from mpc...` import) i
 next to the copied reference kernels, so the emitted file stands alone; numba compiles each
 kernel on its first call and caches it beside model.py.
 """
+import functools
+
 import numpy as np
 from numba import get_num_threads, njit, prange
 
@@ -197,8 +199,11 @@ def _conv_block(x, w, b, dilations, group, relu, pool, pk, ps, pp, pd, inside, s
     ph = out.shape[2]
     pw = out.shape[3]
     quad = pool and inside and pk[0] == 2 and pk[1] == 2 and pd[0] == 1 and pd[1] == 1
-    n = ((oh - 1) * wp + ow) * nl
-    xb = np.empty((c_, hp * wp * nl), x.dtype)
+    # positions per accumulator row, rounded up to whole 16-wide vectors so that no tap loop has a
+    # scalar remainder (the extra positions read the zeroed tail of xb and are never used)
+    n = -(-((oh - 1) * wp + ow) * nl // 16) * 16
+    xb = np.empty((c_, hp * wp * nl + 16), x.dtype)
+    xb[:, hp * wp * nl:] = 0
     _gather_lanes(x, s0, nl, xb)
     acc = np.empty((m_, n), x.dtype)
     for o in range(m_):
@@ -342,6 +347,22 @@ def _compiled_ok(x, w=None, ndim=4):
     return ok and (w is None or (w.dtype == x.dtype and w.ndim == ndim))
 
 
+@functools.lru_cache(maxsize=256)
+def _conv_plan(chw, wshape, pads, dilations, pool, itemsize):
+    """Output size (ph, pw), the pool's kernel arguments and a sample's working-set bytes for one
+    conv geometry (computed once per geometry: model.py calls the same layers again and again)."""
+    m, _, kh, kw = wshape
+    c, h, w = chw
+    oh = pool_out_size(h, kh, 1, pads[0], pads[2], dilations[0], False)
+    ow = pool_out_size(w, kw, 1, pads[1], pads[3], dilations[1], False)
+    if pool is None:
+        ph, pw, geometry = oh, ow, ((1, 1), (1, 1), (0, 0), (1, 1), True)
+    else:
+        ph, pw, geometry = _pool_geometry(oh, ow, *pool)
+    hp, wp = h + pads[0] + pads[2], w + pads[1] + pads[3]
+    return ph, pw, geometry, (m * ((oh - 1) * wp + ow) + c * hp * wp) * itemsize
+
+
 def conv2d_fused(x, w, b, strides, pads, dilations, group, relu=False, pool=None, lanes=None):
     """ONNX Conv (+ ReLU) (+ MaxPool given as (kernel, strides, pads, dilations, ceil_mode)).
 
@@ -354,24 +375,21 @@ def conv2d_fused(x, w, b, strides, pads, dilations, group, relu=False, pool=None
         y = conv2d(x, w, b, strides, pads, dilations, group)
         y = np.maximum(y, y.dtype.type(0)) if relu else y
         return maxpool2d(y, *pool) if pool is not None else y
-    m, _, kh, kw = w.shape
-    oh = pool_out_size(x.shape[2], kh, 1, pads[0], pads[2], dilations[0], False)
-    ow = pool_out_size(x.shape[3], kw, 1, pads[1], pads[3], dilations[1], False)
-    if pool is None:
-        ph, pw, geometry = oh, ow, ((1, 1), (1, 1), (0, 0), (1, 1), True)
-    else:
-        ph, pw, geometry = _pool_geometry(oh, ow, *pool)
-    bias = np.zeros(m, x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
-    out = np.empty((x.shape[0], m, ph, pw), x.dtype)
+    ph, pw, geometry, per_sample = _conv_plan(x.shape[1:], w.shape, tuple(pads), tuple(dilations), pool,
+                                              x.itemsize)
+    bias = np.zeros(w.shape[0], x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    out = np.empty((x.shape[0], w.shape[0], ph, pw), x.dtype)
     if any(pads):
         x = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
     if lanes is None:
-        hp, wp = x.shape[2:]
-        per_sample = (m * ((oh - 1) * wp + ow) + x.shape[1] * hp * wp) * x.itemsize
         lanes = max(1, min(LANES, BLOCK_BYTES // per_sample, -(-x.shape[0] // get_num_threads())))
         lanes = 1 << (lanes.bit_length() - 1)  # a power of two keeps the block's loops aligned
-    _conv2d_s1(np.ascontiguousarray(x), np.ascontiguousarray(w), bias, (int(dilations[0]), int(dilations[1])),
-               int(group), bool(relu), pool is not None, *geometry, int(lanes), out)
+    args = (np.ascontiguousarray(x), np.ascontiguousarray(w), bias, (int(dilations[0]), int(dilations[1])),
+            int(group), bool(relu), pool is not None, *geometry)
+    if x.shape[0] <= lanes:  # one block: run it on this thread, without waking the thread pool
+        _conv_block(*args, 0, x.shape[0], out)
+    else:
+        _conv2d_s1(*args, int(lanes), out)
     return out
 
 
