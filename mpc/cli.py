@@ -6,12 +6,14 @@ included); anything else is a bug: exit 1, traceback only with --debug.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import traceback
 from pathlib import Path
 
 from mpc import __version__
 from mpc.errors import BadFlag, MPCError
+from mpc.flagtypes import int_range, nonnegative_float, positive_float, positive_int, seed_int, unit_float
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,11 +50,13 @@ def _conversion_flags(p: argparse.ArgumentParser, need_target: bool = True) -> N
     p.add_argument("--input-shape", type=_shape, help="input shape for a PyTorch model, e.g. 1,64")
     p.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy",
                    help="torch.onnx exporter for PyTorch models")
-    p.add_argument("--seed", type=int, default=0, help="seed for sampled data")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed for sampled data")
     for flag, targets in all_flags():
         p.add_argument(f"--{flag.name}", type=flag.type, default=None, choices=flag.choices,
                        help=f"{flag.help} (target {', '.join(targets)})")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+    p.add_argument("--progress", action="store_true",
+                   help="show progress bars even when stderr is not a terminal")
 
 
 def _settings(args, **over):
@@ -70,7 +74,7 @@ def _settings(args, **over):
             extra.append((flag.name, value))
     return Settings(target=target.name, passes=args.passes, emit=args.emit, calib=args.calib,
                     dump_ir_after=args.dump_ir_after, input_shape=args.input_shape, exporter=args.exporter,
-                    quiet=args.quiet, seed=args.seed, extra=tuple(extra), **over)
+                    quiet=args.quiet, progress=args.progress, seed=args.seed, extra=tuple(extra), **over)
 
 
 def cmd_inspect(args) -> int:
@@ -138,8 +142,6 @@ def cmd_finetune(args) -> int:
         raise BadFlag(f"mpc finetune supports --target mp only, got '{settings.target}'")
     outdir = Path(args.output)
     check_writable(outdir, args.force)
-    if not 0 <= args.distill <= 1 or args.weight_decay < 0:
-        raise BadFlag("--distill must be in [0, 1] and --weight-decay >= 0")
     from mpc.finetune import finetune
     from mpc.frontend import load
     from mpc.ir import clone
@@ -154,7 +156,7 @@ def cmd_finetune(args) -> int:
         teacher = out[loaded.onnx_model.graph.output[0].name if loaded.onnx_model else source.outputs[0].name]
     res = finetune(compiled.graph, data, args.epochs, args.lr, args.batch_size, args.learn_gamma,
                    settings.get("gain-terms", 2), settings.get("gain") == "float", settings.seed, settings.quiet,
-                   teacher, args.distill, args.weight_decay)
+                   teacher, args.distill, args.weight_decay, settings.progress)
     from mpc.ir import verify_graph
     verify_graph(compiled.graph)
     compiled.ctx.notes.setdefault("report_sections", {})["Fine-tuning"] = res.history
@@ -168,12 +170,12 @@ def cmd_sweep(args) -> int:
     """Accuracy against one global gamma (CSV + PNG)."""
     from mpc.sweep import default_grid, sweep, write
     args.target = "mp"
+    if not args.min < args.max:
+        raise BadFlag(f"--min ({args.min:g}) must be smaller than --max ({args.max:g})")
     settings = _settings(args)
     outdir = Path(args.output or f"out/{Path(args.model.split(':')[0]).stem}-sweep")
     from mpc.outdir import check_writable
     check_writable(outdir, args.force)
-    if args.points < 2 or not 0 < args.min < args.max:
-        raise BadFlag("--points must be >= 2 and 0 < --min < --max")
     result = sweep(args.model, settings, args.data, default_grid(args.min, args.max, args.points))
     write(result, outdir, args.force, f"{Path(args.model).name}: accuracy vs γ")
     for r in result["rows"]:
@@ -203,11 +205,13 @@ def cmd_ops(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    p = _Parser(prog="mpc", description="Compile trained networks to multiplierless, spiking and "
-                                        "fixed-point hardware forms.")
+    p = _Parser(prog="mpc", description="Compile trained networks to multiplierless hardware forms.")
     p.add_argument("--version", action="version", version=f"mpc {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--debug", action="store_true", help="show tracebacks (accepted anywhere on the line)")
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    sub.add_parser = functools.partial(sub.add_parser, parents=[common])
     s = sub.add_parser("inspect", help="print the textual IR of a model")
     s.add_argument("model")
     s.add_argument("--passes", help="run these passes first")
@@ -223,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("verify", help="convert in memory and compare with the source in onnxruntime")
     _conversion_flags(s)
     s.add_argument("--data", help="data .npz (default: seeded random inputs)")
-    s.add_argument("--samples", type=int, default=256, help="random samples when no --data")
+    s.add_argument("--samples", type=positive_int, default=256, help="random samples when no --data")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(fn=cmd_verify)
     s = sub.add_parser("run", help="run a converted folder's model.py on data")
@@ -236,12 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("finetune", help="calibrate, then fine-tune the MP model in torch")
     _conversion_flags(s)
     s.add_argument("--data", required=True, help="training data .npz with labels")
-    s.add_argument("--epochs", type=int, default=10, help="epochs (the last one with gains frozen)")
-    s.add_argument("--distill", type=float, default=0.7,
+    s.add_argument("--epochs", type=positive_int, default=10, help="epochs (the last one with gains frozen)")
+    s.add_argument("--distill", type=unit_float, default=0.7,
                    help="weight of distillation from the source model's logits (0: labels only)")
-    s.add_argument("--weight-decay", type=float, default=0.0)
-    s.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate")
-    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--weight-decay", type=nonnegative_float, default=0.0)
+    s.add_argument("--lr", type=positive_float, default=2e-3, help="AdamW learning rate")
+    s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--learn-gamma", action="store_true", help="learn gamma too (snapped to the grid at the end)")
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.add_argument("--force", action="store_true")
@@ -249,9 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sweep-gamma", help="accuracy vs one global gamma for the MP target (CSV + PNG)")
     _conversion_flags(s, need_target=False)
     s.add_argument("--data", required=True, help="labelled data .npz")
-    s.add_argument("--min", type=float, default=2.0 ** -4, help="smallest gamma")
-    s.add_argument("--max", type=float, default=2.0 ** 12, help="largest gamma")
-    s.add_argument("--points", type=int, default=17, help="grid points (log spaced)")
+    s.add_argument("--min", type=positive_float, default=2.0 ** -4, help="smallest gamma")
+    s.add_argument("--max", type=positive_float, default=2.0 ** 12, help="largest gamma")
+    s.add_argument("--points", type=int_range(2), default=17, help="grid points (log spaced)")
     s.add_argument("-o", "--output", help="output folder (default out/<model>-sweep)")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_sweep)

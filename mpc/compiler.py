@@ -31,6 +31,7 @@ class Settings:
     exporter: str = "legacy"
     timings: bool = False
     quiet: bool = False
+    progress: bool = False   # show progress bars even when stderr is not a terminal
     seed: int = 0
     extra: tuple[tuple[str, Any], ...] = ()   # target-specific flags (e.g. gamma), by name
 

@@ -9,7 +9,6 @@ shift-add constants (γ to the γD/2 = 2^k grid) and one more epoch trains the r
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import numpy as np
 from mpc.errors import BadFlag, BadInput, UnsupportedOp
 from mpc.ir import Graph, Op, make_op, with_attrs
 from mpc.ir.ops_mp import snap_shift_add
+from mpc.progress import progress_bar
 
 try:
     import torch
@@ -195,14 +195,13 @@ def _epoch(model, opt, feeds, labels, teacher, distill, batch, rng, bar) -> tupl
 
 def finetune(graph: Graph, data, epochs: int, lr: float, batch: int, learn_gamma: bool, gain_terms: int,
              float_gains: bool, seed: int, quiet: bool, teacher: np.ndarray | None = None,
-             distill: float = 0.0, weight_decay: float = 0.0) -> FinetuneResult:
+             distill: float = 0.0, weight_decay: float = 0.0, progress: bool = False) -> FinetuneResult:
     """Train `graph` (in place: new weights and attributes) on `data`; see the module docstring.
 
     With `teacher` (the source model's logits on `data`) the loss mixes cross entropy with the
     distillation term at weight `distill`.
     """
     _need_torch()
-    from tqdm import tqdm
     if data.labels is None:
         raise BadInput(f"{data.source}: fine-tuning needs 'labels' in the data file")
     if epochs < 1 or batch < 1 or not lr > 0:
@@ -213,7 +212,7 @@ def finetune(graph: Graph, data, epochs: int, lr: float, batch: int, learn_gamma
     labels = torch.from_numpy(data.labels.astype(np.int64))
     rng = np.random.default_rng(seed)
     steps = epochs * ((labels.shape[0] + batch - 1) // batch)
-    bar = tqdm(total=steps, desc="finetune", file=sys.stderr, disable=quiet, delay=2, leave=False, mininterval=0.5)
+    bar = progress_bar(total=steps, desc="finetune", quiet=quiet, progress=progress, mininterval=0.5)
     t0, history = time.perf_counter(), []
     teacher_t = None if teacher is None else torch.from_numpy(np.ascontiguousarray(teacher, np.float32))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)

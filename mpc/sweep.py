@@ -7,11 +7,9 @@ chooses on its own is marked on the plot, with the accuracy it reaches.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from mpc.compiler import Settings, compile_model
 from mpc.data import batches, load_data
@@ -19,6 +17,7 @@ from mpc.errors import BadInput
 from mpc.frontend import load
 from mpc.ir import clone, run
 from mpc.outdir import staged_dir
+from mpc.progress import progress_bar
 
 
 def accuracy(graph, data) -> float:
@@ -38,7 +37,7 @@ def sweep(spec: str, settings: Settings, data_path: str, gammas: list[float]) ->
         raise BadInput(f"{data_path}: sweep-gamma needs 'labels' in the data file")
     quiet = dataclasses.replace(settings, quiet=True)
     rows = []
-    for g in tqdm(gammas, desc="sweep-gamma", file=sys.stderr, disable=settings.quiet, delay=2, leave=False):
+    for g in progress_bar(gammas, desc="sweep-gamma", quiet=settings.quiet, progress=settings.progress):
         fixed = dataclasses.replace(quiet, extra=tuple(kv for kv in settings.extra if kv[0] != "gamma") +
                                     (("gamma", float(g)),))
         c = compile_model(spec, fixed, loaded=dataclasses.replace(loaded, graph=clone(loaded.graph)))

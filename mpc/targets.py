@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mpc.errors import BadFlag
+from mpc.flagtypes import int_range, positive_float
 
 
 @dataclass(frozen=True)
@@ -11,7 +12,7 @@ class Flag:
     """A target-specific command-line flag (e.g. --gamma for mp), added to convert/verify."""
 
     name: str
-    type: type
+    type: object   # an argparse converter (mpc.flagtypes) or str
     help: str
     default: object = None
     choices: tuple | None = None
@@ -31,8 +32,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("float", "canonicalize", "float model after canonicalization (BN folded, Gemm split, dead code removed)"),
     Target("mp", "canonicalize,mp-rewrite,mp-calibrate,dce",
            "multiplierless margin propagation: every matmul/gemm/conv becomes a calibrated MP op (METHODS 1)",
-           flags=(Flag("gamma", float, "fix gamma for every MP layer instead of calibrating it"),
-                  Flag("gain-terms", int, "signed power-of-two terms per MP gain", default=2),
+           flags=(Flag("gamma", positive_float, "fix gamma for every MP layer instead of calibrating it"),
+                  Flag("gain-terms", int_range(1, 32), "signed power-of-two terms per MP gain", default=2),
                   Flag("gain", str, "MP gains as shift-add constants or plain floats", default="shift-add",
                        choices=("shift-add", "float")))),
 ]}

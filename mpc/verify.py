@@ -3,11 +3,9 @@ and the converted graph (interpreter) on the same data, and compare outputs and 
 """
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from mpc.compiler import Settings, compile_model
 from mpc.data import batches, load_data, random_data
@@ -15,6 +13,7 @@ from mpc.errors import BadInput
 from mpc.frontend import load
 from mpc.ir import Graph, clone, run
 from mpc.oracle import compare, layer_map, run_source
+from mpc.progress import progress_bar
 
 
 class _Pearson:
@@ -63,8 +62,8 @@ def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 
     src_out, cv_out = {}, {}
     out_names = [v.name for v in graph.outputs]
     total = (data.size + 255) // 256
-    for feeds, _ in tqdm(batches(data, 256), total=total, desc="verify", file=sys.stderr, delay=2,
-                         disable=settings.quiet, leave=False):
+    for feeds, _ in progress_bar(batches(data, 256), total=total, desc="verify", quiet=settings.quiet,
+                                 progress=settings.progress):
         batch = type(data)(feeds, None, data.source)
         ref = run_source(loaded.onnx_model, source_graph, batch, [t for _, t, _ in layers], loaded.input_names)
         got = run(graph, feeds, keep_all=True)

@@ -20,7 +20,6 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from mpc import kernels_np as K
 from mpc.data import load_data, random_data
@@ -28,6 +27,7 @@ from mpc.errors import BadFlag
 from mpc.ir import Op, make_op, replace_all_uses, with_attrs
 from mpc.ir.ops_mp import snap_shift_add
 from mpc.passmanager import register_pass
+from mpc.progress import progress_bar
 
 MP_KINDS = ("mp.dot", "mp.conv2d")
 SEARCH_ROWS = 512      # rows (samples or conv patches) used to search γ and c
@@ -254,7 +254,8 @@ def mp_calibrate(graph, ctx) -> dict:
     env_m = dict(env_f)
     rows, folded = [], 0
     mp_ops = [op for op in graph.ops if op.kind in MP_KINDS]
-    bar = tqdm(total=len(mp_ops), desc="mp-calibrate", file=sys.stderr, disable=ctx.quiet, delay=2, leave=False)
+    bar = progress_bar(total=len(mp_ops), desc="mp-calibrate", quiet=ctx.quiet,
+                       progress=getattr(settings, "progress", False))
     terms_cap = settings.get("gain-terms", 2) if settings.get("gain", "shift-add") == "shift-add" else 0
 
     def val(env, v):
