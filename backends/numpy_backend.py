@@ -222,6 +222,7 @@ Usage: python model.py DATA.npz [-o PRED.npz]   (DATA.npz keyed by input name, o
 From Python: run({{"{first}": array}}) -> {{"{out}": array, ...}}
 """
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -250,20 +251,45 @@ def _input(inputs, name):
     ok = ok and all(not isinstance(d, int) or d == s for d, s in zip(shape, a.shape))
     if not ok:
         raise ValueError(f"input '{{name}}': expected {{dtype}}{{list(shape)}}, got {{a.dtype}}{{list(a.shape)}}")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        rows = ~np.isfinite(a.reshape(a.shape[0], -1) if a.ndim else a.reshape(1, 1))
+        first = int(np.flatnonzero(rows.any(1))[0])
+        raise ValueError(f"input '{{name}}' contains NaN or infinite values (first at sample {{first}})")
     return a
 '''
 
 _MAIN = '''
 
+def _read(path):
+    """The arrays of an .npz file; ValueError naming the file otherwise."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        raise ValueError(f"{path}: not a readable .npz file") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: a single .npy array, not an .npz keyed by input name")
+    try:
+        with loaded as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        raise ValueError(f"{path}: not a readable .npz file") from None
+
+
 def _main(argv):
     import argparse
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="model.py", description=__doc__.splitlines()[0])
     p.add_argument("data", help="input .npz, one array per input name")
     p.add_argument("-o", "--output", default="pred.npz", help="where to write the outputs (.npz)")
     args = p.parse_args(argv)
-    with np.load(args.data, allow_pickle=False) as f:
-        out = run({k: f[k] for k in f.files})
-    np.savez(args.output, **out)
+    try:
+        out = run(_read(args.data))
+        with np.errstate(all="ignore"):
+            np.savez(args.output, **out)
+    except (ValueError, OSError) as e:
+        print(f"model.py: error: {e}", file=sys.stderr)
+        return 2
     for k, v in out.items():
         print(f"{k}: {v.dtype}{list(v.shape)}")
     return 0

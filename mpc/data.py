@@ -33,13 +33,29 @@ class Dataset:
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     """All arrays of an .npz, refusing pickles; BadInput naming the file otherwise."""
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise BadInput(f"{path}: a single .npy array, not an .npz keyed by input name "
+                           f"(save it with numpy.savez(PATH, x=array))")
+        with loaded as f:
             return {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise BadInput(f"{path}: no such data file") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise BadInput(f"{path}: not a readable .npz file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
             from None
+
+
+def check_finite(path: str | Path, feeds: dict[str, np.ndarray]) -> None:
+    """BadInput naming the file and input when a float input is empty or holds NaN or infinity."""
+    for name, a in feeds.items():
+        if a.ndim and a.shape[0] == 0:
+            raise BadInput(f"{path}: input '{name}' has no samples")
+        if a.dtype.kind != "f" or np.isfinite(a).all():
+            continue
+        bad = ~np.isfinite(a.reshape(a.shape[0], -1) if a.ndim else a.reshape(1, 1))
+        raise BadInput(f"{path}: input '{name}' contains NaN or infinite values "
+                       f"(first at sample {int(np.flatnonzero(bad.any(1))[0])})")
 
 
 def load_data(path: str | Path, graph: Graph, aliases: dict[str, str] | None = None) -> Dataset:
@@ -55,6 +71,7 @@ def load_data(path: str | Path, graph: Graph, aliases: dict[str, str] | None = N
                            f"file has {', '.join(sorted(arrays)) or 'nothing'})")
         feeds[v.name] = arrays[key]
     feeds = check_feeds(graph, feeds)
+    check_finite(path, feeds)
     sizes = {a.shape[0] if a.ndim else None for a in feeds.values()}
     labels = arrays.get("labels")
     if labels is not None:
