@@ -59,6 +59,24 @@ def _conversion_flags(p: argparse.ArgumentParser, need_target: bool = True) -> N
                    help="show progress bars even when stderr is not a terminal")
 
 
+def _inputs(args) -> list[str]:
+    """The files a command reads: its output may neither be one of them nor hold one."""
+    spec = args.model
+    if spec.lower().endswith((".onnx", ".mpc", ".pt", ".pth")) or ":" not in spec:
+        paths = [spec] + ([str(Path(spec).parent / "weights.npz")] if spec.lower().endswith(".mpc") else [])
+    else:
+        where = spec.rsplit(":", 1)[0]
+        top = where.split(".")[0]
+        paths = [p for p in ([where] if where.endswith(".py") else [top, top + ".py"]) if Path(p).exists()]
+    return paths + [p for p in (getattr(args, "calib", None), getattr(args, "data", None)) if p]
+
+
+def _check_output(outdir: Path, args) -> None:
+    from mpc.outdir import check_not_input, check_writable
+    check_not_input(outdir, _inputs(args))
+    check_writable(outdir, args.force)
+
+
 def _settings(args, **over):
     from mpc.compiler import Settings
     from mpc.targets import all_flags, get_target
@@ -98,10 +116,9 @@ def cmd_inspect(args) -> int:
 def cmd_convert(args) -> int:
     """Convert a model for a target and write the output folder."""
     from mpc.compiler import compile_model, log, write_outdir
-    from mpc.outdir import check_writable
     settings = _settings(args, timings=args.timings)
     outdir = Path(args.output or f"out/{Path(args.model.split(':')[0]).stem}")
-    check_writable(outdir, args.force)
+    _check_output(outdir, args)
     compiled = compile_model(args.model, settings)
     files = write_outdir(compiled, settings, outdir, args.force)
     log(settings, f"mpc: converted {args.model} for target {settings.target} -> {outdir}/ "
@@ -136,12 +153,11 @@ def cmd_finetune(args) -> int:
     """Calibrate for the MP target, then fine-tune the MP network in torch and write the folder."""
     from mpc.compiler import compile_model, log, write_outdir
     from mpc.data import load_data
-    from mpc.outdir import check_writable
     settings = _settings(args)
     if settings.target != "mp":
         raise BadFlag(f"mpc finetune supports --target mp only, got '{settings.target}'")
     outdir = Path(args.output)
-    check_writable(outdir, args.force)
+    _check_output(outdir, args)
     from mpc.finetune import finetune
     from mpc.frontend import load
     from mpc.ir import clone
@@ -174,8 +190,7 @@ def cmd_sweep(args) -> int:
         raise BadFlag(f"--min ({args.min:g}) must be smaller than --max ({args.max:g})")
     settings = _settings(args)
     outdir = Path(args.output or f"out/{Path(args.model.split(':')[0]).stem}-sweep")
-    from mpc.outdir import check_writable
-    check_writable(outdir, args.force)
+    _check_output(outdir, args)
     result = sweep(args.model, settings, args.data, default_grid(args.min, args.max, args.points))
     write(result, outdir, args.force, f"{Path(args.model).name}: accuracy vs γ")
     for r in result["rows"]:

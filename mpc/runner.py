@@ -11,7 +11,7 @@ import numpy as np
 from mpc.data import load_data
 from mpc.errors import BadInput, KernelError
 from mpc.frontend import load
-from mpc.outdir import check_writable, npz_bytes, write_file
+from mpc.outdir import check_not_input, check_writable, npz_bytes, write_file
 
 
 @contextlib.contextmanager
@@ -43,7 +43,12 @@ def run_outdir(outdir: Path, data_path: str, output: str | None, force: bool, qu
         if not (outdir / f).is_file():
             raise BadInput(f"{outdir}: not a converted output folder (no {f})")
     if output:
+        check_not_input(Path(output), [data_path] + [outdir / f for f in ("model.py", "model.mpc", "weights.npz")],
+                        folder=False)
         check_writable(Path(output), force)
+        parent = Path(output).parent
+        if not parent.is_dir():
+            raise BadInput(f"cannot write '{output}': no such folder '{parent}'")
     graph = load(str(outdir / "model.mpc")).graph
     data = load_data(data_path, graph)
     try:
