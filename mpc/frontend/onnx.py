@@ -48,6 +48,7 @@ def read_model(source: str | os.PathLike | bytes, label: str | None = None) -> o
     _load_external_data(model, base, label)
     _check_decoded(model.graph, label)
     _check_opsets(model)
+    _check_recurrent(model)
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, ValueError) as e:
@@ -151,6 +152,18 @@ def _check_opsets(model: onnx.ModelProto) -> None:
         if node.domain not in ("", "ai.onnx"):
             raise UnsupportedOp(node.op_type, node.name or f"{node.op_type}_{i}",
                                 f"domain '{node.domain}' is not supported (only the default ONNX domain)")
+
+
+RECURRENT = ("LSTM", "GRU", "RNN")
+
+
+def _check_recurrent(model: onnx.ModelProto) -> None:
+    """Recurrent layers are refused by name, before the shape ops exporters put around them (their
+    initial states, built from the dynamic batch dim) fail on their own with a less useful message."""
+    for i, node in enumerate(model.graph.node):
+        if node.op_type in RECURRENT:
+            raise UnsupportedOp(node.op_type, node.name or f"{node.op_type}_{i}",
+                                "recurrent layers are not supported yet")
 
 
 # -- importing ----------------------------------------------------------------------------

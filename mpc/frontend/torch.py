@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import io
 import logging
+import os
 import re
 import sys
 import warnings
@@ -38,10 +39,10 @@ def export(spec: str, input_shape, exporter: str = "legacy") -> tuple[bytes, str
         if exporter == "dynamo":
             raise BadInput(f"{spec}: the dynamo exporter cannot export TorchScript; use the legacy exporter")
         module, name = _load_torchscript(torch, spec), Path(spec).stem
-    else:
+    if input_shape is None:   # before the factory runs: user code may be slow
+        raise BadInput(f"{spec}: a PyTorch model needs --input-shape (batch first, e.g. --input-shape 1,64)")
+    if not spec.lower().endswith((".pt", ".pth")):
         module, name = _call_factory(torch, spec), spec.rsplit(":", 1)[1]
-    if input_shape is None:
-        raise BadInput(f"{spec}: the PyTorch frontend needs an input shape, e.g. (1, 64)")
     shapes = _shapes(input_shape)
     gen = torch.Generator().manual_seed(0)
     args = tuple(torch.randn((max(EXAMPLE_BATCH, s[0]),) + s[1:], generator=gen) for s in shapes)
@@ -133,17 +134,32 @@ def _load_torchscript(torch, path: str):
 def _call_factory(torch, spec: str):
     """Import `pkg.module:factory` or `path/file.py:factory`, call it, check it is an nn.Module."""
     where, fname = spec.rsplit(":", 1)
-    module = _import_file(where) if where.endswith(".py") else _import_module(where)
-    factory = getattr(module, fname, None)
-    if not callable(factory):
-        raise BadInput(f"'{where}' has no callable '{fname}'")
-    try:
-        model = factory()
-    except Exception as e:  # noqa: BLE001  (user code)
-        raise BadInput(f"{spec}: the factory raised {_first_line(e)}") from None
+    with _cwd_on_path():
+        module = _import_file(where) if where.endswith(".py") else _import_module(where)
+        factory = getattr(module, fname, None)
+        if not callable(factory):
+            raise BadInput(f"'{where}' has no callable '{fname}'")
+        try:
+            model = factory()
+        except Exception as e:  # noqa: BLE001  (user code)
+            raise BadInput(f"{spec}: the factory raised {_first_line(e)}") from None
     if not isinstance(model, torch.nn.Module):
         raise BadInput(f"{spec}: the factory returned {type(model).__name__}, expected a torch.nn.Module")
     return model
+
+
+@contextlib.contextmanager
+def _cwd_on_path():
+    """The current folder first on sys.path, as `python -m` has it, while the user's code loads."""
+    entry = os.getcwd()
+    added = entry not in sys.path
+    if added:
+        sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if added and entry in sys.path:
+            sys.path.remove(entry)
 
 
 def _import_module(name: str):

@@ -86,7 +86,7 @@ def test_factory_errors(tmp_path):
         load(f"{MOD}:nothing", (1, 4))
     with pytest.raises(BadInput, match="expected a torch.nn.Module"):
         load(f"{MOD}:cnn", (1, 4))
-    with pytest.raises(BadInput, match="needs an input shape"):
+    with pytest.raises(BadInput, match="needs --input-shape"):
         load(f"{MOD}:torch_mlp")
     with pytest.raises(BadInput, match="unknown exporter"):
         load(f"{MOD}:torch_mlp", (1, 16), exporter="fx")

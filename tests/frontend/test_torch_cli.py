@@ -1,0 +1,89 @@
+"""The PyTorch paths as a new user meets them: a factory module in the current folder, a missing
+--input-shape, and recurrent layers (refused by name, not through the ops around them)."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from mpc.cli import main
+
+torch = pytest.importorskip("torch")
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def error_line(err: str) -> str:
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mpc: error: "), err
+    return lines[0][len("mpc: error: "):]
+
+
+@pytest.fixture
+def factory_pkg(tmp_path, monkeypatch):
+    """A package `mpctestpkg9` in tmp_path (the current folder), not on sys.path."""
+    (tmp_path / "mpctestpkg9").mkdir()
+    (tmp_path / "mpctestpkg9" / "__init__.py").write_text("")
+    (tmp_path / "mpctestpkg9" / "nets.py").write_text(textwrap.dedent("""
+        import torch
+
+        def mlp():
+            torch.manual_seed(0)
+            return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+
+        def lstm():
+            class Net(torch.nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.rnn = torch.nn.LSTM(4, 8, batch_first=True)
+
+                def forward(self, x):
+                    return self.rnn(x)[0]
+            return Net()
+
+        def gru():
+            class Net(torch.nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.rnn = torch.nn.GRU(4, 8, batch_first=True)
+
+                def forward(self, x):
+                    return self.rnn(x)[0]
+            return Net()
+    """))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(__import__("sys").modules, "mpctestpkg9", raising=False)
+    monkeypatch.delitem(__import__("sys").modules, "mpctestpkg9.nets", raising=False)
+    return tmp_path
+
+
+def test_factory_in_the_current_folder(factory_pkg, capsys):
+    import sys
+    path = list(sys.path)
+    rc, _, err = run_cli(capsys, "convert", "mpctestpkg9.nets:mlp", "--input-shape", "1,4", "--target", "float",
+                         "-o", "out", "-q")
+    assert (rc, err) == (0, "")
+    assert (factory_pkg / "out" / "model.py").is_file()
+    assert sys.path == path   # the current folder is on sys.path only while the factory is imported
+
+
+def test_missing_input_shape_names_the_flag(factory_pkg, capsys):
+    rc, _, err = run_cli(capsys, "convert", "mpctestpkg9.nets:mlp", "--target", "float", "-o", "out")
+    assert rc == 2
+    assert error_line(err) == ("mpctestpkg9.nets:mlp: a PyTorch model needs --input-shape "
+                               "(batch first, e.g. --input-shape 1,64)")
+
+
+@pytest.mark.parametrize("kind,op", [("lstm", "LSTM"), ("gru", "GRU")])
+def test_recurrent_layers_are_named(factory_pkg, capsys, kind, op):
+    rc, _, err = run_cli(capsys, "convert", f"mpctestpkg9.nets:{kind}", "--input-shape", "1,3,4",
+                         "--target", "float", "-o", "out")
+    assert rc == 2
+    assert error_line(err) == f"unsupported op '{op}' (node '/rnn/{op}'): recurrent layers are not supported yet"
+    assert not (factory_pkg / "out").exists()
