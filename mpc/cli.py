@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mpc import __version__
 from mpc.errors import BadFlag, MPCError
-from mpc.flagtypes import int_range, nonnegative_float, positive_float, positive_int, seed_int, unit_float
+from mpc.flagtypes import nonnegative_float, positive_float, positive_int, seed_int, unit_float
 
 
 class _Parser(argparse.ArgumentParser):
@@ -183,20 +183,22 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    """Accuracy against one global gamma (CSV + PNG)."""
-    from mpc.sweep import default_grid, sweep, write
+    """Accuracy against one global gamma, on a grid of powers of two (CSV, JSON notes, PNG)."""
+    from mpc.sweep import power_grid, sweep, write
     args.target = "mp"
     if not args.min < args.max:
         raise BadFlag(f"--min ({args.min:g}) must be smaller than --max ({args.max:g})")
     settings = _settings(args)
     outdir = Path(args.output or f"out/{Path(args.model.split(':')[0]).stem}-sweep")
     _check_output(outdir, args)
-    result = sweep(args.model, settings, args.data, default_grid(args.min, args.max, args.points))
+    grid = power_grid(args.min, args.max)
+    result = sweep(args.model, settings, args.data, grid)
+    result["grid"] = {"min": grid[0], "max": grid[-1], "requested_min": args.min, "requested_max": args.max}
     write(result, outdir, args.force, f"{Path(args.model).name}: accuracy vs γ")
     for r in result["rows"]:
         print(f"gamma {r['gamma']:<12.6g} accuracy {100 * r['accuracy']:.2f}%")
     print(f"calibrated per-layer gammas {result['calibrated_gammas']}: {100 * result['calibrated_accuracy']:.2f}% "
-          f"(source {100 * result['source_accuracy']:.2f}%) -> {outdir}/sweep.csv, sweep.png")
+          f"(source {100 * result['source_accuracy']:.2f}%) -> {outdir}/sweep.csv, sweep.json, sweep.png")
     return 0
 
 
@@ -265,12 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_finetune)
-    s = sub.add_parser("sweep-gamma", help="accuracy vs one global gamma for the MP target (CSV + PNG)")
+    s = sub.add_parser("sweep-gamma", help="accuracy vs one global gamma for the MP target (CSV, JSON, PNG)")
     _conversion_flags(s, need_target=False)
     s.add_argument("--data", required=True, help="labelled data .npz")
-    s.add_argument("--min", type=positive_float, default=2.0 ** -4, help="smallest gamma")
-    s.add_argument("--max", type=positive_float, default=2.0 ** 12, help="largest gamma")
-    s.add_argument("--points", type=int_range(2), default=17, help="grid points (log spaced)")
+    s.add_argument("--min", type=positive_float, default=2.0 ** -4,
+                   help="smallest gamma (rounded down to a power of two)")
+    s.add_argument("--max", type=positive_float, default=2.0 ** 12,
+                   help="largest gamma (rounded up to a power of two); the grid is every power of two between")
     s.add_argument("-o", "--output", help="output folder (default out/<model>-sweep)")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_sweep)

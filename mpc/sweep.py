@@ -1,19 +1,19 @@
-"""`mpc sweep-gamma`: accuracy of the MP model against one global γ (seed 000 Fig 3.6).
+"""`mpc sweep-gamma`: accuracy of the MP model against one global γ.
 
-For each γ of a log grid every MP layer gets that γ (c, gains and offsets still calibrated), and
+For each γ of a grid of powers of two (exact in binary and in print) every MP layer gets that γ (c, gains and offsets still calibrated), and
 the converted model's accuracy is measured on labelled data. The per-layer γ that calibration
 chooses on its own is marked on the plot, with the accuracy it reaches.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from pathlib import Path
-
-import numpy as np
 
 from mpc.compiler import Settings, compile_model
 from mpc.data import batches, load_data
-from mpc.errors import BadInput
+from mpc.errors import BadFlag, BadInput
 from mpc.frontend import load
 from mpc.ir import clone, run
 from mpc.outdir import staged_dir
@@ -49,16 +49,15 @@ def sweep(spec: str, settings: Settings, data_path: str, gammas: list[float]) ->
 
 
 def write(result: dict, outdir: Path, force: bool, title: str) -> list[str]:
-    """sweep.csv and sweep.png into `outdir` (atomically)."""
+    """sweep.csv (gamma, accuracy), sweep.json (the grid, calibrated gammas, accuracies) and sweep.png
+    into `outdir` (atomically)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     with staged_dir(outdir, force) as tmp:
         lines = ["gamma,accuracy"] + [f"{r['gamma']!r},{r['accuracy']!r}" for r in result["rows"]]
-        lines += [f"# calibrated per-layer gammas: {' '.join(repr(g) for g in result['calibrated_gammas'])}",
-                  f"# calibrated accuracy: {result['calibrated_accuracy']!r}",
-                  f"# source accuracy: {result['source_accuracy']!r}"]
         (tmp / "sweep.csv").write_text("\n".join(lines) + "\n")
+        (tmp / "sweep.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
         fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
         g = [r["gamma"] for r in result["rows"]]
         ax.semilogx(g, [100 * r["accuracy"] for r in result["rows"]], "o-", label="one global γ (c, gains calibrated)")
@@ -75,9 +74,20 @@ def write(result: dict, outdir: Path, force: bool, title: str) -> list[str]:
         fig.tight_layout()
         fig.savefig(tmp / "sweep.png", metadata={"Software": None})
         plt.close(fig)
-    return ["sweep.csv", "sweep.png"]
+    return ["sweep.csv", "sweep.json", "sweep.png"]
 
 
-def default_grid(lo: float = 2.0 ** -4, hi: float = 2.0 ** 12, n: int = 17) -> list[float]:
-    """A log grid of γ values."""
-    return [float(v) for v in np.geomspace(lo, hi, n)]
+MAX_POINTS = 64
+
+
+def power_grid(lo: float, hi: float) -> list[float]:
+    """Every power of two from `lo` rounded down to `hi` rounded up (exact values); BadFlag when the
+    grid would have more than MAX_POINTS points."""
+    m, e = math.frexp(lo)
+    k_lo = e - 1                           # lo = m * 2^e with 0.5 <= m < 1
+    m, e = math.frexp(hi)
+    k_hi = e - 1 if m == 0.5 else e
+    if k_hi - k_lo + 1 > MAX_POINTS:
+        raise BadFlag(f"the γ grid from 2^{k_lo} to 2^{k_hi} has {k_hi - k_lo + 1} points (at most {MAX_POINTS}): "
+                      f"narrow --min/--max")
+    return [math.ldexp(1.0, k) for k in range(k_lo, k_hi + 1)]

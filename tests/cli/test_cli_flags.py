@@ -54,7 +54,6 @@ BAD_VALUES = [  # argv (without -o), the whole message
     (FINETUNE + ["--weight-decay", "inf"], "argument --weight-decay: expected a finite number >= 0, got 'inf'"),
     (SWEEP + ["--min", "0"], "argument --min: expected a finite number > 0, got '0'"),
     (SWEEP + ["--max", "inf"], "argument --max: expected a finite number > 0, got 'inf'"),
-    (SWEEP + ["--points", "1"], "argument --points: expected an integer >= 2, got '1'"),
     (SWEEP + ["--min", "8", "--max", "2"], "--min (8) must be smaller than --max (2)"),
 ]
 
