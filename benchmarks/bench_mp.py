@@ -1,4 +1,5 @@
-"""Seed Fig 4.1 on this machine: latency and peak memory of an MP stack 784 → h → 10 (METHODS.md §1).
+"""Fig. 4.1 of V. Kotak's thesis (IISc, "Efficient Training and Memory Optimization Strategies for Margin
+Propagation Based Networks") on this machine: latency and peak memory of an MP stack 784 → h → 10.
 
 Compares, at batch 128 and h ∈ {500, 1000, 2000, 4000}:
   seed    the seed-style torch implementation: p and q materialised as (B, 2D, H), torch.sort, cumsum,
@@ -8,7 +9,7 @@ Compares, at batch 128 and h ∈ {500, 1000, 2000, 4000}:
 and a NumPy float32 matmul of the same shapes as the yardstick; then one fine-tuning step (forward +
 backward, cross-entropy) with torch autograd through the seed-style layers vs the fused autograd path.
 
-Data (seeded): x ~ U(0, 1), W1 ~ U(−1, 1)/√784, γ1 = 200 (where METHODS §1 puts the correlation peak);
+Data (seeded): x ~ U(0, 1), W1 ~ U(−1, 1)/√784, γ1 = 200 (near the correlation peak of that thesis, ch. 3);
 the hidden layer is rescaled to norm 5 per sample as the seed's code does, W2 ~ U(−1, 1)/√h, γ2 = 5.
 
 Memory: every configuration runs in a fresh subprocess; after imports, data and a warm-up at h = 8 (JIT

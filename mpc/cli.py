@@ -222,7 +222,8 @@ def cmd_ops(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    p = _Parser(prog="mpc", description="Compile trained networks to multiplierless hardware forms.")
+    p = _Parser(prog="mpc", description="Compile trained networks (ONNX, PyTorch) to standalone NumPy models: "
+                                        "float, or multiplierless margin propagation (MP).")
     p.add_argument("--version", action="version", version=f"mpc {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks (accepted anywhere on the line)")
     common = _Parser(add_help=False)

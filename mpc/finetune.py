@@ -1,4 +1,4 @@
-"""`mpc finetune`: MP-aware fine-tuning in torch (METHODS §1, exact derivatives).
+"""`mpc finetune`: MP-aware fine-tuning in torch (exact derivatives of the MP threshold).
 
 The calibrated graph is run by a small torch interpreter (one function per op kind); every MP op
 goes through `mpc.mp_torch.MPDotFunction`, whose forward and backward are the fused kernels

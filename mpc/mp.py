@@ -1,14 +1,17 @@
 """Margin-propagation (MP) dot products: y_MP = ½(MP(p, γ) − MP(q, γ)) for every (x_n, w_h) pair.
 
-Implements METHODS.md §1. For w, x ∈ R^D, p = [w + x; −w − x], q = [w − x; −w + x]; α solves
+The margin-propagation approximation of the dot product (A. R. Nair et al., "Multiplierless
+MP-Kernel Machine for Energy-Efficient Edge Devices", IEEE TVLSI 30(11), 2022; the simplex-projection view
+from V. Kotak, "Efficient Training and Memory Optimization Strategies for Margin Propagation Based
+Networks", M.Tech thesis, IISc, ch. 4). For w, x ∈ R^D, p = [w + x; −w − x], q = [w − x; −w + x]; α solves
 Σ_i [p_i − α]_+ = γ, β the same for q, and y_MP = (γD/2)(α − β) ≈ wᵀx. No gain, balance or calibration
 is applied here: that is the compiler's job.
 
 Four interchangeable methods compute the same y (see `mp_dot`):
   sort    vectorised NumPy reference (builds p and q in bounded chunks, sorts, α = max_k c_k), float64 inside
   condat  Condat 2016 simplex-projection threshold, one pair at a time (numba)
-  bisect  fixed-count bisection using only adds, subtracts, compares and halvings: the form the C and
-          Verilog backends reproduce
+  bisect  fixed-count bisection using only adds, subtracts, compares and halvings: the form a
+          multiplierless hardware datapath would use
   fused   the fast kernel: reads w and x directly and never builds p, q or any N×H×D array
 
 How `fused` is fast (all exact; the tricks only decide how much work a pair needs).

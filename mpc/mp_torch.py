@@ -1,4 +1,4 @@
-"""Torch autograd for margin-propagation dot products (METHODS.md §1), on the fused numba kernels.
+"""Torch autograd for margin-propagation dot products (the exact derivatives of the threshold α), on the fused numba kernels.
 
 `MPDotFunction` computes y[n, h] = y_MP(w_h, x_n) with `mpc.mp.mp_dot_fwd` and its exact gradient
 (∂α/∂p_i = 1/K on the active set, ∂α/∂γ = −1/K) with `mpc.mp.mp_dot_bwd`. The forward keeps only α, β and

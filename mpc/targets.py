@@ -31,7 +31,7 @@ class Target:
 TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("float", "canonicalize", "float model after canonicalization (BN folded, Gemm split, dead code removed)"),
     Target("mp", "canonicalize,mp-rewrite,mp-calibrate,dce",
-           "multiplierless margin propagation: every matmul/gemm/conv becomes a calibrated MP op (METHODS 1)",
+           "multiplierless margin propagation (Nair et al. 2022): every matmul/gemm/conv becomes a calibrated MP op",
            flags=(Flag("gamma", positive_float, "fix gamma for every MP layer instead of calibrating it"),
                   Flag("gain-terms", int_range(1, 32), "signed power-of-two terms per MP gain", default=2),
                   Flag("gain", str, "MP gains as shift-add constants or plain floats", default="shift-add",

@@ -4,7 +4,7 @@ An op is dead when none of its results is used by a live op or listed as a graph
 have no side effects). One backward sweep finds every dead op, so chains die in one run; then
 weights that no remaining op or output refers to leave the table (this is how passes that derive
 new weights, such as fold-batchnorm, drop the originals). Graph inputs are the interface and
-stay, used or not. Standard cleanup, not one of METHODS.md's methods.
+stay, used or not. Standard cleanup, not part of the MP method.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ that take the last op of a location as that node's output stay right.
 
 A BN stays when its params are not all weights, var + epsilon is not positive, its input has other
 users or is a graph output (as is the add's operand), or the producer is anything else.
-Standard inference-time folding, not one of METHODS.md's methods.
+Standard inference-time folding, not part of the MP method.
 """
 from __future__ import annotations
 

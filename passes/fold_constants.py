@@ -12,7 +12,7 @@ It also folds shape algebra that would otherwise hide weights from later passes 
 wants `nn.matmul(x, @w)`, not `nn.matmul(x, nn.transpose(@w))`): a transpose with the identity
 permutation or a reshape to the operand's own type is dropped, a transpose of a transpose becomes
 one transpose, and a reshape of a reshape becomes one when the outer shape copies no dim (0).
-Standard cleanup, not one of METHODS.md's methods.
+Standard cleanup, not part of the MP method.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ ONNX Gemm is alpha * op(a) @ op(b) + beta * c. Backends only need matmul and add
   weight `@gemm.beta`. Without c there is no add.
 Scaling is computed in float64 and cast to the operand's dtype. A derived weight equal to an existing
 one of the same name is reused, so two gemms sharing `@w` share `@w.T`.
-Standard lowering, not one of METHODS.md's methods.
+Standard lowering, not part of the MP method.
 """
 from __future__ import annotations
 

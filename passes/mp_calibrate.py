@@ -1,13 +1,14 @@
 """mp-calibrate: per-layer γ, balance scale c, gains and offsets of MP ops on calibration data
-(METHODS §1: "per-layer calibration of γ and output gain is not optional").
+(without it the MP approximation's scale and offset are far from the float layer's).
 
 Layers are calibrated in graph order. Two copies of the activations flow forward: the float
 model's (every MP op computed as its exact dense product) and the MP model's (calibrated layers
 as MP). Each layer's input is the MP activation, its target the float pre-bias output, so the
 fit also absorbs the error of the layers before it. Per layer:
 1. c ∈ powers of two, starting where |x·c| and |W/c| balance; γ on the grid γD/2 = 2^k (so the
-   output constant stays a shift), starting from the METHODS §1 bound γ* = K/(√D (ln(1+2D/e))^¼)
-   that minimizes the error bound (3.11); both walk downhill on the relative error left after
+   output constant stays a shift), starting from the bound γ* = K/(√D (ln(1+2D/e))^¼)
+   that minimizes the error bound of V. Kotak's thesis "Efficient Training and Memory Optimization
+   Strategies for Margin Propagation Based Networks" (IISc), §3.1 "Error Analysis", eq. 3.11; both walk downhill on the relative error left after
    a per-channel affine fit, measured on a seeded subset of rows.
 2. On all rows: least-squares gain and offset per output channel; gain·γD/2 snapped to at most
    K signed power-of-two terms (--gain-terms; --gain float skips it); offset refit after snapping.
@@ -103,7 +104,7 @@ def rel_err(y: np.ndarray, t: np.ndarray, g: np.ndarray, o: np.ndarray) -> float
 
 
 def gamma_bound(x: np.ndarray, w: np.ndarray, c: float) -> float:
-    """METHODS §1 (3.11): the γ minimizing K⁴/(γ²D) + γ²D ln(1 + 2D/e), K bounding ‖x·c‖, ‖w/c‖."""
+    """Kotak §3.1, eq. 3.11: the γ minimizing K⁴/(γ²D) + γ²D ln(1 + 2D/e), K bounding ‖x·c‖, ‖w/c‖."""
     d = x.shape[1]
     k = max(float(np.linalg.norm(x * c, axis=1).max(initial=0)), float(np.linalg.norm(w / c, axis=1).max(initial=0)))
     return max(k, 1e-12) / (math.sqrt(d) * math.log(1 + 2 * d / math.e) ** 0.25)

@@ -1,5 +1,6 @@
 """mp-rewrite: every nn.matmul with a weight operand and every nn.conv2d becomes an MP op
-(METHODS §1): `mp.dot` / `mp.conv2d` with unit gain, zero offset, c = 1 and γ with γD/2 = 1.
+(the margin-propagation approximation of the dot product, Nair et al., "Multiplierless MP-Kernel
+Machine for Energy-Efficient Edge Devices", IEEE TVLSI 2022): `mp.dot` / `mp.conv2d` with unit gain, zero offset, c = 1 and γ with γD/2 = 1.
 
 The result is uncalibrated (y_MP's scale is far from x·W); `mp-calibrate` chooses γ, c, gains
 and offsets on data. Conv biases stay additions (an nn.add after the MP op). A matmul whose second
@@ -61,7 +62,7 @@ def _gemm(op, rw):
     raise UnsupportedOp(op.kind, str(op.loc), "run gemm-to-matmul before mp-rewrite")
 
 
-@register_pass("mp-rewrite", summary="turn every matmul/gemm/conv with weights into an MP op (METHODS 1)")
+@register_pass("mp-rewrite", summary="turn every matmul/gemm/conv with weights into a margin-propagation (MP) op")
 def mp_rewrite(graph, ctx) -> dict:
     """Rewrite in place; statistics count the ops rewritten."""
     before = sum(op.kind in ("nn.matmul", "nn.conv2d") for op in graph.ops)

@@ -5,7 +5,7 @@ wiring their users to the operand. The one identity that stays is the one that k
 output a distinct value: its operand is a graph input, a weight or another graph output (an
 input wired straight to an output, or one value listed as two outputs). A dropout or same-dtype
 cast in that position becomes that identity, so the canonical form has only one such op kind.
-Standard cleanup, not one of METHODS.md's methods.
+Standard cleanup, not part of the MP method.
 """
 from __future__ import annotations
 

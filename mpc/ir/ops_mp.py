@@ -1,4 +1,4 @@
-"""The `mp` op family: multiplierless margin-propagation layers (METHODS §1, seed 000).
+"""The `mp` op family: multiplierless margin-propagation layers (Nair et al., IEEE TVLSI 2022).
 
     mp.dot(x, w, gain[, offset])     y[.., h] = gain[h] * y_MP(x[..]·c, w[h]/c; γ) + offset[h]
     mp.conv2d(x, w, gain[, offset])  the same over the im2col patches of a 2-D convolution
@@ -130,7 +130,7 @@ def _conv(a, x, w, gain, offset=None):
     return K.mp_conv2d(mp_dot, x, w, gain, offset, a.gamma, a.c, a.strides, a.pads, a.dilations, a.group)
 
 
-define("mp.dot", ("x", "w", "gain", "offset?"), "gain * y_MP(x*c, w/c; gamma) + offset (METHODS 1)",
+define("mp.dot", ("x", "w", "gain", "offset?"), "gain * y_MP(x*c, w/c; gamma) + offset",
        _dot_infer, _dot, MPDotAttrs, verify=_gain_verify)
 define("mp.conv2d", ("x", "w", "gain", "offset?"), "MP over the im2col patches of a 2-D convolution",
        _conv_infer, _conv, MPConvAttrs, verify=_gain_verify)

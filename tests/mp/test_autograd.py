@@ -1,4 +1,4 @@
-"""Exact MP derivatives (METHODS.md §1): mp_dot_fwd/mp_dot_bwd and the torch MPDotFunction / MPLinear.
+"""Exact MP derivatives (derivatives of the MP threshold α): mp_dot_fwd/mp_dot_bwd and the torch MPDotFunction / MPLinear.
 
 The independent reference is plain torch autograd through an explicit p, q, torch.sort and cumsum:
 α = max_k (S_k − γ)/k, whose gradient is 1/k* on the k* largest entries of p and −1/k* for γ.

@@ -1,4 +1,4 @@
-"""mpc.mp kernels against an independent float64 reference (METHODS.md §1).
+"""mpc.mp kernels against an independent float64 reference (the MP definition in mpc/mp.py).
 
 The reference below builds p = [w + x; −w − x] and q = [w − x; −w + x] explicitly for every pair and
 finds the threshold as the *largest* k with p_(k) > c_k (a different route from the kernels' max_k c_k,
@@ -223,7 +223,7 @@ def test_fwd_returns_thresholds_and_counts():
 
 
 def test_mp_correlates_with_dot_product():
-    """Sanity of the definition (METHODS §1): w ~ U(−1,1)/√D, x ~ U(0,1), D = 784, γ = 200 gives a
+    """Sanity of the definition: w ~ U(−1,1)/√D, x ~ U(0,1), D = 784, γ = 200 gives a
     Pearson correlation near 0.95 with wᵀx (0.939–0.950 over seeds 0–2); 0.9 leaves room."""
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (48, 784))
