@@ -16,7 +16,7 @@ Dim = int | str
 
 _FLOAT_WIDTHS = (16, 32, 64)
 _FIXED = ("fx", "ufx")
-_SIMPLE = re.compile(r"^([iuf])(\d+)$")
+_SIMPLE = re.compile(r"^([iuf])(0|[1-9]\d*)$")  # no leading zeros: `i08` would not print back
 _PARAMETRIC = re.compile(r"^(u?fx)<\s*([+-]?\d+)\s*,\s*([+-]?\d+)\s*>$")
 EXPECTED = "f16, f32, f64, i<W>, u<W>, bool, fx<W,F> or ufx<W,F>"
 
