@@ -72,7 +72,7 @@ class Graph:
         self.ops: list[Op] = []
         self._weights: dict[str, np.ndarray] = {}
         self._weight_values: dict[str, Value] = {}
-        self._weight_dtypes: dict[str, DType] = {}  # declared when not the plain type of the container
+        self._weight_dtypes: dict[str, DType] = {}  # from add_weight(dtype=...)
         self._counter = 0
 
     # -- weights ---------------------------------------------------------------------------

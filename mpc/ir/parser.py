@@ -24,8 +24,8 @@ WeightSource = Mapping[str, np.ndarray] | Callable[[str, TensorType], np.ndarray
 _READABLE = {"LOCAL": "%value", "GLOBAL": "@name", "OPNAME": "op kind", "IDENT": "identifier",
              "INT": "integer", "FLOAT": "float", "STRING": "string", "LPAR": "'('", "RPAR": "')'",
              "LBRACE": "'{'", "RBRACE": "'}'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','",
-             "COLON": "':'", "EQUAL": "'='", "__ANON_0": "'->'", "MINUS": "'-'", "MORETHAN": "'>'", "LESSTHAN": "'<'",
-             "GRAPH": "'graph'", "WEIGHT": "'weight'", "$END": "end of input"}
+             "COLON": "':'", "EQUAL": "'='", "__ANON_0": "'->'", "MINUS": "'-'", "MORETHAN": "'>'",
+             "LESSTHAN": "'<'", "GRAPH": "'graph'", "WEIGHT": "'weight'", "$END": "end of input"}
 
 
 @functools.lru_cache(maxsize=1)

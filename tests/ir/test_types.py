@@ -93,6 +93,7 @@ def test_graph_round_trip_per_family(text):
 @pytest.mark.parametrize("bad, col, message", [
     ("fx<8>", 15, "fx takes 2 parameters <width,frac>, got 1"),
     ("fx<8,2,1>", 15, "fx takes 2 parameters <width,frac>, got 3"),
+    ("fx<>", 17, "empty parameter list after 'fx'"),
     ("i0", 15, "i width must be 1..64, got 0"),
     ("i65", 15, "i width must be 1..64, got 65"),
     ("u0", 15, "u width must be 1..64, got 0"),
