@@ -134,11 +134,10 @@ class DType:
     def from_numpy(dt) -> DType:
         """The plain element type of a NumPy dtype (f*, i*, u*, bool); ValueError when there is none."""
         dt = np.dtype(dt)
-        kinds = {"f": "f", "i": "i", "u": "u"}
         if dt.kind == "b":
             return DType("bool", 1)
-        if dt.kind in kinds and (dt.kind != "f" or dt.itemsize * 8 in _FLOAT_WIDTHS):
-            return DType(kinds[dt.kind], dt.itemsize * 8)
+        if dt.kind in ("i", "u") or (dt.kind == "f" and dt.itemsize * 8 in _FLOAT_WIDTHS):
+            return DType(dt.kind, dt.itemsize * 8)
         raise ValueError(f"no IR dtype for numpy dtype '{dt.name}'")
 
 
