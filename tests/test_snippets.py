@@ -127,8 +127,9 @@ def _rng(*keys: str) -> np.random.Generator:
 def _draw(rng: np.random.Generator, name: str, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
     if dtype == DType.bool:
         return rng.random(shape) < 0.5
-    if dtype.numpy.kind == "i":
-        return rng.integers(-4, 5, shape).astype(dtype.numpy)
+    if dtype.int_range is not None:  # small integers that every i/u/fx width holds
+        lo, hi = dtype.int_range
+        return rng.integers(max(lo, -4), min(hi, 4) + 1, shape).astype(dtype.numpy)
     if name.endswith("var"):
         return rng.uniform(0.5, 1.5, shape).astype(dtype.numpy)
     return rng.standard_normal(shape).astype(dtype.numpy)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mpc.errors import UNKNOWN, Location, VerifyError
-from mpc.ir.types import TensorType
+from mpc.ir.types import DType, TensorType, check_array
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]*$")
 
@@ -72,6 +72,7 @@ class Graph:
         self.ops: list[Op] = []
         self._weights: dict[str, np.ndarray] = {}
         self._weight_values: dict[str, Value] = {}
+        self._weight_dtypes: dict[str, DType] = {}  # from add_weight(dtype=...)
         self._counter = 0
 
     # -- weights ---------------------------------------------------------------------------
@@ -80,8 +81,12 @@ class Graph:
         """The weight table (name -> read-only array); do not mutate the dict directly."""
         return self._weights
 
-    def add_weight(self, name: str, array: np.ndarray, exact: bool = False) -> Value:
-        """Add a read-only weight, renaming (`name.1`, ...) unless `exact`; returns its value."""
+    def add_weight(self, name: str, array: np.ndarray, exact: bool = False, dtype: DType | None = None) -> Value:
+        """Add a read-only weight, renaming (`name.1`, ...) unless `exact`; returns its value.
+
+        `dtype` declares an element type the container alone does not say (`i4`, `fx<8,6>` in int8);
+        the array must fit it (VerifyError otherwise).
+        """
         base, k = name, 0
         while name in self._weights:
             if exact:
@@ -89,6 +94,11 @@ class Graph:
             k += 1
             name = f"{base}.{k}"
         arr = np.array(array, copy=True)
+        if dtype is not None:
+            problem = check_array(TensorType(dtype, arr.shape), arr)
+            if problem:
+                raise VerifyError(UNKNOWN, f"weight @{name} {problem}")
+            self._weight_dtypes[name] = dtype
         arr.flags.writeable = False
         self._weights[name] = arr
         return self.weight(name)
@@ -99,7 +109,8 @@ class Graph:
         if v is None:
             if name not in self._weights:
                 raise VerifyError(UNKNOWN, f"unknown weight @{name}")
-            v = Value(name, TensorType.of(self._weights[name]), is_weight=True)
+            t = TensorType.of(self._weights[name], self._weight_dtypes.get(name))
+            v = Value(name, t, is_weight=True)
             self._weight_values[name] = v
         return v
 
@@ -107,6 +118,7 @@ class Graph:
         """Drop a weight from the table (dead-code elimination does this)."""
         self._weights.pop(name, None)
         self._weight_values.pop(name, None)
+        self._weight_dtypes.pop(name, None)
 
     # -- values and ops -------------------------------------------------------------------
     def fresh_name(self, hint: str = "t") -> str:
@@ -174,6 +186,7 @@ def clone(graph: Graph) -> Graph:
         vmap[id(v)] = Value(v.name, v.type)
         new.inputs.append(vmap[id(v)])
     new._weights = dict(graph._weights)
+    new._weight_dtypes = dict(graph._weight_dtypes)
     new._counter = graph._counter
 
     def get(v: Value) -> Value:

@@ -11,6 +11,7 @@ import numpy as np
 
 from mpc.errors import BadInput, KernelError
 from mpc.ir.core import Graph, Op
+from mpc.ir.types import out_of_range
 
 
 def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -26,6 +27,9 @@ def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.n
         if not v.type.matches(a, bindings):
             raise BadInput(f"input '{v.name}': expected {v.type}, got {a.dtype.name}{list(a.shape)}"
                            + (f" with {bindings}" if bindings else ""))
+        bad = out_of_range(v.type.dtype, a)
+        if bad:
+            raise BadInput(f"input '{v.name}' of type {v.type} {bad}")
         out[v.name] = a
     return out
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mpc.ir.types import TensorType
+from mpc.ir.types import DType, TensorType, TypeSyntaxError
 
 _REGISTRY: dict[str, OpDef] = {}
 
@@ -90,6 +90,8 @@ def coerce(tp, value, where: str):
             return value if isinstance(value, tp) else tp(value)
         except ValueError:
             raise InferError(f"{where}: expected one of {[m.value for m in tp]}, got {value!r}") from None
+    if tp is DType:
+        return _coerce_dtype(value, where)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -116,6 +118,17 @@ def coerce(tp, value, where: str):
                 raise InferError(f"{where}: expected {len(args)} elements, got {len(value)}")
         return tuple(coerce(elem, v, where) for v in value)
     raise InferError(f"{where}: unsupported attribute type {tp}")
+
+
+def _coerce_dtype(value, where: str) -> DType:
+    if isinstance(value, DType):
+        return value
+    if not isinstance(value, str):
+        raise InferError(f"{where}: expected an element type, got {value!r}")
+    try:
+        return DType.parse(value)
+    except TypeSyntaxError as e:
+        raise InferError(f"{where}: {e}") from None
 
 
 def register(opdef: OpDef) -> OpDef:

@@ -11,6 +11,7 @@ hardware — is a sum of at most that many signed powers of two; the verifier ch
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -85,7 +86,7 @@ def _check_mp_attrs(a) -> None:
 def _check_vectors(types, n_out) -> None:
     for t, role in zip(types[2:], ("gain", "offset")):
         if t.shape != (n_out,) or t.dtype != types[0].dtype:
-            raise InferError(f"{role} must be {types[0].dtype.value}[{n_out}], got {t}")
+            raise InferError(f"{role} must be {types[0].dtype}[{n_out}], got {t}")
 
 
 def _dot_infer(types, a):
@@ -100,8 +101,10 @@ def _dot_infer(types, a):
 
 
 def _conv_infer(types, a):
-    w = types[1]
+    x, w = types[0], types[1]
     _check_mp_attrs(a)
+    if x.dtype not in FLOATS:
+        raise InferError(f"mp.conv2d wants f32 or f64 operands, got {x}")
     from mpc.ir.ops_nn import _conv_infer as nn_conv_infer
     out = nn_conv_infer(types[:2], a)
     _check_vectors(types, w.shape[0])
@@ -126,8 +129,10 @@ def _dot(a, x, w, gain, offset=None):
 
 
 def _conv(a, x, w, gain, offset=None):
+    from mpc.ir.ops_nn import folded
     from mpc.mp import mp_dot
-    return K.mp_conv2d(mp_dot, x, w, gain, offset, a.gamma, a.c, a.strides, a.pads, a.dilations, a.group)
+    return folded(functools.partial(K.mp_conv2d, mp_dot))(x, w, gain, offset, a.gamma, a.c, a.strides, a.pads,
+                                                          a.dilations, a.group)
 
 
 define("mp.dot", ("x", "w", "gain", "offset?"), "gain * y_MP(x*c, w/c; gamma) + offset",

@@ -13,15 +13,13 @@ import numpy as np
 
 from mpc import kernels_np as K
 from mpc.ir.opdefs import InferError, define
-from mpc.ir.types import DType, TensorType, broadcast_shapes
-
-FLOATS = (DType.f32, DType.f64)
+from mpc.ir.types import FLOATS, DType, TensorType, broadcast_shapes
 
 
 # -- type inference helpers ---------------------------------------------------------------
 def _float(t: TensorType, role: str = "operand") -> None:
     if t.dtype not in FLOATS:
-        raise InferError(f"{role} must be f32 or f64, got {t.dtype.value}")
+        raise InferError(f"{role} must be f16, f32 or f64, got {t.dtype}")
 
 
 def _unary(types, attrs):
@@ -32,7 +30,9 @@ def _unary(types, attrs):
 def _binary(types, attrs):
     a, b = types
     if a.dtype != b.dtype:
-        raise InferError(f"operand dtypes differ: {a.dtype.value} vs {b.dtype.value}")
+        raise InferError(f"operand dtypes differ: {a.dtype} vs {b.dtype}")
+    if a.dtype.is_fixed:  # stored-integer arithmetic would drop the scale; fx ops state rounding/overflow
+        raise InferError(f"nn arithmetic on fixed point {a.dtype} is not defined (use an fx op)")
     shape = broadcast_shapes(a.shape, b.shape)
     if shape is None:
         raise InferError(f"shapes {a} and {b} do not broadcast")
@@ -93,7 +93,9 @@ def _clip_infer(types, a):
 
 def _cast_infer(types, a):
     if a.to not in FLOATS:
-        raise InferError(f"cast only to f32 or f64, got {a.to.value}")
+        raise InferError(f"cast only to f16, f32 or f64, got {a.to}")
+    if types[0].dtype.is_fixed:  # the kernel would convert the stored integer, not the real value
+        raise InferError(f"cast from fixed point {types[0].dtype} is not defined (use an fx op)")
     return [TensorType(a.to, types[0].shape)]
 
 
@@ -126,7 +128,7 @@ def _matmul_infer(types, a):
     x, w = types
     _float(x)
     if x.dtype != w.dtype:
-        raise InferError(f"operand dtypes differ: {x.dtype.value} vs {w.dtype.value}")
+        raise InferError(f"operand dtypes differ: {x.dtype} vs {w.dtype}")
     if x.rank == 0 or w.rank == 0:
         raise InferError("matmul operands must have rank >= 1")
     xs = (1,) + x.shape if x.rank == 1 else x.shape
@@ -201,37 +203,48 @@ def _check_window(a, k) -> None:
 
 
 def _spatial(x: TensorType, a, k, ceil_mode=False) -> tuple[int, int]:
-    _static(x.shape[2:], "spatial dims")
+    _static(x.shape[-2:], "spatial dims")
     _check_window(a, k)
     try:
-        return tuple(K.pool_out_size(x.shape[2 + i], k[i], a.strides[i], a.pads[i], a.pads[i + 2],
+        return tuple(K.pool_out_size(x.shape[-2 + i], k[i], a.strides[i], a.pads[i], a.pads[i + 2],
                                      a.dilations[i], ceil_mode) for i in range(2))
     except ValueError as e:
         raise InferError(str(e)) from None
 
 
+def folded(kernel):
+    """A [N,C,H,W] kernel that also takes [..., N, C, H, W]: leading dims (time-major T) join the batch."""
+    def run(x, *rest):
+        if x.ndim == 4:
+            return kernel(x, *rest)
+        lead = x.shape[:-3]
+        y = kernel(x.reshape((math.prod(lead),) + x.shape[-3:]), *rest)
+        return y.reshape(lead + y.shape[1:])
+    return run
+
+
 def _conv_infer(types, a):
     x, w = types[0], types[1]
     _float(x)
-    if x.rank != 4 or w.rank != 4:
-        raise InferError(f"conv2d wants 4-D input and weight, got {x} and {w}")
+    if x.rank < 4 or w.rank != 4:
+        raise InferError(f"conv2d wants input [..,N,C,H,W] and a 4-D weight, got {x} and {w}")
     _static(w.shape, "conv weight shape")
     m, cg = w.shape[:2]
-    if a.group < 1 or x.shape[1] != cg * a.group or m % a.group:
-        raise InferError(f"channels {x.shape[1]} do not match weight {w} with group={a.group}")
+    if a.group < 1 or x.shape[-3] != cg * a.group or m % a.group:
+        raise InferError(f"channels {x.shape[-3]} do not match weight {w} with group={a.group}")
     if len(types) == 3 and types[2].shape != (m,):
         raise InferError(f"conv bias must be [{m}], got {types[2]}")
     oh, ow = _spatial(x, a, w.shape[2:])
-    return [x.with_shape((x.shape[0], m, oh, ow))]
+    return [x.with_shape(x.shape[:-3] + (m, oh, ow))]
 
 
 def _pool_infer(types, a):
     x = types[0]
     _float(x)
-    if x.rank != 4:
-        raise InferError(f"2-D pooling wants a 4-D input, got {x}")
+    if x.rank < 4:
+        raise InferError(f"2-D pooling wants input [..,N,C,H,W], got {x}")
     oh, ow = _spatial(x, a, a.kernel, a.ceil_mode)
-    return [x.with_shape((x.shape[0], x.shape[1], oh, ow))]
+    return [x.with_shape(x.shape[:-2] + (oh, ow))]
 
 
 def _gap_infer(types, a):
@@ -242,13 +255,14 @@ def _gap_infer(types, a):
     return [x.with_shape(x.shape[:2] + (1,) * (x.rank - 2))]
 
 
-define("nn.conv2d", ("x", "w", "b?"), "2-D convolution, NCHW, weights MCkk (ONNX Conv)", _conv_infer,
-       lambda a, x, w, b=None: K.conv2d(x, w, b, a.strides, a.pads, a.dilations, a.group),
+define("nn.conv2d", ("x", "w", "b?"), "2-D convolution, [..,N]CHW, weights MCkk (ONNX Conv)", _conv_infer,
+       lambda a, x, w, b=None: folded(K.conv2d)(x, w, b, a.strides, a.pads, a.dilations, a.group),
        ConvAttrs)
-define("nn.maxpool2d", ("x",), "2-D max pooling (ONNX MaxPool)", _pool_infer,
-       lambda a, x: K.maxpool2d(x, a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode), PoolAttrs)
-define("nn.avgpool2d", ("x",), "2-D average pooling (ONNX AveragePool)", _pool_infer,
-       lambda a, x: K.avgpool2d(x, a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode, a.count_include_pad), PoolAttrs)
+define("nn.maxpool2d", ("x",), "2-D max pooling, [..,N]CHW (ONNX MaxPool)", _pool_infer,
+       lambda a, x: folded(K.maxpool2d)(x, a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode), PoolAttrs)
+define("nn.avgpool2d", ("x",), "2-D average pooling, [..,N]CHW (ONNX AveragePool)", _pool_infer,
+       lambda a, x: folded(K.avgpool2d)(x, a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode,
+                                        a.count_include_pad), PoolAttrs)
 define("nn.global_avgpool", ("x",), "mean over all spatial dims, kept as size 1", _gap_infer,
        lambda a, x: x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float64).astype(x.dtype))
 

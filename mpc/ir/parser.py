@@ -17,7 +17,7 @@ import numpy as np
 from mpc.errors import Location, ParseError
 from mpc.ir.core import Graph, Op, Value
 from mpc.ir.opdefs import InferError, known_kinds, lookup
-from mpc.ir.types import DType, TensorType
+from mpc.ir.types import DType, TensorType, TypeSyntaxError, check_array
 
 WeightSource = Mapping[str, np.ndarray] | Callable[[str, TensorType], np.ndarray] | None
 
@@ -25,7 +25,7 @@ _READABLE = {"LOCAL": "%value", "GLOBAL": "@name", "OPNAME": "op kind", "IDENT":
              "INT": "integer", "FLOAT": "float", "STRING": "string", "LPAR": "'('", "RPAR": "')'",
              "LBRACE": "'{'", "RBRACE": "'}'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','",
              "COLON": "':'", "EQUAL": "'='", "__ANON_0": "'->'", "MINUS": "'-'", "MORETHAN": "'>'",
-             "GRAPH": "'graph'", "WEIGHT": "'weight'", "$END": "end of input"}
+             "LESSTHAN": "'<'", "GRAPH": "'graph'", "WEIGHT": "'weight'", "$END": "end of input"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -68,12 +68,8 @@ class _Builder:
         return ParseError(self.loc(item), message)
 
     def type(self, tree) -> TensorType:
-        dtype_tok, *dims = tree.children
-        try:
-            dtype = DType(str(dtype_tok))
-        except ValueError:
-            raise self.fail(dtype_tok, f"unknown dtype '{dtype_tok}' (expected one of "
-                                       f"{', '.join(d.value for d in DType)})") from None
+        dtype_tok, params, *dims = tree.children
+        dtype = self.dtype(dtype_tok, params)
         shape = []
         for d in dims:
             if d is None:
@@ -83,6 +79,15 @@ class _Builder:
                 raise self.fail(tok, f"negative dim {tok}")
             shape.append(int(tok) if d.data == "int_dim" else str(tok))
         return TensorType(dtype, tuple(shape))
+
+    def dtype(self, name_tok, params) -> DType:
+        toks = [name_tok] + [t for t in (params.children if params is not None else []) if t is not None]
+        if params is not None and len(toks) == 1:
+            raise self.fail(params, f"empty parameter list after '{name_tok}'")
+        try:
+            return DType.make(str(name_tok), tuple(int(t) for t in toks[1:]))
+        except TypeSyntaxError as e:
+            raise self.fail(toks[min(e.index, len(toks) - 1)], str(e)) from None
 
     def literal(self, tree):
         if tree.data == "list_lit":
@@ -129,10 +134,10 @@ class _Builder:
             array = np.asarray(self.weights[name])
         else:
             raise self.fail(tok, f"weight @{name} not found in the weight table")
-        if TensorType.of(array) != ty:
-            raise self.fail(tok, f"weight @{name} is declared {ty} but the weight table holds "
-                                 f"{TensorType.of(array)}")
-        self.graph.add_weight(name, array, exact=True)
+        problem = check_array(ty, array)
+        if problem:
+            raise self.fail(tok, f"weight @{name} {problem}")
+        self.graph.add_weight(name, array, exact=True, dtype=ty.dtype)
 
     def operand(self, tok) -> Value:
         name = str(tok)[1:]

@@ -13,6 +13,7 @@ import re
 
 from mpc.ir.core import Graph, Value
 from mpc.ir.opdefs import attr_is_default
+from mpc.ir.types import DType
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -21,6 +22,8 @@ def format_literal(v) -> str:
     """An attribute value as text."""
     if isinstance(v, enum.Enum):
         v = v.value
+    if isinstance(v, DType):  # `f32` prints as an identifier, `fx<8,6>` as a string
+        v = str(v)
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):

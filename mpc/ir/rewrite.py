@@ -91,9 +91,9 @@ class Rewriter:
         insert_before(self.graph, self.anchor, [new])
         return new.result
 
-    def weight(self, name: str, array: np.ndarray) -> Value:
-        """Add a new weight (renamed deterministically on collision)."""
-        return self.graph.add_weight(name, array)
+    def weight(self, name: str, array: np.ndarray, dtype=None) -> Value:
+        """Add a new weight (renamed deterministically on collision), of element type `dtype` if given."""
+        return self.graph.add_weight(name, array, dtype=dtype)
 
     def array(self, v: Value) -> np.ndarray | None:
         """The constant array behind `v` when it is a weight, else None."""

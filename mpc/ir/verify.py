@@ -11,7 +11,7 @@ import typing
 from mpc.errors import UNKNOWN, VerifyError
 from mpc.ir.core import Graph, Op, Value
 from mpc.ir.opdefs import InferError, coerce, lookup
-from mpc.ir.types import TensorType
+from mpc.ir.types import check_array
 
 
 def _same(a, b) -> bool:
@@ -54,8 +54,12 @@ def _check_weight(graph: Graph, v: Value, op: Op | None) -> None:
     loc = op.loc if op else UNKNOWN
     if v.name not in graph.weights:
         raise VerifyError(loc, f"weight @{v.name} is not in the weight table")
-    if TensorType.of(graph.weights[v.name]) != v.type:
-        raise VerifyError(loc, f"weight @{v.name} typed {v.type} but holds {TensorType.of(graph.weights[v.name])}")
+    declared = graph.weight(v.name).type
+    if v.type != declared:
+        raise VerifyError(loc, f"weight @{v.name} used as {v.type} but declared {declared}")
+    problem = check_array(declared, graph.weights[v.name])
+    if problem:
+        raise VerifyError(loc, f"weight @{v.name} {problem}")
 
 
 def _check_types(graph: Graph, op: Op) -> None:
