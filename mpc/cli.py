@@ -49,6 +49,8 @@ def _conversion_flags(p: argparse.ArgumentParser, need_target: bool = True) -> N
     p.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy",
                    help="torch.onnx exporter for PyTorch models")
     p.add_argument("--seed", type=int, default=0, help="seed for sampled data")
+    p.add_argument("--static-batch", action="store_true",
+                   help="keep inputs whose leading dim is 1 static (by default that 1 is read as the batch)")
     for flag, targets in all_flags():
         p.add_argument(f"--{flag.name}", type=flag.type, default=None, choices=flag.choices,
                        help=f"{flag.help} (target {', '.join(targets)})")
@@ -70,7 +72,7 @@ def _settings(args, **over):
             extra.append((flag.name, value))
     return Settings(target=target.name, passes=args.passes, emit=args.emit, calib=args.calib,
                     dump_ir_after=args.dump_ir_after, input_shape=args.input_shape, exporter=args.exporter,
-                    quiet=args.quiet, seed=args.seed, extra=tuple(extra), **over)
+                    static_batch=args.static_batch, quiet=args.quiet, seed=args.seed, extra=tuple(extra), **over)
 
 
 def cmd_inspect(args) -> int:
@@ -84,7 +86,7 @@ def cmd_inspect(args) -> int:
         printed = print_graph(loaded.graph)
         sys.stdout.write(text if text == printed else printed)
         return 0
-    loaded = load(args.model, args.input_shape, exporter=args.exporter)
+    loaded = load(args.model, args.input_shape, exporter=args.exporter, static_batch=args.static_batch)
     if args.passes:
         run_pipeline(loaded.graph, args.passes)
     sys.stdout.write(print_graph(loaded.graph))
@@ -144,7 +146,7 @@ def cmd_finetune(args) -> int:
     from mpc.frontend import load
     from mpc.ir import clone
     from mpc.oracle import run_source
-    loaded = load(args.model, settings.input_shape, exporter=settings.exporter)
+    loaded = load(args.model, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch)
     source = clone(loaded.graph)
     compiled = compile_model(args.model, settings, loaded=loaded)
     data = load_data(args.data, compiled.graph, compiled.loaded.input_names)
@@ -213,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--passes", help="run these passes first")
     s.add_argument("--input-shape", type=_shape)
     s.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy")
+    s.add_argument("--static-batch", action="store_true", help="keep a static leading 1 of the inputs")
     s.set_defaults(fn=cmd_inspect)
     s = sub.add_parser("convert", help="convert a model for a target into an output folder")
     _conversion_flags(s)

@@ -29,6 +29,7 @@ class Settings:
     dump_ir_after: tuple[str, ...] = ()
     input_shape: tuple[int, ...] | None = None
     exporter: str = "legacy"
+    static_batch: bool = False   # keep a static leading 1 (else it becomes the batch N)
     timings: bool = False
     quiet: bool = False
     seed: int = 0
@@ -65,7 +66,8 @@ def compile_model(spec: str, settings: Settings, loaded: Loaded | None = None) -
         from mpc.backends import BACKENDS
         if e not in BACKENDS:
             raise BadFlag(f"--emit: unknown backend '{e}' (expected one of: {', '.join(sorted(BACKENDS))})")
-    loaded = loaded or load(spec, settings.input_shape, exporter=settings.exporter)
+    loaded = loaded or load(spec, settings.input_shape, exporter=settings.exporter,
+                            static_batch=settings.static_batch)
     graph = loaded.graph
     ctx = PassContext(settings=settings, quiet=settings.quiet)
     ctx.notes["loaded"] = loaded

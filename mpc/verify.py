@@ -47,7 +47,7 @@ def _ir_layers(source: Graph, converted: Graph) -> list[tuple[str, str, Any]]:
 
 def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 256) -> dict[str, Any]:
     """Compare source and converted model; returns the `--json` object."""
-    loaded = load(spec, settings.input_shape, exporter=settings.exporter)
+    loaded = load(spec, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch)
     source_graph = clone(loaded.graph)
     compiled = compile_model(spec, settings, loaded=loaded)
     graph = compiled.graph
@@ -82,7 +82,7 @@ def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 
     cmp = compare(src, cv, data.labels, layer_rows)
     rel = max(float((np.abs(cv[k].astype(np.float64) - src[k]) / np.maximum(1.0, np.abs(src[k]))).max())
               for k in src) if src else 0.0
-    return {"target": settings.target, "model": spec, "data": data.source, "samples": cmp.samples,
+    return {"target": settings.target, "model": spec, "data": data.source, "samples": data.size,
             "max_abs_err": cmp.max_abs_err, "mean_abs_err": cmp.mean_abs_err, "max_rel_err": rel,
             "top1_agreement": cmp.top1_agreement, "source_accuracy": cmp.source_accuracy,
             "converted_accuracy": cmp.converted_accuracy, "layers": cmp.layers}

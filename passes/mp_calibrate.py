@@ -201,10 +201,12 @@ def _calibration_data(graph, ctx):
     loaded = ctx.notes.get("loaded")
     if settings is not None and settings.calib:
         return load_data(settings.calib, graph, loaded.input_names if loaded else None)
+    data = random_data(graph, 256, settings.seed if settings else 0)
     if not ctx.quiet:
-        print("mpc: warning: no --calib data: calibrating on 256 samples of U(0, 1); pass --calib DATA.npz "
+        count = f"{data.size} sample{'s' if data.size != 1 else ''}"
+        print(f"mpc: warning: no --calib data: calibrating on {count} of U(0, 1); pass --calib DATA.npz "
               "for an accurate model", file=sys.stderr)
-    return random_data(graph, 256, settings.seed if settings else 0)
+    return data
 
 
 def _apply(graph, op: Op, fit: LayerFit, terms_cap: int) -> Op:
