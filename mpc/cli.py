@@ -1,11 +1,13 @@
 """The `mpc` command line: inspect, convert, verify, run, passes, ops.
 
 Every user error is an MPCError printed as one line `mpc: error: ...` with exit code 2 (bad flags
-included); anything else is a bug: exit 1, traceback only with --debug.
+included); anything else is a bug: exit 1, traceback only with --debug. `mpc verify` exits 3 when
+one of its checks (--max-abs-err, --min-agreement, --max-accuracy-drop) fails.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -29,6 +31,21 @@ def _shape(text: str) -> tuple[int, ...]:
     if not dims or any(d < 1 for d in dims):
         raise BadFlag(f"--input-shape: dims must be >= 1, got '{text}'")
     return dims
+
+
+def _threshold(flag: str, fraction: bool):
+    """An argparse type for a check threshold: a finite number >= 0, or a fraction in [0, 1]."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        if fraction and not 0 <= v <= 1:
+            raise BadFlag(f"{flag}: expected a fraction in [0, 1] (0.9 for 90%), got '{text}'")
+        if not (math.isfinite(v) and v >= 0):
+            raise BadFlag(f"{flag}: expected a finite number >= 0, got '{text}'")
+        return v
+    return parse
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -112,15 +129,20 @@ def cmd_convert(args) -> int:
 
 def cmd_verify(args) -> int:
     """Convert in memory and compare with the source model run in onnxruntime."""
-    from mpc.verify import print_table, verify
+    from mpc.verify import Thresholds, print_table, verify
     settings = _settings(args)
-    result = verify(args.model, settings, args.data, args.samples)
+    thresholds = Thresholds(args.max_abs_err, args.min_agreement, args.max_accuracy_drop)
+    result = verify(args.model, settings, args.data, args.samples, thresholds)
     if args.json:
         import json
         print(json.dumps(result, sort_keys=True))
     else:
         print_table(result)
-    return 0
+    failed = [c for c in result["checks"] if not c["passed"]]
+    sys.stdout.flush()
+    for c in failed:
+        print(f"mpc: check failed: {c['message']}", file=sys.stderr)
+    return 3 if failed else 0
 
 
 def cmd_run(args) -> int:
@@ -203,6 +225,14 @@ def cmd_ops(args) -> int:
     return 0
 
 
+VERIFY_EXIT = """exit status:
+  0  compared, and every check given passed
+  2  user error (bad flag, model or data): one line 'mpc: error: ...'
+  3  a check failed: the table (or JSON, with a 'checks' list) is printed as usual, then one
+     stderr line per failed check, e.g. 'mpc: check failed: top-1 agreement 84.38% < 90.00%'
+  1  internal error (a bug)"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     p = _Parser(prog="mpc", description="Compile trained networks to multiplierless, spiking and "
@@ -223,11 +253,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing output folder")
     s.add_argument("--timings", action="store_true", help="record per-pass wall times in the report")
     s.set_defaults(fn=cmd_convert)
-    s = sub.add_parser("verify", help="convert in memory and compare with the source in onnxruntime")
+    s = sub.add_parser("verify", help="convert in memory and compare with the source in onnxruntime",
+                       epilog=VERIFY_EXIT, formatter_class=argparse.RawDescriptionHelpFormatter)
     _conversion_flags(s)
     s.add_argument("--data", help="data .npz (default: seeded random inputs)")
     s.add_argument("--samples", type=int, default=256, help="random samples when no --data")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--max-abs-err", type=_threshold("--max-abs-err", False), metavar="E",
+                   help="check: max abs error of the outputs <= E")
+    s.add_argument("--min-agreement", type=_threshold("--min-agreement", True), metavar="P",
+                   help="check: top-1 agreement >= P, a fraction in [0, 1] (0.9 for 90%%)")
+    s.add_argument("--max-accuracy-drop", type=_threshold("--max-accuracy-drop", True), metavar="D",
+                   help="check: source accuracy - converted accuracy <= D, a fraction (needs labels)")
     s.set_defaults(fn=cmd_verify)
     s = sub.add_parser("run", help="run a converted folder's model.py on data")
     s.add_argument("outdir")
@@ -266,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: returns the exit status (0 ok, 2 user error, 1 internal error)."""
+    """Entry point: returns the exit status (0 ok, 2 user error, 3 verify check failed, 1 internal error)."""
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:

@@ -4,6 +4,7 @@ and the converted graph (interpreter) on the same data, and compare outputs and 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ from tqdm import tqdm
 
 from mpc.compiler import Settings, compile_model
 from mpc.data import batches, load_data, random_data
-from mpc.errors import BadInput
+from mpc.errors import BadFlag, BadInput
 from mpc.frontend import load
 from mpc.ir import Graph, clone, run
 from mpc.oracle import compare, layer_map, run_source
@@ -39,14 +40,26 @@ class _Pearson:
         return None if den <= 1e-300 else float(np.clip(cov / den, -1.0, 1.0))
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """The pass/fail checks of `mpc verify` (None: not checked); fractions for agreement and accuracy."""
+
+    max_abs_err: float | None = None
+    min_agreement: float | None = None
+    max_accuracy_drop: float | None = None
+
+
 def _ir_layers(source: Graph, converted: Graph) -> list[tuple[str, str, Any]]:
     last_src = {op.loc: op.result for op in source.ops if len(op.results) == 1 and op.loc.known}
     last_cv = {op.loc: op.result for op in converted.ops if len(op.results) == 1 and op.loc.known}
     return [(str(loc), v.name, last_cv[loc]) for loc, v in last_src.items() if loc in last_cv]
 
 
-def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 256) -> dict[str, Any]:
-    """Compare source and converted model; returns the `--json` object."""
+def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 256,
+           thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
+    """Compare source and converted model; returns the `--json` object, `checks` included."""
+    if thresholds.max_accuracy_drop is not None and not data_path:
+        raise BadFlag("--max-accuracy-drop needs labels: give --data with a 'labels' array")
     loaded = load(spec, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch)
     source_graph = clone(loaded.graph)
     compiled = compile_model(spec, settings, loaded=loaded)
@@ -55,6 +68,8 @@ def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 
         raise BadInput(f"{spec}: the model has no {'inputs' if not graph.inputs else 'outputs'}: nothing to verify")
     data = load_data(data_path, source_graph, loaded.input_names) if data_path else \
         random_data(source_graph, samples, settings.seed)
+    if thresholds.max_accuracy_drop is not None and data.labels is None:
+        raise BadFlag(f"--max-accuracy-drop needs labels: {data_path} has no 'labels' array")
     if loaded.onnx_model is not None:
         layers = layer_map(graph, loaded.onnx_model)
     else:
@@ -82,10 +97,36 @@ def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 
     cmp = compare(src, cv, data.labels, layer_rows)
     rel = max(float((np.abs(cv[k].astype(np.float64) - src[k]) / np.maximum(1.0, np.abs(src[k]))).max())
               for k in src) if src else 0.0
-    return {"target": settings.target, "model": spec, "data": data.source, "samples": data.size,
+    result = {"target": settings.target, "model": spec, "data": data.source, "samples": data.size,
             "max_abs_err": cmp.max_abs_err, "mean_abs_err": cmp.mean_abs_err, "max_rel_err": rel,
             "top1_agreement": cmp.top1_agreement, "source_accuracy": cmp.source_accuracy,
             "converted_accuracy": cmp.converted_accuracy, "layers": cmp.layers}
+    result["checks"] = run_checks(result, thresholds)
+    return result
+
+
+def run_checks(r: dict[str, Any], t: Thresholds) -> list[dict[str, Any]]:
+    """One entry per requested check: name, measured value, threshold, passed, and its message."""
+    checks = []
+    if t.max_abs_err is not None:
+        v = r["max_abs_err"]
+        checks.append({"name": "max_abs_err", "value": v, "threshold": t.max_abs_err, "passed": v <= t.max_abs_err,
+                       "message": f"max abs err {v:.6g} > {t.max_abs_err:.6g}"})
+    if t.min_agreement is not None:
+        v = r["top1_agreement"]
+        if v is None:
+            raise BadFlag("--min-agreement: the first output has no class axis, so top-1 agreement is undefined")
+        checks.append({"name": "min_agreement", "value": v, "threshold": t.min_agreement,
+                       "passed": v >= t.min_agreement,
+                       "message": f"top-1 agreement {_pct(v)} < {_pct(t.min_agreement)}"})
+    if t.max_accuracy_drop is not None:
+        if r["source_accuracy"] is None or r["converted_accuracy"] is None:
+            raise BadFlag("--max-accuracy-drop needs labels: give --data with a 'labels' array")
+        v = r["source_accuracy"] - r["converted_accuracy"]
+        checks.append({"name": "max_accuracy_drop", "value": v, "threshold": t.max_accuracy_drop,
+                       "passed": v <= t.max_accuracy_drop,
+                       "message": f"accuracy drop {_pct(v)} > {_pct(t.max_accuracy_drop)}"})
+    return checks
 
 
 def _pct(v) -> str:
