@@ -74,6 +74,11 @@ def _conversion_flags(p: argparse.ArgumentParser, need_target: bool = True) -> N
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
 
 
+def _target_flags():
+    from mpc.targets import all_flags
+    return all_flags()
+
+
 def _settings(args, **over):
     from mpc.compiler import Settings
     from mpc.targets import all_flags, get_target
@@ -129,10 +134,23 @@ def cmd_convert(args) -> int:
 
 def cmd_verify(args) -> int:
     """Convert in memory and compare with the source model run in onnxruntime."""
-    from mpc.verify import Thresholds, print_table, verify
-    settings = _settings(args)
+    from mpc.verify import Thresholds, print_table, verify, verify_converted
     thresholds = Thresholds(args.max_abs_err, args.min_agreement, args.max_accuracy_drop)
-    result = verify(args.model, settings, args.data, args.samples, thresholds)
+    if args.source:
+        for flag in ("target", "passes", "calib", "emit", "dump_ir_after") + tuple(
+                f.name.replace("-", "_") for f, _ in _target_flags()):
+            if getattr(args, flag, None) is not None:
+                raise BadFlag(f"--{flag.replace('_', '-')} does not apply with --source: the converted model is "
+                              f"compared as it is")
+        args.target = "float"
+    if args.target is None:
+        raise BadFlag("verify needs --target T (or --source MODEL to check a converted folder or .mpc file)")
+    args.emit, args.dump_ir_after = args.emit or ("numpy",), args.dump_ir_after or ()
+    settings = _settings(args)
+    if args.source:
+        result = verify_converted(args.model, args.source, settings, args.data, args.samples, thresholds)
+    else:
+        result = verify(args.model, settings, args.data, args.samples, thresholds)
     if args.json:
         import json
         print(json.dumps(result, sort_keys=True))
@@ -255,10 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_convert)
     s = sub.add_parser("verify", help="convert in memory and compare with the source in onnxruntime",
                        epilog=VERIFY_EXIT, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _conversion_flags(s)
+    _conversion_flags(s, need_target=False)   # required unless --source (checked in cmd_verify)
     s.add_argument("--data", help="data .npz (default: seeded random inputs)")
     s.add_argument("--samples", type=int, default=256, help="random samples when no --data")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--source", metavar="MODEL",
+                   help="check MODEL (a converted folder or .mpc) as it is against this source model")
+    s.set_defaults(target=None, emit=None, dump_ir_after=None)
     s.add_argument("--max-abs-err", type=_threshold("--max-abs-err", False), metavar="E",
                    help="check: max abs error of the outputs <= E")
     s.add_argument("--min-agreement", type=_threshold("--min-agreement", True), metavar="P",
