@@ -188,8 +188,13 @@ def cmd_finetune(args) -> int:
     from mpc.oracle import run_source
     loaded = load(args.model, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch)
     source = clone(loaded.graph)
-    compiled = compile_model(args.model, settings, loaded=loaded)
-    data = load_data(args.data, compiled.graph, compiled.loaded.input_names)
+    data = load_data(args.data, loaded.graph, loaded.input_names)
+    calib = None
+    if not settings.calib:   # calibrate on the training data, not on U(0, 1) noise
+        from mpc.finetune import calibration_slice
+        calib = calibration_slice(data)
+        log(settings, f"mpc: no --calib: calibrating on {calib.source}")
+    compiled = compile_model(args.model, settings, loaded=loaded, calib_data=calib)
     teacher = None
     if args.distill > 0:
         out = run_source(loaded.onnx_model, source, data, [], loaded.input_names)

@@ -58,8 +58,9 @@ def pipeline_for(settings: Settings) -> str:
     return edit_pipeline(get_target(settings.target).pipeline, settings.passes)
 
 
-def compile_model(spec: str, settings: Settings, loaded: Loaded | None = None) -> Compiled:
-    """Load `spec` (unless given) and run the target pipeline on its graph, in memory."""
+def compile_model(spec: str, settings: Settings, loaded: Loaded | None = None, calib_data=None) -> Compiled:
+    """Load `spec` (unless given) and run the target pipeline on its graph, in memory; `calib_data`
+    (a Dataset) is what calibration uses when there is no --calib file."""
     pipeline = pipeline_for(settings)
     check_dump_names(set(settings.dump_ir_after))
     for e in settings.emit:
@@ -71,6 +72,8 @@ def compile_model(spec: str, settings: Settings, loaded: Loaded | None = None) -
     graph = loaded.graph
     ctx = PassContext(settings=settings, quiet=settings.quiet)
     ctx.notes["loaded"] = loaded
+    if calib_data is not None:
+        ctx.notes["calib_data"] = calib_data
     compiled = Compiled(loaded, graph, pipeline, [], ctx=ctx)
 
     def dump(i: int, name: str, g: Graph) -> None:
