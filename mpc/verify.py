@@ -186,7 +186,8 @@ def _pct(v) -> str:
 def print_table(r: dict[str, Any]) -> None:
     """The human-readable verify table on stdout."""
     what = f"against {r['source']}" if r.get("source") else f"--target {r['target']}"
-    print(f"mpc verify: {r['model']} {what} on {r['samples']} samples ({r['data']})")
+    count = f"{r['samples']} sample{'s' if r['samples'] != 1 else ''}"
+    print(f"mpc verify: {r['model']} {what} on {count} ({r['data']})")
     print(f"  max abs err      {r['max_abs_err']:.3g}")
     print(f"  max rel err      {r['max_rel_err']:.3g}   (|err| / max(1, |source|))")
     print(f"  mean abs err     {r['mean_abs_err']:.3g}")
