@@ -1,7 +1,8 @@
 """The `mpc` command line: inspect, convert, verify, run, passes, ops.
 
 Every user error is an MPCError printed as one line `mpc: error: ...` with exit code 2 (bad flags
-included); anything else is a bug: exit 1, traceback only with --debug.
+included); anything else is a bug: exit 1, traceback only with --debug. `mpc verify` exits 3 when
+one of its checks (--max-abs-err, --min-agreement, --max-accuracy-drop) fails.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from mpc import __version__
 from mpc.errors import BadFlag, MPCError
-from mpc.flagtypes import nonnegative_float, positive_float, positive_int, seed_int, unit_float
+from mpc.flagtypes import fraction, nonnegative_float, positive_float, positive_int, seed_int
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,6 +52,8 @@ def _conversion_flags(p: argparse.ArgumentParser, need_target: bool = True) -> N
     p.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy",
                    help="torch.onnx exporter for PyTorch models")
     p.add_argument("--seed", type=seed_int, default=0, help="seed for sampled data")
+    p.add_argument("--static-batch", action="store_true",
+                   help="keep inputs whose leading dim is 1 static (by default that 1 is read as the batch)")
     for flag, targets in all_flags():
         p.add_argument(f"--{flag.name}", type=flag.type, default=None, choices=flag.choices,
                        help=f"{flag.help} (target {', '.join(targets)})")
@@ -77,6 +80,11 @@ def _check_output(outdir: Path, args) -> None:
     check_writable(outdir, args.force)
 
 
+def _target_flags():
+    from mpc.targets import all_flags
+    return all_flags()
+
+
 def _settings(args, **over):
     from mpc.compiler import Settings
     from mpc.targets import all_flags, get_target
@@ -92,7 +100,8 @@ def _settings(args, **over):
             extra.append((flag.name, value))
     return Settings(target=target.name, passes=args.passes, emit=args.emit, calib=args.calib,
                     dump_ir_after=args.dump_ir_after, input_shape=args.input_shape, exporter=args.exporter,
-                    quiet=args.quiet, progress=args.progress, seed=args.seed, extra=tuple(extra), **over)
+                    static_batch=args.static_batch, quiet=args.quiet, progress=args.progress, seed=args.seed,
+                    extra=tuple(extra), **over)
 
 
 def cmd_inspect(args) -> int:
@@ -106,7 +115,7 @@ def cmd_inspect(args) -> int:
         printed = print_graph(loaded.graph)
         sys.stdout.write(text if text == printed else printed)
         return 0
-    loaded = load(args.model, args.input_shape, exporter=args.exporter)
+    loaded = load(args.model, args.input_shape, exporter=args.exporter, static_batch=args.static_batch)
     if args.passes:
         run_pipeline(loaded.graph, args.passes)
     sys.stdout.write(print_graph(loaded.graph))
@@ -131,15 +140,33 @@ def cmd_convert(args) -> int:
 
 def cmd_verify(args) -> int:
     """Convert in memory and compare with the source model run in onnxruntime."""
-    from mpc.verify import print_table, verify
+    from mpc.verify import Thresholds, print_table, verify, verify_converted
+    thresholds = Thresholds(args.max_abs_err, args.min_agreement, args.max_accuracy_drop)
+    if args.source:
+        for flag in ("target", "passes", "calib", "emit", "dump_ir_after") + tuple(
+                f.name.replace("-", "_") for f, _ in _target_flags()):
+            if getattr(args, flag, None) is not None:
+                raise BadFlag(f"--{flag.replace('_', '-')} does not apply with --source: the converted model is "
+                              f"compared as it is")
+        args.target = "float"
+    if args.target is None:
+        raise BadFlag("verify needs --target T (or --source MODEL to check a converted folder or .mpc file)")
+    args.emit, args.dump_ir_after = args.emit or ("numpy",), args.dump_ir_after or ()
     settings = _settings(args)
-    result = verify(args.model, settings, args.data, args.samples)
+    if args.source:
+        result = verify_converted(args.model, args.source, settings, args.data, args.samples, thresholds)
+    else:
+        result = verify(args.model, settings, args.data, args.samples, thresholds)
     if args.json:
         import json
         print(json.dumps(result, sort_keys=True))
     else:
         print_table(result)
-    return 0
+    failed = [c for c in result["checks"] if not c["passed"]]
+    sys.stdout.flush()
+    for c in failed:
+        print(f"mpc: check failed: {c['message']}", file=sys.stderr)
+    return 3 if failed else 0
 
 
 def cmd_run(args) -> int:
@@ -162,10 +189,15 @@ def cmd_finetune(args) -> int:
     from mpc.frontend import load
     from mpc.ir import clone
     from mpc.oracle import run_source
-    loaded = load(args.model, settings.input_shape, exporter=settings.exporter)
+    loaded = load(args.model, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch)
     source = clone(loaded.graph)
-    compiled = compile_model(args.model, settings, loaded=loaded)
-    data = load_data(args.data, compiled.graph, compiled.loaded.input_names)
+    data = load_data(args.data, loaded.graph, loaded.input_names)
+    calib = None
+    if not settings.calib:   # calibrate on the training data, not on U(0, 1) noise
+        from mpc.finetune import calibration_slice
+        calib = calibration_slice(data)
+        log(settings, f"mpc: no --calib: calibrating on {calib.source}")
+    compiled = compile_model(args.model, settings, loaded=loaded, calib_data=calib)
     teacher = None
     if args.distill > 0:
         out = run_source(loaded.onnx_model, source, data, [], loaded.input_names)
@@ -220,6 +252,14 @@ def cmd_ops(args) -> int:
     return 0
 
 
+VERIFY_EXIT = """exit status:
+  0  compared, and every check given passed
+  2  user error (bad flag, model or data): one line 'mpc: error: ...'
+  3  a check failed: the table (or JSON, with a 'checks' list) is printed as usual, then one
+     stderr line per failed check, e.g. 'mpc: check failed: top-1 agreement 84.38% < 90.00%'
+  1  internal error (a bug)"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     p = _Parser(prog="mpc", description="Compile trained networks (ONNX, PyTorch) to standalone NumPy models: "
@@ -235,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--passes", help="run these passes first")
     s.add_argument("--input-shape", type=_shape)
     s.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy")
+    s.add_argument("--static-batch", action="store_true", help="keep a static leading 1 of the inputs")
     s.set_defaults(fn=cmd_inspect)
     s = sub.add_parser("convert", help="convert a model for a target into an output folder")
     _conversion_flags(s)
@@ -242,11 +283,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing output folder")
     s.add_argument("--timings", action="store_true", help="record per-pass wall times in the report")
     s.set_defaults(fn=cmd_convert)
-    s = sub.add_parser("verify", help="convert in memory and compare with the source in onnxruntime")
-    _conversion_flags(s)
+    s = sub.add_parser("verify", help="convert in memory and compare with the source in onnxruntime",
+                       epilog=VERIFY_EXIT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _conversion_flags(s, need_target=False)   # required unless --source (checked in cmd_verify)
     s.add_argument("--data", help="data .npz (default: seeded random inputs)")
     s.add_argument("--samples", type=positive_int, default=256, help="random samples when no --data")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--source", metavar="MODEL",
+                   help="check MODEL (a converted folder or .mpc) as it is against this source model")
+    s.set_defaults(target=None, emit=None, dump_ir_after=None)
+    s.add_argument("--max-abs-err", type=nonnegative_float, metavar="E",
+                   help="check: max abs error of the outputs <= E")
+    s.add_argument("--min-agreement", type=fraction, metavar="P",
+                   help="check: top-1 agreement >= P, a fraction in [0, 1] (0.9 for 90%%)")
+    s.add_argument("--max-accuracy-drop", type=fraction, metavar="D",
+                   help="check: source accuracy - converted accuracy <= D, a fraction (needs labels)")
     s.set_defaults(fn=cmd_verify)
     s = sub.add_parser("run", help="run a converted folder's model.py on data")
     s.add_argument("outdir")
@@ -259,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     _conversion_flags(s)
     s.add_argument("--data", required=True, help="training data .npz with labels")
     s.add_argument("--epochs", type=positive_int, default=10, help="epochs (the last one with gains frozen)")
-    s.add_argument("--distill", type=unit_float, default=0.7,
+    s.add_argument("--distill", type=fraction, default=0.7,
                    help="weight of distillation from the source model's logits (0: labels only)")
     s.add_argument("--weight-decay", type=nonnegative_float, default=0.0)
     s.add_argument("--lr", type=positive_float, default=2e-3, help="AdamW learning rate")
@@ -286,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: returns the exit status (0 ok, 2 user error, 1 internal error)."""
+    """Entry point: returns the exit status (0 ok, 2 user error, 3 verify check failed, 1 internal error)."""
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:

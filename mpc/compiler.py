@@ -29,6 +29,7 @@ class Settings:
     dump_ir_after: tuple[str, ...] = ()
     input_shape: tuple[int, ...] | None = None
     exporter: str = "legacy"
+    static_batch: bool = False   # keep a static leading 1 (else it becomes the batch N)
     timings: bool = False
     quiet: bool = False
     progress: bool = False   # show progress bars even when stderr is not a terminal
@@ -58,18 +59,22 @@ def pipeline_for(settings: Settings) -> str:
     return edit_pipeline(get_target(settings.target).pipeline, settings.passes)
 
 
-def compile_model(spec: str, settings: Settings, loaded: Loaded | None = None) -> Compiled:
-    """Load `spec` (unless given) and run the target pipeline on its graph, in memory."""
+def compile_model(spec: str, settings: Settings, loaded: Loaded | None = None, calib_data=None) -> Compiled:
+    """Load `spec` (unless given) and run the target pipeline on its graph, in memory; `calib_data`
+    (a Dataset) is what calibration uses when there is no --calib file."""
     pipeline = pipeline_for(settings)
     check_dump_names(set(settings.dump_ir_after))
     for e in settings.emit:
         from mpc.backends import BACKENDS
         if e not in BACKENDS:
             raise BadFlag(f"--emit: unknown backend '{e}' (expected one of: {', '.join(sorted(BACKENDS))})")
-    loaded = loaded or load(spec, settings.input_shape, exporter=settings.exporter)
+    loaded = loaded or load(spec, settings.input_shape, exporter=settings.exporter,
+                            static_batch=settings.static_batch)
     graph = loaded.graph
     ctx = PassContext(settings=settings, quiet=settings.quiet)
     ctx.notes["loaded"] = loaded
+    if calib_data is not None:
+        ctx.notes["calib_data"] = calib_data
     compiled = Compiled(loaded, graph, pipeline, [], ctx=ctx)
 
     def dump(i: int, name: str, g: Graph) -> None:

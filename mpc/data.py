@@ -96,7 +96,10 @@ def random_data(graph: Graph, n: int = 256, seed: int = 0, low: float = 0.0, hig
         if math.prod(shape) > MAX_RANDOM_ELEMENTS:
             raise BadInput(f"input '{v.name}' {v.type} is too large for random samples: give --data")
         feeds[v.name] = rng.uniform(low, high, size=shape).astype(v.type.dtype.numpy)
-    return Dataset(feeds, None, f"{n} random samples (seed {seed})")
+    ds = Dataset(feeds, None, "")
+    count = ds.size if feeds else n   # a static batch keeps its own size, whatever n asks
+    ds.source = f"{count} random sample{'s' if count != 1 else ''} (seed {seed})"
+    return ds
 
 
 def batches(ds: Dataset, size: int):

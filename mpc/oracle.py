@@ -100,4 +100,22 @@ def run_source(model: onnx.ModelProto | None, source_graph: Graph | None, data: 
     ir_to_onnx = {ir: ox for ox, ir in aliases.items()}
     feeds = {ir_to_onnx.get(k, k): v for k, v in data.feeds.items()}
     names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, feeds)))
+    step = static_batch(model)
+    if step is None or data.size <= step:
+        return dict(zip(names, sess.run(names, feeds)))
+    # onnxruntime enforces a static batch: run the samples in slices of it and join them
+    parts = [sess.run(names, {k: v[i:i + step] for k, v in feeds.items()}) for i in range(0, data.size, step)]
+    return {name: np.concatenate([p[j] for p in parts]) if parts[0][j].ndim else parts[0][j]
+            for j, name in enumerate(names)}
+
+
+def static_batch(model: onnx.ModelProto) -> int | None:
+    """The batch onnxruntime will insist on: the fixed leading dim shared by every graph input, or None."""
+    inits = {t.name for t in model.graph.initializer}
+    lead = set()
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        lead.add(int(dims[0].dim_value) if dims and dims[0].HasField("dim_value") else None)
+    return lead.pop() if len(lead) == 1 and None not in lead else None

@@ -202,10 +202,14 @@ def _calibration_data(graph, ctx):
     loaded = ctx.notes.get("loaded")
     if settings is not None and settings.calib:
         return load_data(settings.calib, graph, loaded.input_names if loaded else None)
+    if ctx.notes.get("calib_data") is not None:   # given by the driver (mpc finetune: its training data)
+        return ctx.notes["calib_data"]
+    data = random_data(graph, 256, settings.seed if settings else 0)
     if not ctx.quiet:
-        print("mpc: warning: no --calib data: calibrating on 256 samples of U(0, 1); pass --calib DATA.npz "
+        count = f"{data.size} sample{'s' if data.size != 1 else ''}"
+        print(f"mpc: warning: no --calib data: calibrating on {count} of U(0, 1); pass --calib DATA.npz "
               "for an accurate model", file=sys.stderr)
-    return random_data(graph, 256, settings.seed if settings else 0)
+    return data
 
 
 def _apply(graph, op: Op, fit: LayerFit, terms_cap: int) -> Op:
@@ -250,6 +254,7 @@ def mp_calibrate(graph, ctx) -> dict:
     if settings.get("gain-terms", 2) < 1:
         raise BadFlag(f"--gain-terms must be >= 1, got {settings.get('gain-terms')}")
     data = _calibration_data(graph, ctx)
+    ctx.notes.setdefault("report_sections", {})["Calibration data"] = data.source
     rng = np.random.default_rng(settings.seed)
     env_f = {id(v): data.feeds[v.name].astype(np.float64) for v in graph.inputs}
     env_m = dict(env_f)

@@ -32,16 +32,18 @@ class Loaded:
     output_names: dict[str, str] = field(default_factory=dict)
 
 
-def load(spec: str, input_shape: tuple[int, ...] | None = None, exporter: str = "legacy") -> Loaded:
+def load(spec: str, input_shape: tuple[int, ...] | None = None, exporter: str = "legacy",
+         static_batch: bool = False) -> Loaded:
     """Load a model spec into a verified graph (see the module docstring for the forms).
 
     `input_shape` (batch dim first; exported dynamic as `N`) is needed by the PyTorch forms, and
-    `exporter` ('legacy' or 'dynamo') picks the torch.onnx exporter there.
+    `exporter` ('legacy' or 'dynamo') picks the torch.onnx exporter there. An ONNX model whose
+    inputs all lead with a static 1 gets a symbolic batch `N` instead, unless `static_batch`.
     """
     spec = str(spec)
     lower = spec.lower()
     if lower.endswith(".onnx"):
-        return load_onnx(spec)
+        return load_onnx(spec, static_batch=static_batch)
     if lower.endswith(".mpc"):
         return load_mpc(spec)
     if lower.endswith((".pt", ".pth")) or _FACTORY.match(spec):
@@ -49,12 +51,13 @@ def load(spec: str, input_shape: tuple[int, ...] | None = None, exporter: str = 
             raise BadInput(f"unknown exporter '{exporter}' (expected one of: {', '.join(EXPORTERS)})")
         from mpc.frontend import torch as torch_frontend
         data, name = torch_frontend.export(spec, input_shape, exporter)
-        return load_onnx(data, label=spec, name=name)
+        return load_onnx(data, label=spec, name=name, static_batch=static_batch)
     raise BadInput(f"unknown model spec '{spec}' (expected a .onnx, .pt/.pth or .mpc file, "
                    f"or pkg.module:factory)")
 
 
-def load_onnx(source: str | bytes, label: str | None = None, name: str | None = None) -> Loaded:
+def load_onnx(source: str | bytes, label: str | None = None, name: str | None = None,
+              static_batch: bool = False) -> Loaded:
     """Read, check and import an ONNX model from a path or bytes."""
     from mpc.frontend.onnx import import_model, read_model
     label = label or (source if isinstance(source, str) else "<bytes>")
@@ -62,7 +65,7 @@ def load_onnx(source: str | bytes, label: str | None = None, name: str | None = 
     if name:
         model.graph.name = name
     stem = Path(label).stem if isinstance(source, str) else "model"
-    graph, inputs, outputs = import_model(model, label, stem)
+    graph, inputs, outputs = import_model(model, label, stem, static_batch)
     return Loaded(graph, model, label, inputs, outputs)
 
 

@@ -19,7 +19,8 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
-from mpc.errors import BadModel, Location, UnsupportedOp
+from mpc.errors import BadModel, Location, MPCError, UnsupportedOp
+from mpc.frontend.batch import HINT, batch_dim, check_batch
 from mpc.frontend.onnx_ops import HANDLERS, ONNX_DTYPES, Known, Node, supported_ops
 from mpc.ir import Graph, InferError, Op, TensorType, Value, lookup, sanitize, verify_graph
 from mpc.ir.types import DType
@@ -182,8 +183,10 @@ def _readable(hint: str) -> str:
 class Importer:
     """Builds the IR graph of one ONNX graph; handlers call back into it."""
 
-    def __init__(self, model: onnx.ModelProto, name: str, label: str):
+    def __init__(self, model: onnx.ModelProto, name: str, label: str, static_batch: bool = False):
         self.model, self.onnx_graph, self.label = model, model.graph, label
+        self.static_batch = static_batch
+        self.batch: str | None = None   # the symbol a static leading 1 became (see mpc.frontend.batch)
         self.graph = Graph(sanitize(name))
         self.unnamed = 0
         self.assigned: set[str] = set()
@@ -307,6 +310,9 @@ class Importer:
                         self.dims.setdefault(d.dim_param, _ident(d.dim_param))
         for vi in self.onnx_graph.output:
             self.output_names[vi.name] = self.unique(vi.name)
+        if not self.static_batch:
+            lead = [_leading_dim(vi) for vi in self.onnx_graph.input if vi.name in self.input_names]
+            self.batch = batch_dim(lead, set(self.dims.values()))
 
     def add_inputs(self) -> None:
         """Graph inputs that are not initializers, with their declared types."""
@@ -320,7 +326,10 @@ class Importer:
                                            f"{', '.join(d.value for d in ONNX_DTYPES.values())})")
             if not tt.HasField("shape"):
                 raise BadModel(self.label, f"input '{vi.name}' has no shape (its rank must be known)")
-            v = Value(self.input_names[vi.name], TensorType(dtype, tuple(self.dim(d) for d in tt.shape.dim)))
+            dims = tuple(self.dim(d) for d in tt.shape.dim)
+            if self.batch is not None:
+                dims = (self.batch,) + dims[1:]
+            v = Value(self.input_names[vi.name], TensorType(dtype, dims))
             self.graph.inputs.append(v)
             self.env[vi.name] = v
 
@@ -355,6 +364,12 @@ class Importer:
             self.graph.outputs.append(v)
 
 
+def _leading_dim(vi: onnx.ValueInfoProto) -> int | None:
+    """The first dim of an input when it is a fixed number, else None."""
+    dims = vi.type.tensor_type.shape.dim if vi.type.HasField("tensor_type") else []
+    return int(dims[0].dim_value) if dims and dims[0].HasField("dim_value") else None
+
+
 def _dtype(k: Known, op_type: str, node_name: str) -> DType:
     try:
         return DType.from_numpy(k.array.dtype)
@@ -367,7 +382,7 @@ def _show_dims(a: np.ndarray) -> str:
     return "[" + ", ".join("?" if x is None else str(x) for x in a.reshape(-1)) + "]"
 
 
-def import_model(model: onnx.ModelProto, label: str, fallback_name: str = "model"
+def import_model(model: onnx.ModelProto, label: str, fallback_name: str = "model", static_batch: bool = False
                  ) -> tuple[Graph, dict[str, str], dict[str, str]]:
     """Import a checked model; returns the verified graph and the ONNX -> IR input and output names.
 
@@ -375,8 +390,19 @@ def import_model(model: onnx.ModelProto, label: str, fallback_name: str = "model
     model came from bytes; exporters' generic names such as `main_graph` say nothing about the model.
     Unnamed nodes get their stable generated name ('Gemm_3') written into `model` too, so that
     op locations and the source model agree.
+    A leading 1 on every input becomes a symbolic batch unless `static_batch` (mpc.frontend.batch);
+    when the graph does not follow that batch, the error says so and suggests --static-batch.
     """
     name = fallback_name if fallback_name != "model" else (model.graph.name or fallback_name)
-    imp = Importer(model, name, label)
-    graph = imp.run()
+    imp = Importer(model, name, label, static_batch)
+    try:
+        graph = imp.run()
+    except MPCError as e:
+        if imp.batch is None:
+            raise
+        Importer(model, name, label, static_batch=True).run()   # fails the same way: not the batch's fault
+        raise BadModel(label, f"the model has a static batch of 1 that mpc reads as a batch dim, but it does not "
+                              f"import that way ({e}); {HINT}") from None
+    if imp.batch is not None:
+        check_batch(graph, imp.batch, label)
     return graph, imp.input_names, imp.output_names

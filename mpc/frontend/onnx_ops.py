@@ -458,7 +458,10 @@ def reshape(cx, node: Node):
         dims = [int(d) for d in shape.array.reshape(-1)]
         dims = [data.array.shape[i] if d == 0 and not allowzero else d for i, d in enumerate(dims)]
         return _fold(node, data.array.reshape(dims))
-    target = _reshape_target(node, cx.type(node, 0).shape, shape.array, allowzero)
+    shape_in = cx.type(node, 0).shape
+    target = _reshape_target(node, shape_in, shape.array, allowzero)
+    if cx.batch is not None and shape_in and shape_in[0] == cx.batch and target[0] == 1:
+        target = (0,) + target[1:]   # a static batch's 1 kept in front (x.view(1, -1)): follow the batch
     return cx.emit(node, "nn.reshape", [cx.value(node, 0)], ReshapeAttrs(target))
 
 

@@ -45,3 +45,22 @@ def test_finetune_needs_labels_and_the_mp_target(tmp_path, capsys):
     assert main(["finetune", MLP, "--target", "float", "--data", MLP_DATA[0], "-o", str(tmp_path / "b"), "-q"]) == 2
     assert "--target mp" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_finetune_calibrates_on_its_training_data_by_default(tmp_path, capsys):
+    """Without --calib, calibration uses the first 512 samples of --data: the calibration table
+    equals a plain `convert --calib` on that slice, written out here; no U(0, 1) warning."""
+    with np.load(MLP_DATA[0]) as f:
+        assert len(f["labels"]) > 512
+        np.savez(tmp_path / "first512.npz", input=f["input"][:512])
+    capsys.readouterr()
+    assert main(["finetune", MLP, "--target", "mp", "--data", MLP_DATA[0], "--epochs", "1",
+                 "-o", str(tmp_path / "ft")]) == 0
+    err = capsys.readouterr().err
+    assert "U(0, 1)" not in err
+    assert main(["convert", MLP, "--target", "mp", "--calib", str(tmp_path / "first512.npz"),
+                 "-o", str(tmp_path / "cv"), "-q"]) == 0
+    ft = json.loads((tmp_path / "ft" / "report.json").read_text())
+    cv = json.loads((tmp_path / "cv" / "report.json").read_text())
+    assert ft["sections"]["MP calibration"] == cv["sections"]["MP calibration"]
+    assert ft["sections"]["Calibration data"] == f"the first 512 of 1257 samples of {MLP_DATA[0]} (--data)"
