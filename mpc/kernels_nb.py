@@ -12,8 +12,12 @@ channels share every input load, so each accumulator load/store carries KW * 4 m
 epilogue pools (2x2 windows as row maxima, then column pairs), applies ReLU and scatters the block
 back to NCHW. Every output element sees the same operations in the same order whatever the block
 size, so a sample's result does not depend on the batch it is in, nor on the thread count.
-Strided convolutions, and dtypes other than float32/float64, fall back to the NumPy reference
-kernels (`conv2d`, `maxpool2d` in mpc.kernels_np).
+A strided convolution runs the same kernel after a polyphase rewrite (`_phase_plan`): its padded
+input is split into one phase image per (row, column) offset modulo the stride, and the weights are
+rearranged into a stride-1, dilation-1 kernel over those phase channels, with zero weights where a
+tap falls on no phase. Both steps only move values, so the per-sample argument above holds for
+strided convs as well. Dtypes other than float32/float64 fall back to the NumPy reference kernels
+(`conv2d`, `maxpool2d` in mpc.kernels_np).
 
 The NumPy backend copies this module's source (minus the `from mpc...` import) into model.py,
 next to the copied reference kernels, so the emitted file stands alone; numba compiles each
@@ -363,18 +367,81 @@ def _conv_plan(chw, wshape, pads, dilations, pool, itemsize):
     return ph, pw, geometry, (m * ((oh - 1) * wp + ow) + c * hp * wp) * itemsize
 
 
+@functools.lru_cache(maxsize=256)
+def _phase_plan(wshape, strides, dilations):
+    """The polyphase rewrite of a strided conv's weights, computed once per geometry.
+
+    With strides (sh, sw) and dilations (dh, dw), tap (kh, kw) reads padded-input row
+    i*sh + kh*dh = (i + qh)*sh + a, i.e. row i + qh of the row phase a = kh*dh mod sh (likewise for
+    columns). Returns the row phases and column phases that some tap reads, the stride-1 kernel
+    size (KH', KW') = ((KH-1)*dh // sh + 1, (KW-1)*dw // sw + 1), and `src`: for every weight of the
+    rearranged (M, nphases*C/g, KH', KW') kernel, the flat index into w[o] (C/g*KH*KW of them) of
+    the weight it copies, or C/g*KH*KW (an appended zero) where no tap lands. Phase channels are
+    ordered (group, row phase, column phase, channel), so that each group's channels stay together.
+    """
+    _, cg, kh_, kw_ = wshape
+    (sh, sw), (dh, dw) = strides, dilations
+    rows = tuple(sorted({k * dh % sh for k in range(kh_)}))
+    cols = tuple(sorted({k * dw % sw for k in range(kw_)}))
+    kh2, kw2 = (kh_ - 1) * dh // sh + 1, (kw_ - 1) * dw // sw + 1
+    src = np.full((len(rows), len(cols), cg, kh2, kw2), cg * kh_ * kw_, np.intp)
+    cc = np.arange(cg)
+    for kh in range(kh_):
+        for kw in range(kw_):
+            a, b = rows.index(kh * dh % sh), cols.index(kw * dw % sw)
+            src[a, b, :, kh * dh // sh, kw * dw // sw] = (cc * kh_ + kh) * kw_ + kw
+    return rows, cols, kh2, kw2, src.reshape(len(rows) * len(cols) * cg, kh2, kw2)
+
+
+def _phases(x, strides, pads, rows, cols, hq, wq, group):
+    """The phase images of the padded x: channel (g, a, b, c) at (y, x) holds
+    xpad[g*C/g + c, y*sh + rows[a], x*sw + cols[b]], hq x wq of them, zero past the input."""
+    n, c, h, w = x.shape
+    sh, sw = strides
+    out = np.zeros((n, group, len(rows), len(cols), c // group, hq, wq), x.dtype)
+    for ia, a in enumerate(rows):
+        y0 = -(-(pads[0] - a) // sh) if a < pads[0] else 0  # first phase row inside the input
+        y1 = min(hq, (h + pads[0] - a + sh - 1) // sh)      # one past the last
+        for ib, b in enumerate(cols):
+            x0 = -(-(pads[1] - b) // sw) if b < pads[1] else 0
+            x1 = min(wq, (w + pads[1] - b + sw - 1) // sw)
+            if y1 <= y0 or x1 <= x0:
+                continue
+            v = x[:, :, y0 * sh + a - pads[0]:(y1 - 1) * sh + a - pads[0] + 1:sh,
+                  x0 * sw + b - pads[1]:(x1 - 1) * sw + b - pads[1] + 1:sw]
+            out[:, :, ia, ib, :, y0:y1, x0:x1] = v.reshape(n, group, c // group, y1 - y0, x1 - x0)
+    return out.reshape(n, -1, hq, wq)
+
+
+def _strided_as_stride1(x, w, strides, pads, dilations, group):
+    """A strided conv's (phase images, rearranged weights): a stride-1 conv of these, without
+    padding or dilation, gives exactly the strided conv's OH x OW output (see `_phase_plan`)."""
+    rows, cols, kh2, kw2, src = _phase_plan(w.shape, tuple(strides), tuple(dilations))
+    m, cg, kh_, kw_ = w.shape
+    oh = pool_out_size(x.shape[2], kh_, strides[0], pads[0], pads[2], dilations[0], False)
+    ow = pool_out_size(x.shape[3], kw_, strides[1], pads[1], pads[3], dilations[1], False)
+    flat = np.concatenate([w.reshape(m, cg * kh_ * kw_), np.zeros((m, 1), w.dtype)], axis=1)
+    return _phases(x, strides, pads, rows, cols, oh + kh2 - 1, ow + kw2 - 1, group), flat[:, src]
+
+
 def conv2d_fused(x, w, b, strides, pads, dilations, group, relu=False, pool=None, lanes=None):
     """ONNX Conv (+ ReLU) (+ MaxPool given as (kernel, strides, pads, dilations, ceil_mode)).
 
-    Stride-1 float convolutions run the compiled kernel; anything else the NumPy reference.
+    Float convolutions run the compiled kernel, other dtypes the NumPy reference. A strided conv
+    first becomes a stride-1 conv over phase images (`_strided_as_stride1`); its weights for taps
+    that fall on no phase are zeros, which add exact zeros (0 * v = 0 for finite v: model.py
+    refuses NaN/inf inputs, and finite activations keep these products zero).
     `lanes` (samples per interleaved block) defaults to at most LANES, few enough that a block
     stays within BLOCK_BYTES and every thread gets a block, rounded down to a power of two; it
     changes the speed, never the results.
     """
-    if tuple(strides) != (1, 1) or not _compiled_ok(x, w) or x.shape[0] == 0:
+    if not _compiled_ok(x, w) or x.shape[0] == 0:
         y = conv2d(x, w, b, strides, pads, dilations, group)
         y = np.maximum(y, y.dtype.type(0)) if relu else y
         return maxpool2d(y, *pool) if pool is not None else y
+    if tuple(strides) != (1, 1):
+        x, w = _strided_as_stride1(x, w, strides, pads, dilations, group)
+        pads, dilations = (0, 0, 0, 0), (1, 1)
     ph, pw, geometry, per_sample = _conv_plan(x.shape[1:], w.shape, tuple(pads), tuple(dilations), pool,
                                               x.itemsize)
     bias = np.zeros(w.shape[0], x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
