@@ -77,8 +77,12 @@ def _row_taps4(a0, a1, a2, a3, xc, r, d, wr, o, n):
             a1[p] += q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3 + q4 * v4
             a2[p] += s0 * v0 + s1 * v1 + s2 * v2 + s3 * v3 + s4 * v4
             a3[p] += t0 * v0 + t1 * v1 + t2 * v2 + t3 * v3 + t4 * v4
-    else:
-        for k in range(kw):
+    else:  # taps two at a time (2-wide rows come from strided convs), then one
+        k = 0
+        while k + 2 <= kw:
+            _pair_taps4(a0, a1, a2, a3, xc, r + k * d, d, wr, o, n, k)
+            k += 2
+        if k < kw:
             xs = xc[r + k * d:r + k * d + n]
             e0, e1, e2, e3 = wr[o, k], wr[o + 1, k], wr[o + 2, k], wr[o + 3, k]
             for p in range(n):
@@ -87,6 +91,24 @@ def _row_taps4(a0, a1, a2, a3, xc, r, d, wr, o, n):
                 a1[p] += e1 * v
                 a2[p] += e2 * v
                 a3[p] += e3 * v
+
+
+@njit(cache=True, inline="always")
+def _pair_taps4(a0, a1, a2, a3, xc, r, d, wr, o, n, k):
+    """a_q[p] += wr[o+q, k] * xc[r + p] + wr[o+q, k+1] * xc[r + d + p] for p < n, q < 4."""
+    x0 = xc[r:r + n]
+    x1 = xc[r + d:r + d + n]
+    p0, p1 = wr[o, k], wr[o, k + 1]
+    q0, q1 = wr[o + 1, k], wr[o + 1, k + 1]
+    s0, s1 = wr[o + 2, k], wr[o + 2, k + 1]
+    t0, t1 = wr[o + 3, k], wr[o + 3, k + 1]
+    for p in range(n):
+        v0 = x0[p]
+        v1 = x1[p]
+        a0[p] += p0 * v0 + p1 * v1
+        a1[p] += q0 * v0 + q1 * v1
+        a2[p] += s0 * v0 + s1 * v1
+        a3[p] += t0 * v0 + t1 * v1
 
 
 @njit(cache=True, inline="always")
@@ -103,12 +125,70 @@ def _row_taps1(a0, xc, r, d, wr, o, n):
         p0, p1, p2, p3, p4 = wr[o, 0], wr[o, 1], wr[o, 2], wr[o, 3], wr[o, 4]
         for p in range(n):
             a0[p] += p0 * x0[p] + p1 * x1[p] + p2 * x2[p] + p3 * x3[p] + p4 * x4[p]
-    else:
-        for k in range(kw):
+    else:  # taps two at a time, then one
+        k = 0
+        while k + 2 <= kw:
+            x0 = xc[r + k * d:r + k * d + n]
+            x1 = xc[r + (k + 1) * d:r + (k + 1) * d + n]
+            p0, p1 = wr[o, k], wr[o, k + 1]
+            for p in range(n):
+                a0[p] += p0 * x0[p] + p1 * x1[p]
+            k += 2
+        if k < kw:
             xs = xc[r + k * d:r + k * d + n]
             e0 = wr[o, k]
             for p in range(n):
                 a0[p] += e0 * xs[p]
+
+
+@njit(cache=True, inline="always")
+def _quad_taps4(a0, a1, a2, a3, xc, r, rs, d, w0, w1, o, n):
+    """A 2x2 block of taps: a_q[p] += the taps (0, 0), (0, 1) of kernel row w0 and of row w1 (read
+    rs further on) for channels o+q, q < 4; the phase kernels of stride-2 convs are 2 wide."""
+    x0 = xc[r:r + n]
+    x1 = xc[r + d:r + d + n]
+    x2 = xc[r + rs:r + rs + n]
+    x3 = xc[r + rs + d:r + rs + d + n]
+    p0, p1, p2, p3 = w0[o, 0], w0[o, 1], w1[o, 0], w1[o, 1]
+    q0, q1, q2, q3 = w0[o + 1, 0], w0[o + 1, 1], w1[o + 1, 0], w1[o + 1, 1]
+    s0, s1, s2, s3 = w0[o + 2, 0], w0[o + 2, 1], w1[o + 2, 0], w1[o + 2, 1]
+    t0, t1, t2, t3 = w0[o + 3, 0], w0[o + 3, 1], w1[o + 3, 0], w1[o + 3, 1]
+    for p in range(n):
+        v0 = x0[p]
+        v1 = x1[p]
+        v2 = x2[p]
+        v3 = x3[p]
+        a0[p] += p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3
+        a1[p] += q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3
+        a2[p] += s0 * v0 + s1 * v1 + s2 * v2 + s3 * v3
+        a3[p] += t0 * v0 + t1 * v1 + t2 * v2 + t3 * v3
+
+
+@njit(cache=True, inline="always")
+def _channel_taps(acc, xc, w, cc, o0, end, rs, d, n):
+    """acc[o] += every tap of input channel xc (weights w[o, cc]) for o0 <= o < end; rs and d are
+    the distances in xc between kernel rows and between kernel columns.
+
+    Four output channels at a time share each input load; 2-wide kernels take two rows at once,
+    so that each accumulator pass carries four taps. For every accumulator the taps come in the
+    same order (row by row, left to right), whatever the batch.
+    """
+    kh_, kw_ = w.shape[2], w.shape[3]
+    o = o0
+    while o + 4 <= end:
+        k = 0
+        while kw_ == 2 and k + 2 <= kh_:
+            _quad_taps4(acc[o], acc[o + 1], acc[o + 2], acc[o + 3], xc, k * rs, rs, d, w[:, cc, k, :],
+                        w[:, cc, k + 1, :], o, n)
+            k += 2
+        while k < kh_:
+            _row_taps4(acc[o], acc[o + 1], acc[o + 2], acc[o + 3], xc, k * rs, d, w[:, cc, k, :], o, n)
+            k += 1
+        o += 4
+    while o < end:
+        for k in range(kh_):
+            _row_taps1(acc[o], xc, k * rs, d, w[:, cc, k, :], o, n)
+        o += 1
 
 
 @njit(cache=True, inline="always")
@@ -214,18 +294,7 @@ def _conv_block(x, w, b, dilations, group, relu, pool, pk, ps, pp, pd, inside, s
         acc[o, :] = b[o]
     for g in range(group):
         for cc in range(cg):
-            xc = xb[g * cg + cc]
-            for k in range(kh_):
-                r = k * dh * wp * nl
-                wr = w[:, cc, k, :]
-                o = g * mg
-                end = o + mg
-                while o + 4 <= end:
-                    _row_taps4(acc[o], acc[o + 1], acc[o + 2], acc[o + 3], xc, r, dw * nl, wr, o, n)
-                    o += 4
-                while o < end:
-                    _row_taps1(acc[o], xc, r, dw * nl, wr, o, n)
-                    o += 1
+            _channel_taps(acc, xb[g * cg + cc], w, cc, g * mg, (g + 1) * mg, dh * wp * nl, dw * nl, n)
     if pool and not quad:  # any other pool: one sample at a time, on strided views
         tmp = np.empty(ow, x.dtype)
         for l in range(nl):
