@@ -213,8 +213,12 @@ def test_model_py_runs_standalone(converted, tmp_path, name, model, data):
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
 def test_model_py_imports_only_numpy(converted, name):
     tree_ = ast.parse((converted[name] / "model.py").read_text())
+    # the compiled kernels are embedded as text (_..._KERNELS = r'''...''') and loaded as a module
+    trees = [tree_] + [ast.parse(n.value.value) for n in tree_.body if isinstance(n, ast.Assign)
+                       and isinstance(n.value, ast.Constant) and n.targets[0].id.endswith("_KERNELS")]
+    assert len(trees) == (2 if name == "cnn" else 1)
     imported = set()
-    for node in ast.walk(tree_):
+    for node in (n for t in trees for n in ast.walk(t)):
         if isinstance(node, ast.Import):
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
