@@ -4,9 +4,10 @@ The file imports only NumPy (plus numba where a kernel needs it), loads `weights
 own folder, exposes `run(inputs: dict) -> dict`, and has a `__main__` that reads an .npz and
 writes one. Each op kind has a render function in `RENDER`; helper kernels are copied from
 `mpc.kernels_np` (the interpreter runs the same source). Convolutions and max-pools run the
-compiled kernels of `mpc.kernels_nb` (copied too), with a conv's ReLU and max-pool fused into its
-epilogue when it is their only input; a model with such kernels runs its matmuls on numba's
-threads as well. The tests check model.py and the interpreter against onnxruntime. An op kind
+compiled kernels of `mpc.kernels_nb`, with a conv's ReLU and max-pool fused into its epilogue when
+it is their only input; a model with such kernels runs its matmuls on numba's threads as well.
+Compiled kernels (these, and the MP kernels of `mpc.mp`) are embedded as text and loaded through
+`mpc.kernel_cache.load_kernels`, so that numba compiles them once per machine, not once per folder. The tests check model.py and the interpreter against onnxruntime. An op kind
 without a renderer is rejected by name.
 """
 from __future__ import annotations

@@ -19,9 +19,10 @@ tap falls on no phase. Both steps only move values, so the per-sample argument a
 strided convs as well. Dtypes other than float32/float64 fall back to the NumPy reference kernels
 (`conv2d`, `maxpool2d` in mpc.kernels_np).
 
-The NumPy backend copies this module's source (minus the `from mpc...` import) into model.py,
-next to the copied reference kernels, so the emitted file stands alone; numba compiles each
-kernel on its first call and caches it beside model.py.
+The NumPy backend embeds this module's source in model.py as text, with the NumPy fallbacks in
+place of the `from mpc...` import, so the emitted file stands alone; model.py loads that text as a
+module kept in the user cache (mpc.kernel_cache), where numba caches each kernel after its first
+compile for every later model.py with the same kernels.
 """
 import functools
 
