@@ -25,7 +25,7 @@ import numpy as np
 from mpc import kernels_np as K
 from mpc.data import load_data, random_data
 from mpc.errors import BadFlag
-from mpc.ir import Op, make_op, replace_all_uses, with_attrs
+from mpc.ir import Op, apply, make_op, replace_all_uses, with_attrs
 from mpc.ir.ops_mp import snap_shift_add
 from mpc.passmanager import register_pass
 from mpc.progress import progress_bar
@@ -269,11 +269,9 @@ def mp_calibrate(graph, ctx) -> dict:
 
     for i, op in enumerate(list(graph.ops)):
         if op.kind not in MP_KINDS:
-            with np.errstate(all="ignore"):
-                for env in (env_f, env_m):
-                    out = op.opdef.kernel(op.attrs, *[val(env, v) for v in op.operands])
-                    for r, a in zip(op.results, out if isinstance(out, tuple) else (out,)):
-                        env[id(r)] = a
+            for env in (env_f, env_m):
+                for r, a in zip(op.results, apply(op, [val(env, v) for v in op.operands])):
+                    env[id(r)] = a
             continue
         w = graph.weights[op.operands[1].name].astype(np.float64)
         fit, target = fit_layer(op, env_m[id(op.operands[0])], env_f[id(op.operands[0])], w, settings, rng)
@@ -281,7 +279,7 @@ def mp_calibrate(graph, ctx) -> dict:
         graph.ops[i] = new
         replace_all_uses(graph, op.result, new.result)
         env_f[id(new.result)] = target
-        env_m[id(new.result)] = new.opdef.kernel(new.attrs, *[val(env_m, v) for v in new.operands])
+        env_m[id(new.result)] = apply(new, [val(env_m, v) for v in new.operands])[0]
         d = int(np.prod(w.shape[1:]))
         rows.append({"layer": op.loc.node or str(op.loc), "D": d, "H": int(w.shape[0]), "gamma": fit.gamma,
                      "gammaD/2": fit.gamma * d / 2, "c": fit.c, "gain terms": fit.terms,
