@@ -12,7 +12,18 @@ import pytest
 
 from mpc.cli import main
 from mpc.errors import KernelError
-from mpc.ir import DType, TensorType, apply, define, fresh_registry, known_kinds, lookup, parse, print_graph, run
+from mpc.ir import (
+    DType,
+    TensorType,
+    apply,
+    define,
+    fresh_registry,
+    known_kinds,
+    lookup,
+    parse,
+    print_graph,
+    run,
+)
 from mpc.passmanager import run_pipeline
 
 
