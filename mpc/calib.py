@@ -41,18 +41,20 @@ def select_values(graph: Graph, select: Iterable[Selector]) -> list[Value]:
     by_name = {v.name: v for v in graph.inputs} | {r.name: r for op in graph.ops for r in op.results}
     chosen: dict[int, Value] = {}
     for s in select:
-        if isinstance(s, str):
-            if s not in by_name:
-                raise KeyError(f"graph @{graph.name} has no value '%{s}' (weights are not captured)")
-            found = [by_name[s]]
-        elif isinstance(s, Value):
-            found = [s]
-        elif isinstance(s, Op):
-            found = list(s.results)
-        else:
-            found = [r for op in graph.ops if s(op) for r in op.results]
-        chosen.update((id(v), v) for v in found)
+        chosen.update((id(v), v) for v in _selected(graph, by_name, s))
     return list(chosen.values())
+
+
+def _selected(graph: Graph, by_name: dict[str, Value], s: Selector) -> list[Value]:
+    if isinstance(s, Value):
+        return [s]
+    if isinstance(s, Op):
+        return list(s.results)
+    if not isinstance(s, str):
+        return [r for op in graph.ops if s(op) for r in op.results]
+    if s not in by_name:
+        raise KeyError(f"graph @{graph.name} has no value '%{s}' (weights are not captured)")
+    return [by_name[s]]
 
 
 def _last_uses(graph: Graph) -> dict[int, int]:

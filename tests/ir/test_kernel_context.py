@@ -122,7 +122,7 @@ def test_contradictory_or_unknown_traits_are_declaration_errors(traits, message)
         define("test.bad", ("x",), "test only", lambda t, a: [t[0]], lambda k, x: x, traits=traits)
 
 
-def test_nn_ops_are_foldable_but_identity_mp_ops_are_not():
+def test_every_kind_is_pure_and_nn_kinds_but_identity_are_foldable():
     for kind in known_kinds():
         traits = lookup(kind).traits
         assert "pure" in traits, kind
