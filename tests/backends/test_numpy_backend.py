@@ -17,7 +17,7 @@ from mpc.backends.numpy_backend import render_model
 
 from mpc.cli import main
 from mpc.errors import UnsupportedOp
-from mpc.ir import define, known_kinds, parse
+from mpc.ir import define, fresh_registry, parse
 
 TOL = 2e-5
 
@@ -97,11 +97,13 @@ def test_model_py_rejects_wrong_input_shape(tmp_path):
 
 
 # -- an op kind the backend cannot render -------------------------------------------------
-def _define_noop() -> None:
-    """A test-only op kind with verifier and kernel but no NumPy rendering (registered once)."""
-    if "test.noop" not in known_kinds():
+@pytest.fixture
+def noop_kind():
+    """A test-only op kind with verifier and kernel but no NumPy rendering, in a fresh op registry."""
+    with fresh_registry():
         define("test.noop", ("x",), "test only: identity without a backend rendering",
-               lambda types, attrs: [types[0]], lambda attrs, x: x)
+               lambda types, attrs: [types[0]], lambda k, x: x)
+        yield
 
 
 NOOP = """graph @g(%x: f32[N,4]) -> (%y: f32[N,4]) {
@@ -111,15 +113,13 @@ NOOP = """graph @g(%x: f32[N,4]) -> (%y: f32[N,4]) {
 """
 
 
-def test_unrenderable_op_kind_is_unsupported():
-    _define_noop()
+def test_unrenderable_op_kind_is_unsupported(noop_kind):
     with pytest.raises(UnsupportedOp, match=r"test\.noop") as e:
         render_model(parse(NOOP, {}))
     assert e.value.op_type == "test.noop"
 
 
-def test_unrenderable_op_kind_through_the_cli(tmp_path, capsys):
-    _define_noop()
+def test_unrenderable_op_kind_through_the_cli(tmp_path, capsys, noop_kind):
     (tmp_path / "noop.mpc").write_text(NOOP)
     capsys.readouterr()
     rc = main(["convert", str(tmp_path / "noop.mpc"), "--target", "float", "-o", str(tmp_path / "out")])
