@@ -85,23 +85,35 @@ def _target_flags():
     return all_flags()
 
 
+def _pipeline(args, target) -> str:
+    """The target's pipeline edited by --passes, with the target flags given set as pass options
+    (`--gamma 8` -> `mp-calibrate{gamma=8.0}`): the string alone says what runs."""
+    from mpc.passmanager import edit_pipeline, parse_pipeline, set_options
+    from mpc.targets import all_flags
+    pipeline = edit_pipeline(target.pipeline, args.passes)
+    given = [(f, ts, getattr(args, f.name.replace("-", "_"), None)) for f, ts in all_flags()]
+    given = [(f, ts, v) for f, ts, v in given if v is not None]
+    for flag, targets, _ in given:
+        if target.name not in targets:
+            raise BadFlag(f"--{flag.name} does not apply to --target {target.name} (only {', '.join(targets)})")
+    names = {s.name for s in parse_pipeline(pipeline)}
+    options: dict[str, dict] = {}
+    for flag, _, value in given:
+        if flag.pass_name not in names:
+            raise BadFlag(f"--{flag.name} sets option {flag.option} of {flag.pass_name}, which the pipeline "
+                          f"'{pipeline}' does not run")
+        options.setdefault(flag.pass_name, {})[flag.option] = value
+    return set_options(pipeline, options)
+
+
 def _settings(args, **over):
     from mpc.compiler import Settings
-    from mpc.targets import all_flags, get_target
+    from mpc.targets import get_target
     target = get_target(args.target)
-    extra = []
-    for flag, targets in all_flags():
-        value = getattr(args, flag.name.replace("-", "_"), None)
-        if value is None:
-            value = flag.default if target.name in targets else None
-        elif target.name not in targets:
-            raise BadFlag(f"--{flag.name} does not apply to --target {target.name} (only {', '.join(targets)})")
-        if value is not None:
-            extra.append((flag.name, value))
-    return Settings(target=target.name, passes=args.passes, emit=args.emit, calib=args.calib,
+    return Settings(target=target.name, passes=_pipeline(args, target), emit=args.emit, calib=args.calib,
                     dump_ir_after=args.dump_ir_after, input_shape=args.input_shape, exporter=args.exporter,
                     static_batch=args.static_batch, quiet=args.quiet, progress=args.progress, seed=args.seed,
-                    extra=tuple(extra), **over)
+                    **over)
 
 
 def cmd_inspect(args) -> int:
@@ -189,25 +201,23 @@ def cmd_finetune(args) -> int:
     from mpc.frontend import load
     from mpc.ir import clone
     from mpc.oracle import run_source
+    from mpc.passes.mp_calibrate import GainMode
+    from mpc.passmanager import pass_options
     loaded = load(args.model, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch)
     source = clone(loaded.graph)
     data = load_data(args.data, loaded.graph, loaded.input_names)
-    calib = None
-    if not settings.calib:   # calibrate on the training data, not on U(0, 1) noise
-        from mpc.finetune import calibration_slice
-        calib = calibration_slice(data)
-        log(settings, f"mpc: no --calib: calibrating on {calib.source}")
-    compiled = compile_model(args.model, settings, loaded=loaded, calib_data=calib)
+    compiled = compile_model(args.model, settings, loaded=loaded, train=data)
+    calibrated = pass_options(compiled.pipeline, "mp-calibrate")
     teacher = None
     if args.distill > 0:
         out = run_source(loaded.onnx_model, source, data, [], loaded.input_names)
         teacher = out[loaded.onnx_model.graph.output[0].name if loaded.onnx_model else source.outputs[0].name]
     res = finetune(compiled.graph, data, args.epochs, args.lr, args.batch_size, args.learn_gamma,
-                   settings.get("gain-terms", 2), settings.get("gain") == "float", settings.seed, settings.quiet,
+                   calibrated.gain_terms, calibrated.gain is GainMode.FLOAT, settings.seed, settings.quiet,
                    teacher, args.distill, args.weight_decay, settings.progress)
     from mpc.ir import verify_graph
     verify_graph(compiled.graph)
-    compiled.ctx.notes.setdefault("report_sections", {})["Fine-tuning"] = res.history
+    compiled.ctx.report.section("Fine-tuning", res.history)
     write_outdir(compiled, settings, outdir, args.force)
     log(settings, f"mpc: fine-tuned {args.model} for {res.epochs} epochs in {res.seconds:.1f} s "
                   f"(loss {res.final_loss:.4f}, train accuracy {100 * res.train_accuracy:.2f}%) -> {outdir}/")

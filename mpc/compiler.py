@@ -1,5 +1,5 @@
-"""The conversion driver shared by `convert`, `verify` and friends: load, run the target's
-pipeline, and write the artifacts of an output folder.
+"""The conversion driver shared by `convert`, `verify` and friends: load, pick the calibration
+data a pipeline needs, run the pipeline, and write the artifacts of an output folder.
 """
 from __future__ import annotations
 
@@ -9,21 +9,31 @@ from pathlib import Path
 from typing import Any
 
 from mpc import __version__
+from mpc.data import Dataset, load_data, random_data
 from mpc.errors import BadFlag
 from mpc.frontend import Loaded, load
 from mpc.ir import Graph, parse, print_graph
 from mpc.outdir import npz_bytes, staged_dir
-from mpc.passmanager import PassContext, PassRecord, check_dump_names, edit_pipeline, run_pipeline
+from mpc.passmanager import (
+    PassContext,
+    PassRecord,
+    check_dump_names,
+    edit_pipeline,
+    needs_data,
+    parse_pipeline,
+    run_pipeline,
+)
 from mpc.report import graph_summary, to_json, to_markdown
 from mpc.targets import get_target
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Every conversion flag, as typed values (the CLI builds one; passes read it from ctx)."""
+    """The driver's flags, as typed values (the CLI builds one). Pass options are not here: they are
+    in the pipeline string (`passes`), where the CLI puts the flags that map onto them."""
 
     target: str = "float"
-    passes: str | None = None
+    passes: str | None = None   # a full pipeline, or an edit of the target's (+name, -name)
     emit: tuple[str, ...] = ("numpy",)
     calib: str | None = None
     dump_ir_after: tuple[str, ...] = ()
@@ -34,11 +44,6 @@ class Settings:
     quiet: bool = False
     progress: bool = False   # show progress bars even when stderr is not a terminal
     seed: int = 0
-    extra: tuple[tuple[str, Any], ...] = ()   # target-specific flags (e.g. gamma), by name
-
-    def get(self, name: str, default: Any = None) -> Any:
-        """A target-specific flag value."""
-        return dict(self.extra).get(name, default)
 
 
 @dataclass
@@ -59,10 +64,38 @@ def pipeline_for(settings: Settings) -> str:
     return edit_pipeline(get_target(settings.target).pipeline, settings.passes)
 
 
-def compile_model(spec: str, settings: Settings, loaded: Loaded | None = None, calib_data=None) -> Compiled:
-    """Load `spec` (unless given) and run the target pipeline on its graph, in memory; `calib_data`
-    (a Dataset) is what calibration uses when there is no --calib file."""
+CALIB_SAMPLES = 512   # without --calib, calibration uses this many leading samples of the training data
+
+
+def calibration_slice(data: Dataset) -> Dataset:
+    """The first CALIB_SAMPLES samples of the training Dataset (all if fewer), labelled as such."""
+    n = min(CALIB_SAMPLES, data.size)
+    what = f"the first {n} of {data.size}" if n < data.size else f"all {n}"
+    return Dataset({k: v[:n] for k, v in data.feeds.items()}, None, f"{what} samples of {data.source} (--data)")
+
+
+def calibration_data(settings: Settings, loaded: Loaded, train: Dataset | None = None) -> Dataset:
+    """What calibrating passes see: --calib; else the head of the training data (`mpc finetune`);
+    else 256 seeded U(0, 1) samples, with a warning."""
+    if settings.calib:
+        return load_data(settings.calib, loaded.graph, loaded.input_names)
+    if train is not None:   # calibrate on the training data, not on U(0, 1) noise
+        data = calibration_slice(train)
+        log(settings, f"mpc: no --calib: calibrating on {data.source}")
+        return data
+    data = random_data(loaded.graph, 256, settings.seed)
+    count = f"{data.size} sample{'s' if data.size != 1 else ''}"
+    log(settings, f"mpc: warning: no --calib data: calibrating on {count} of U(0, 1); pass --calib DATA.npz "
+                  "for an accurate model")
+    return data
+
+
+def compile_model(spec: str, settings: Settings, loaded: Loaded | None = None,
+                  train: Dataset | None = None) -> Compiled:
+    """Load `spec` (unless given) and run the target pipeline on its graph, in memory; `train` (the
+    training data of `mpc finetune`) is what calibration uses when there is no --calib file."""
     pipeline = pipeline_for(settings)
+    parse_pipeline(pipeline)   # unknown passes and bad options fail here, before any work
     check_dump_names(set(settings.dump_ir_after))
     for e in settings.emit:
         from mpc.backends import BACKENDS
@@ -71,10 +104,9 @@ def compile_model(spec: str, settings: Settings, loaded: Loaded | None = None, c
     loaded = loaded or load(spec, settings.input_shape, exporter=settings.exporter,
                             static_batch=settings.static_batch)
     graph = loaded.graph
-    ctx = PassContext(settings=settings, quiet=settings.quiet)
-    ctx.notes["loaded"] = loaded
-    if calib_data is not None:
-        ctx.notes["calib_data"] = calib_data
+    dataset = calibration_data(settings, loaded, train) if needs_data(pipeline) else None
+    ctx = PassContext(dataset=dataset, seed=settings.seed, quiet=settings.quiet, progress=settings.progress,
+                      source=loaded)
     compiled = Compiled(loaded, graph, pipeline, [], ctx=ctx)
 
     def dump(i: int, name: str, g: Graph) -> None:
@@ -90,9 +122,12 @@ def build_report(c: Compiled, settings: Settings, files: list[str]) -> dict[str,
     """The report dict written as report.json / report.md."""
     passes = [{"name": r.name, "stats": r.stats} | ({"seconds": r.seconds} if settings.timings else {})
               for r in c.records]
+    sections = dict(c.ctx.report.sections) if c.ctx else {}
+    if c.ctx and c.ctx.report.notes:
+        sections["Notes"] = list(c.ctx.report.notes)
     return {"model": c.graph.name, "source": c.loaded.source, "target": settings.target,
             "pipeline": c.pipeline, "mpc_version": __version__, "summary": graph_summary(c.graph),
-            "passes": passes, "sections": c.ctx.notes.get("report_sections", {}) if c.ctx else {},
+            "passes": passes, "sections": sections,
             "files": sorted(files)}
 
 

@@ -1,5 +1,6 @@
 """Data files: DATA.npz holds one array per model input (keyed by input name, or `x` for a
-single input) and optional `labels` (int class ids); plus seeded random inputs for `verify`.
+single input) and optional `labels` (int class ids); plus seeded random inputs for `verify`, and
+the Pearson correlation used to compare two sets of activations.
 """
 from __future__ import annotations
 
@@ -107,3 +108,12 @@ def batches(ds: Dataset, size: int):
     for i in range(0, ds.size, size):
         yield ({k: v[i:i + size] for k, v in ds.feeds.items()},
                None if ds.labels is None else ds.labels[i:i + size])
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation of two arrays (flattened); None when either is constant."""
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    a, b = a - a.mean(), b - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return None if den == 0 or not np.isfinite(den) else float((a * b).sum() / den)

@@ -26,15 +26,6 @@ except ImportError:  # pragma: no cover - the CLI reports it
     torch = None
 
 MP_KINDS = ("mp.dot", "mp.conv2d")
-CALIB_SAMPLES = 512   # without --calib, calibration uses this many leading samples of the training data
-
-
-def calibration_slice(data):
-    """The first CALIB_SAMPLES samples of the training Dataset (all if fewer), labelled as such."""
-    from mpc.data import Dataset
-    n = min(CALIB_SAMPLES, data.size)
-    what = f"the first {n} of {data.size}" if n < data.size else f"all {n}"
-    return Dataset({k: v[:n] for k, v in data.feeds.items()}, None, f"{what} samples of {data.source} (--data)")
 
 
 def _need_torch() -> None:

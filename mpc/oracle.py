@@ -32,15 +32,6 @@ def ort_session(model: onnx.ModelProto, extra_outputs: list[str] = ()):
         raise BadModel(model.graph.name or "model", f"onnxruntime cannot run it: {str(e).splitlines()[0]}") from None
 
 
-def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Pearson correlation of two arrays (flattened); None when either is constant."""
-    a = np.asarray(a, np.float64).ravel()
-    b = np.asarray(b, np.float64).ravel()
-    a, b = a - a.mean(), b - b.mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    return None if den == 0 or not np.isfinite(den) else float((a * b).sum() / den)
-
-
 def layer_map(graph: Graph, model: onnx.ModelProto) -> list[tuple[str, str, object]]:
     """(layer name, source tensor, converted value) for each ONNX node whose output the converted
     graph still computes: the last op carrying that node's location stands for the node's output."""

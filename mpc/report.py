@@ -76,6 +76,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         if isinstance(section, list) and section and isinstance(section[0], dict):
             keys = list(section[0])
             lines += _table([[_fmt(r.get(k, "")) for k in keys] for r in section], keys)
+        elif isinstance(section, list) and section:
+            lines += [f"- {_fmt(item)}" for item in section]
         else:
             lines.append(_fmt(section))
         lines.append("")

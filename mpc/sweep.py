@@ -11,12 +11,13 @@ import json
 import math
 from pathlib import Path
 
-from mpc.compiler import Settings, compile_model
+from mpc.compiler import Settings, compile_model, pipeline_for
 from mpc.data import batches, load_data
 from mpc.errors import BadFlag, BadInput
 from mpc.frontend import load
 from mpc.ir import clone, run
 from mpc.outdir import staged_dir
+from mpc.passmanager import set_options
 from mpc.progress import progress_bar
 
 
@@ -38,8 +39,7 @@ def sweep(spec: str, settings: Settings, data_path: str, gammas: list[float]) ->
     quiet = dataclasses.replace(settings, quiet=True)
     rows = []
     for g in progress_bar(gammas, desc="sweep-gamma", quiet=settings.quiet, progress=settings.progress):
-        fixed = dataclasses.replace(quiet, extra=tuple(kv for kv in settings.extra if kv[0] != "gamma") +
-                                    (("gamma", float(g)),))
+        fixed = dataclasses.replace(quiet, passes=set_options(pipeline_for(settings), {"mp-calibrate": {"gamma": g}}))
         c = compile_model(spec, fixed, loaded=dataclasses.replace(loaded, graph=clone(loaded.graph)))
         rows.append({"gamma": float(g), "accuracy": accuracy(c.graph, data)})
     auto = compile_model(spec, quiet, loaded=dataclasses.replace(loaded, graph=clone(loaded.graph)))

@@ -1,4 +1,5 @@
-"""Named targets: each is a pass pipeline (a string, the only source of what runs)."""
+"""Named targets: each is a pass pipeline (a string, the only source of what runs) and the flags
+that map onto options of its passes (`--gamma 8` becomes `mp-calibrate{gamma=8.0}`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,12 +10,14 @@ from mpc.flagtypes import int_range, positive_float
 
 @dataclass(frozen=True)
 class Flag:
-    """A target-specific command-line flag (e.g. --gamma for mp), added to convert/verify."""
+    """A target-specific command-line flag (e.g. --gamma for mp), added to convert/verify: it sets
+    option `option` of pass `pass_name` in the pipeline (the default is the option's)."""
 
     name: str
     type: object   # an argparse converter (mpc.flagtypes) or str
     help: str
-    default: object = None
+    pass_name: str
+    option: str
     choices: tuple | None = None
 
 
@@ -32,10 +35,12 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("float", "canonicalize", "float model after canonicalization (BN folded, Gemm split, dead code removed)"),
     Target("mp", "canonicalize,mp-rewrite,mp-calibrate,dce",
            "multiplierless margin propagation (Nair et al. 2022): every matmul/gemm/conv becomes a calibrated MP op",
-           flags=(Flag("gamma", positive_float, "fix gamma for every MP layer instead of calibrating it"),
-                  Flag("gain-terms", int_range(1, 32), "signed power-of-two terms per MP gain", default=2),
-                  Flag("gain", str, "MP gains as shift-add constants or plain floats", default="shift-add",
-                       choices=("shift-add", "float")))),
+           flags=(Flag("gamma", positive_float, "fix gamma for every MP layer instead of calibrating it",
+                       "mp-calibrate", "gamma"),
+                  Flag("gain-terms", int_range(1, 32), "signed power-of-two terms per MP gain (default 2)",
+                       "mp-calibrate", "gain_terms"),
+                  Flag("gain", str, "MP gains as shift-add constants (default) or plain floats",
+                       "mp-calibrate", "gain", choices=("shift-add", "float")))),
 ]}
 
 

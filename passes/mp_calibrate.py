@@ -13,20 +13,24 @@ before it. Per layer:
    Strategies for Margin Propagation Based Networks" (IISc), §3.1 "Error Analysis", eq. 3.11; both walk downhill on the relative error left after
    a per-channel affine fit, measured on a seeded subset of rows.
 2. On all rows: least-squares gain and offset per output channel; gain·γD/2 snapped to at most
-   K signed power-of-two terms (--gain-terms; --gain float skips it); offset refit after snapping.
+   K signed power-of-two terms (option gain_terms; gain=float skips it); offset refit after snapping.
 3. Offsets fold into the bias addition that follows (biases stay additions).
+
+Options (`mp-calibrate{gamma=8.0,gain_terms=3,gain=float}`; the mp target's --gamma, --gain-terms and
+--gain set them): `gamma` fixes γ for every layer, `gain_terms` is K, `gain` is shift-add or float.
+Calibration data comes from the driver (ctx.dataset); without it, 256 seeded U(0, 1) samples.
 """
 from __future__ import annotations
 
+import enum
 import math
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 from mpc import kernels_np as K
 from mpc.calib import capture
-from mpc.data import load_data, random_data
+from mpc.data import pearson, random_data
 from mpc.errors import BadFlag
 from mpc.ir import Op, apply, make_op, replace_all_uses, with_attrs
 from mpc.ir.ops_mp import snap_shift_add
@@ -48,6 +52,33 @@ class LayerFit:
     terms: int
     rel_err: float
     pearson: float
+
+
+class GainMode(enum.Enum):
+    """How gains are stored: sums of signed powers of two (shift-add) or plain floats."""
+
+    SHIFT_ADD = "shift-add"
+    FLOAT = "float"
+
+
+@dataclass(frozen=True)
+class MPCalibrateOptions:
+    """Options of mp-calibrate: a fixed γ (None: searched per layer), K terms per gain, gain form."""
+
+    gamma: float | None = None
+    gain_terms: int = 2
+    gain: GainMode = GainMode.SHIFT_ADD
+
+    def __post_init__(self):
+        if self.gamma is not None and not (math.isfinite(self.gamma) and self.gamma > 0):
+            raise BadFlag(f"mp-calibrate: option gamma must be a finite number > 0, got {self.gamma!r}")
+        if not 1 <= self.gain_terms <= 32:
+            raise BadFlag(f"mp-calibrate: option gain_terms must be an integer from 1 to 32, got {self.gain_terms}")
+
+    @property
+    def terms_cap(self) -> int:
+        """The gain_terms attribute the MP ops get: K, or 0 for float gains."""
+        return self.gain_terms if self.gain is GainMode.SHIFT_ADD else 0
 
 
 # -- rows: a layer as (X rows, W rows, target rows) per group ------------------------------
@@ -190,12 +221,13 @@ def snap_gains(g: np.ndarray, scale: float, terms: int) -> tuple[np.ndarray, int
     return out, most
 
 
-def fit_layer(op: Op, x_mp: np.ndarray, x_float: np.ndarray, w: np.ndarray, settings, rng) -> tuple[LayerFit, np.ndarray]:
+def fit_layer(op: Op, x_mp: np.ndarray, x_float: np.ndarray, w: np.ndarray, options: MPCalibrateOptions,
+              rng) -> tuple[LayerFit, np.ndarray]:
     """Calibrate one MP op; returns the fit and the float target (op layout)."""
     target = dense(op, x_float.astype(np.float64), w.astype(np.float64))
     groups, _ = layer_rows(op, x_mp, w)
     t_rows = as_rows(op, target)
-    gamma, c, _ = search(groups, t_rows, settings.get("gamma"), rng)
+    gamma, c, _ = search(groups, t_rows, options.gamma, rng)
     r = t_rows.shape[0]
     idx = np.sort(rng.choice(r, FIT_ROWS, replace=False)) if r > FIT_ROWS else slice(None)
     y = mp_rows([(xg[idx].astype(np.float64), wg.astype(np.float64), sl) for xg, wg, sl in groups], gamma, c)
@@ -203,27 +235,20 @@ def fit_layer(op: Op, x_mp: np.ndarray, x_float: np.ndarray, w: np.ndarray, sett
     g, o = affine_fit(y, t)
     d = groups[0][0].shape[1]
     terms = 0
-    if settings.get("gain", "shift-add") == "shift-add":
-        g, terms = snap_gains(g, gamma * d / 2, settings.get("gain-terms", 2))
+    if options.gain is GainMode.SHIFT_ADD:
+        g, terms = snap_gains(g, gamma * d / 2, options.gain_terms)
         o = (t - y * g).mean(0)
-    from mpc.oracle import pearson
     fit = LayerFit(gamma, c, g, o, terms, rel_err(y, t, g, o), pearson(y * g + o, t) or 0.0)
     return fit, target
 
 
 # -- the pass --------------------------------------------------------------------------------
 def _calibration_data(graph, ctx):
-    settings = ctx.settings
-    loaded = ctx.notes.get("loaded")
-    if settings is not None and settings.calib:
-        return load_data(settings.calib, graph, loaded.input_names if loaded else None)
-    if ctx.notes.get("calib_data") is not None:   # given by the driver (mpc finetune: its training data)
-        return ctx.notes["calib_data"]
-    data = random_data(graph, 256, settings.seed if settings else 0)
-    if not ctx.quiet:
-        count = f"{data.size} sample{'s' if data.size != 1 else ''}"
-        print(f"mpc: warning: no --calib data: calibrating on {count} of U(0, 1); pass --calib DATA.npz "
-              "for an accurate model", file=sys.stderr)
+    """The driver's dataset, or (run without one) seeded U(0, 1) samples, noted in the report."""
+    if ctx.dataset is not None:
+        return ctx.dataset
+    data = random_data(graph, 256, ctx.seed)
+    ctx.report.note(f"mp-calibrate: no calibration data given: calibrated on {data.source} of U(0, 1)")
     return data
 
 
@@ -266,7 +291,7 @@ def _report_row(op: Op, w: np.ndarray, fit: LayerFit) -> dict:
             "rel err": round(fit.rel_err, 6), "pearson": round(fit.pearson, 6)}
 
 
-def _calibrate_layers(graph, data, x_float: dict, settings, rng, terms_cap: int, show: dict) -> list[tuple]:
+def _calibrate_layers(graph, data, x_float: dict, options, rng, terms_cap: int, show: dict) -> list[tuple]:
     """Run the MP network, fitting each MP op on its whole MP input when reached; (op, new op, row) per layer.
 
     MP ops run as their dense product (cheap), then the hook replaces that output with the calibrated
@@ -276,7 +301,7 @@ def _calibrate_layers(graph, data, x_float: dict, settings, rng, terms_cap: int,
     def fit_hook(op: Op, inputs: list, outputs: tuple):
         if op.kind not in MP_KINDS:
             return None
-        fit, _ = fit_layer(op, inputs[0], x_float[op.operands[0].name], inputs[1], settings, rng)
+        fit, _ = fit_layer(op, inputs[0], x_float[op.operands[0].name], inputs[1], options, rng)
         new = _apply(graph, op, fit, terms_cap)
         done.append((op, new, _report_row(op, inputs[1], fit)))
         return apply(new, inputs[:2] + [graph.weights[v.name].astype(np.float64) for v in new.operands[2:]])
@@ -286,26 +311,21 @@ def _calibrate_layers(graph, data, x_float: dict, settings, rng, terms_cap: int,
     return done
 
 
-@register_pass("mp-calibrate", summary="choose γ, balance c, shift-add gains and offsets per MP layer on data")
-def mp_calibrate(graph, ctx) -> dict:
+@register_pass("mp-calibrate", summary="choose γ, balance c, shift-add gains and offsets per MP layer on data",
+               options=MPCalibrateOptions, needs_data=True)
+def mp_calibrate(graph, ctx, options: MPCalibrateOptions) -> dict:
     """Calibrate every MP op in order (see the module docstring)."""
-    settings = ctx.settings
-    if settings is None:
-        from mpc.compiler import Settings
-        settings = Settings(target="mp")
-    if settings.get("gain-terms", 2) < 1:
-        raise BadFlag(f"--gain-terms must be >= 1, got {settings.get('gain-terms')}")
     data = _calibration_data(graph, ctx)
-    ctx.notes.setdefault("report_sections", {})["Calibration data"] = data.source
-    rng = np.random.default_rng(settings.seed)
+    ctx.report.section("Calibration data", data.source)
+    rng = np.random.default_rng(ctx.seed)
     rows, folded = [], 0
     mp_ops = [op for op in graph.ops if op.kind in MP_KINDS]
-    show = {"quiet": ctx.quiet, "progress": getattr(settings, "progress", False)}
-    terms_cap = settings.get("gain-terms", 2) if settings.get("gain", "shift-add") == "shift-add" else 0
+    show = {"quiet": ctx.quiet, "progress": ctx.progress}
+    terms_cap = options.terms_cap
     # the float network: every MP op as its exact dense product; each MP op's input there is its target's
     x_float = capture(graph, data, [op.operands[0] for op in mp_ops], batch_size=None, kernels=DENSE_KERNELS,
                       dtype=np.float64, desc="mp-calibrate (float)", **show) if mp_ops else {}
-    layers = _calibrate_layers(graph, data, x_float, settings, rng, terms_cap, show) if mp_ops else []
+    layers = _calibrate_layers(graph, data, x_float, options, rng, terms_cap, show) if mp_ops else []
     for op, new, row in layers:
         graph.ops[graph.ops.index(op)] = new
         replace_all_uses(graph, op.result, new.result)
@@ -313,7 +333,7 @@ def mp_calibrate(graph, ctx) -> dict:
     for op in graph.ops:
         if op.kind in MP_KINDS and len(op.operands) == 4:
             folded += _fold_offset(graph, op)
-    ctx.notes.setdefault("report_sections", {})["MP calibration"] = rows
+    ctx.report.section("MP calibration", rows)
     pearsons = [r["pearson"] for r in rows]
     return {"layers": len(rows), "offsets_folded": folded, "calib_samples": data.size,
             "min_pearson": min(pearsons) if pearsons else None}

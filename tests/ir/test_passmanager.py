@@ -46,7 +46,7 @@ def _register_test_passes() -> None:
 
     @register_pass("test-options", summary="test only: record its options", options=ScaleOptions)
     def record_options(graph, ctx, options):
-        ctx.notes["options"] = options
+        ctx.report.section("options", options)
         return {"factor": options.factor}
 
 
@@ -99,11 +99,11 @@ def test_bad_pipeline_entries(pipeline, message):
 def test_options_syntax():
     [stage] = parse_pipeline("test-options{factor=2.5, strict=true,label=abc}")
     assert stage.options == ScaleOptions(2.5, "abc", True)
-    assert str(stage) == "test-options{factor=2.5,label=abc,strict=True}"
+    assert str(stage) == "test-options{factor=2.5,label=abc,strict=true}"
     assert parse_pipeline("test-options")[0].options == ScaleOptions()
     ctx = PassContext()
     records = run_pipeline(_mlp(), "test-options{factor=3}", ctx)
-    assert ctx.notes["options"].factor == 3.0 and records[0].stats == {"factor": 3.0}
+    assert ctx.report.sections["options"].factor == 3.0 and records[0].stats == {"factor": 3.0}
 
 
 @pytest.mark.parametrize("edit, result", [

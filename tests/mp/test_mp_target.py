@@ -35,9 +35,9 @@ def verify_json(capsys, *args) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def mp_settings(calib: str, **extra) -> Settings:
-    flags = {"gain-terms": 2, "gain": "shift-add", **extra}
-    return Settings(target="mp", calib=calib, quiet=True, extra=tuple(flags.items()))
+def mp_settings(calib: str, options: str = "") -> Settings:
+    """The mp pipeline with these mp-calibrate options (`{gamma=4.0}`)."""
+    return Settings(target="mp", calib=calib, quiet=True, passes=f"canonicalize,mp-rewrite,mp-calibrate{options},dce")
 
 
 @pytest.mark.parametrize("model, data", [(MLP, MLP_DATA), (CNN, CNN_DATA)], ids=["mlp", "cnn"])
@@ -77,7 +77,7 @@ def test_result_is_multiplierless(model, data):
 
 
 def test_fixed_gamma_and_float_gains():
-    c = compile_model(MLP, mp_settings(MLP_DATA[0], gamma=4.0, gain="float"))
+    c = compile_model(MLP, mp_settings(MLP_DATA[0], "{gamma=4.0,gain=float}"))
     mp_ops = [op for op in c.graph.ops if op.kind == "mp.dot"]
     assert [op.attrs.gamma for op in mp_ops] == [4.0, 4.0, 4.0]
     assert all(op.attrs.gain_terms == 0 for op in mp_ops)
