@@ -215,3 +215,16 @@ def check_dump_names(names: set[str]) -> None:
     if unknown:
         raise BadFlag(f"--dump-ir-after: unknown pass '{unknown[0]}' (expected 'all' or one of: "
                       f"{', '.join(sorted(_PASSES))})")
+
+
+class ScratchRegistry:
+    """`with ScratchRegistry():` passes and aliases registered inside are dropped on exit (for tests)."""
+
+    def __enter__(self) -> None:
+        _load()   # the real passes first, so none of them is first imported (and then dropped) inside
+        self._saved = dict(_PASSES), dict(_ALIASES)
+
+    def __exit__(self, *exc) -> None:
+        for table, saved in zip((_PASSES, _ALIASES), self._saved):
+            table.clear()
+            table.update(saved)

@@ -167,3 +167,14 @@ def attr_is_default(field: dataclasses.Field, value) -> bool:
     if isinstance(d, float) and isinstance(value, float) and math.copysign(1, d) != math.copysign(1, value):
         return False
     return type(d) is type(value) and d == value
+
+
+class ScratchOps:
+    """`with ScratchOps():` op kinds defined inside are dropped on exit (for tests)."""
+
+    def __enter__(self) -> None:
+        self._saved = dict(_REGISTRY)   # the families are registered: mpc.ir imports them before this module
+
+    def __exit__(self, *exc) -> None:
+        _REGISTRY.clear()
+        _REGISTRY.update(self._saved)

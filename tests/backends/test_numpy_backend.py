@@ -18,6 +18,7 @@ from mpc.backends.numpy_backend import render_model
 from mpc.cli import main
 from mpc.errors import UnsupportedOp
 from mpc.ir import define, known_kinds, parse
+from mpc.ir.opdefs import ScratchOps
 
 TOL = 2e-5
 
@@ -97,11 +98,14 @@ def test_model_py_rejects_wrong_input_shape(tmp_path):
 
 
 # -- an op kind the backend cannot render -------------------------------------------------
-def _define_noop() -> None:
-    """A test-only op kind with verifier and kernel but no NumPy rendering (registered once)."""
-    if "test.noop" not in known_kinds():
+@pytest.fixture
+def noop_kind():
+    """A test-only op kind with verifier and kernel but no NumPy rendering, dropped after the test."""
+    with ScratchOps():
         define("test.noop", ("x",), "test only: identity without a backend rendering",
                lambda types, attrs: [types[0]], lambda attrs, x: x)
+        yield
+    assert "test.noop" not in known_kinds()
 
 
 NOOP = """graph @g(%x: f32[N,4]) -> (%y: f32[N,4]) {
@@ -111,16 +115,14 @@ NOOP = """graph @g(%x: f32[N,4]) -> (%y: f32[N,4]) {
 """
 
 
-def test_unrenderable_op_kind_is_unsupported():
-    _define_noop()
+def test_unrenderable_op_kind_is_unsupported(noop_kind):
     with pytest.raises(UnsupportedOp) as e:
         render_model(parse(NOOP, {}))
     assert str(e.value) == "unsupported op 'test.noop' at <text>:3:3: the numpy backend has no rendering for this op kind"
     assert e.value.op_type == "test.noop"
 
 
-def test_unrenderable_op_kind_through_the_cli(tmp_path, capsys):
-    _define_noop()
+def test_unrenderable_op_kind_through_the_cli(tmp_path, capsys, noop_kind):
     (tmp_path / "noop.mpc").write_text(NOOP)
     capsys.readouterr()
     rc = main(["convert", str(tmp_path / "noop.mpc"), "--target", "float", "-o", str(tmp_path / "out")])
