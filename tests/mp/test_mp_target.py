@@ -20,6 +20,7 @@ MLP, CNN = f"{EX}/models/digits_mlp.onnx", f"{EX}/models/digits_cnn.onnx"
 MLP_DATA = (f"{EX}/data/digits_train.npz", f"{EX}/data/digits_test.npz")
 CNN_DATA = (f"{EX}/data/digits_img_train.npz", f"{EX}/data/digits_img_test.npz")
 DENSE = ("nn.matmul", "nn.conv2d", "nn.gemm")
+MULTIPLY = DENSE + ("nn.mul", "nn.div", "nn.batchnorm")   # ops that multiply (or divide) data by an operand
 
 
 def ort_accuracy(model: str, data: str) -> float:
@@ -63,7 +64,7 @@ def test_result_is_multiplierless(model, data):
     c = compile_model(model, mp_settings(data[0]))
     g = c.graph
     kinds = [op.kind for op in g.ops]
-    assert not any(op.kind in DENSE and any(v.is_weight for v in op.operands) for op in g.ops), kinds
+    assert not any(op.kind in MULTIPLY and any(v.is_weight for v in op.operands) for op in g.ops), kinds
     mp_ops = [op for op in g.ops if op.kind.startswith("mp.")]
     assert len(mp_ops) == (3 if model == MLP else 4)
     for op in mp_ops:
