@@ -4,9 +4,10 @@ The file imports only NumPy (plus numba where a kernel needs it), loads `weights
 own folder, exposes `run(inputs: dict) -> dict`, and has a `__main__` that reads an .npz and
 writes one. Each op kind has a render function in `RENDER`; helper kernels are copied from
 `mpc.kernels_np` (the interpreter runs the same source). Convolutions and max-pools run the
-compiled kernels of `mpc.kernels_nb` (copied too), with a conv's ReLU and max-pool fused into its
-epilogue when it is their only input; a model with such kernels runs its matmuls on numba's
-threads as well. The tests check model.py and the interpreter against onnxruntime. An op kind
+compiled kernels of `mpc.kernels_nb`, with a conv's ReLU and max-pool fused into its epilogue when
+it is their only input; a model with such kernels runs its matmuls on numba's threads as well.
+Compiled kernels (these, and the MP kernels of `mpc.mp`) are embedded as text and loaded through
+`mpc.kernel_cache.load_kernels`, so that numba compiles them once per machine, not once per folder. The tests check model.py and the interpreter against onnxruntime. An op kind
 without a renderer is rejected by name.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mpc import __version__, kernels_np
 from mpc.errors import UnsupportedOp
 from mpc.ir import Graph, Op
 from mpc.ir.printer import format_literal, value_names
+from mpc.kernel_cache import load_kernels
 
 Render = Callable[[Op, list[str]], str]
 RENDER: dict[str, Render] = {}
@@ -107,15 +109,12 @@ def _gemm(op, a):
     return f"gemm({a[0]}, {a[1]}, {c}, {_lit(at.alpha)}, {_lit(at.beta)}, {at.trans_a}, {at.trans_b})"
 
 
-_COMPILED = ("pool_out_size", "padded", "taps", "conv2d", "maxpool2d")  # fallbacks of mpc.kernels_nb
-
-
 def _pool_args(op: Op) -> str:
     at = op.attrs
     return f"{_lit(at.kernel)}, {_lit(at.strides)}, {_lit(at.pads)}, {_lit(at.dilations)}, {at.ceil_mode}"
 
 
-@renders("nn.conv2d", helpers=_COMPILED)
+@renders("nn.conv2d")
 def _conv(op, a, relu: bool = False, pool: Op | None = None):
     b = a[2] if len(a) > 2 else "None"
     at = op.attrs
@@ -124,7 +123,7 @@ def _conv(op, a, relu: bool = False, pool: Op | None = None):
             f"{at.group}{epilogue})")
 
 
-@renders("nn.maxpool2d", helpers=_COMPILED)
+@renders("nn.maxpool2d")
 def _maxpool(op, a):
     return f"maxpool2d_fast({a[0]}, {_pool_args(op)})"
 
@@ -197,21 +196,37 @@ def _mp_conv(op, a):
             f"{_lit(at.pads)}, {_lit(at.dilations)}, {at.group})")
 
 
+def _kernel_module(title: str, source: str, names: tuple[str, ...]) -> str:
+    """model.py code that loads kernel `source` as a module shared through the user cache (one numba
+    cache per machine, see mpc.kernel_cache) and binds `names` from it."""
+    if "'''" in source or source.endswith("\\"):
+        raise ValueError(f"{title}: kernel source cannot be embedded in a raw string literal")
+    var = "_" + title.upper().replace(" ", "_")
+    return (f"# ---- {title}: the source below is copied from mpc (mpc {__version__}) and loaded as a module\n"
+            f"# shared by every model.py with the same kernels (see load_kernels) ----\n"
+            f"{var} = r'''{source}'''\n"
+            f"_kernels = load_kernels({var})\n" + "".join(f"{n} = _kernels.{n}\n" for n in names))
+
+
 def _mp_kernel_source() -> str:
     """The MP kernels (mpc.mp, numpy + numba only), embedded so model.py stands alone."""
     import mpc.mp
-    lines = [ln for ln in inspect.getsource(mpc.mp).splitlines() if not ln.startswith("from __future__")]
-    return "# ---- MP kernels, copied from mpc.mp (mpc " + __version__ + ") ----\n" + "\n".join(lines) + "\n"
+    return _kernel_module("mp kernels", inspect.getsource(mpc.mp), ("mp_dot",))
 
 
 EXTRA_SOURCE["mp.dot"] = EXTRA_SOURCE["mp.conv2d"] = _mp_kernel_source
 
+_FALLBACKS = ("pool_out_size", "padded", "taps", "conv2d", "maxpool2d")  # mpc.kernels_nb imports these
+
 
 def _compiled_kernel_source() -> str:
-    """The compiled NCHW kernels (mpc.kernels_nb); their NumPy fallbacks are copied as helpers."""
+    """The compiled NCHW kernels (mpc.kernels_nb) with their NumPy fallbacks put in place of the
+    `from mpc.kernels_np import ...` line."""
     text = (Path(kernels_np.__file__).with_name("kernels_nb.py")).read_text()  # not imported: no numba here
-    lines = [ln for ln in text.splitlines() if not ln.startswith("from mpc.")]
-    return "# ---- compiled kernels, copied from mpc.kernels_nb (mpc " + __version__ + ") ----\n" + "\n".join(lines) + "\n"
+    fallbacks = "\n\n".join(inspect.getsource(getattr(kernels_np, n)) for n in _FALLBACKS)
+    lines = [fallbacks if ln.startswith("from mpc.") else ln for ln in text.splitlines()]
+    return _kernel_module("compiled kernels", "\n".join(lines) + "\n",
+                          ("conv2d_fused", "maxpool2d_fast", "matmul_fast"))
 
 
 EXTRA_SOURCE["nn.conv2d"] = EXTRA_SOURCE["nn.maxpool2d"] = _compiled_kernel_source
@@ -386,7 +401,7 @@ def render_model(graph: Graph, target: str = "float") -> str:
     for k in kinds:
         if k in EXTRA_SOURCE and EXTRA_SOURCE[k] not in sources:
             sources.append(EXTRA_SOURCE[k])
-    extra = "\n\n".join(fn() for fn in sources)
+    extra = "\n\n".join([inspect.getsource(load_kernels)] * bool(sources) + [fn() for fn in sources])
     imports = ""
     inputs = "{" + ", ".join(f"{v.name!r}: ({v.type.dtype.numpy.name!r}, {_lit(v.type.shape)})"
                              for v in graph.inputs) + "}"

@@ -1,6 +1,6 @@
 """Benchmark: `mpc convert` wall time (whole process) and NumPy-backend inference vs onnxruntime.
 
-Models: the seed-000 MLP shape 784-1024-512-256-128-10 (1.5 M parameters, random weights) and a
+Models: the thesis MLP shape 784-1024-512-256-128-10 (1.5 M parameters, random weights) and a
 small LeNet-style CNN (1x28x28 input). Inference: batch 256 (and batch 1, 20x as many runs),
 best of several runs in three rounds alternating with onnxruntime's, both engines with their
 default threading on this machine. Prints a markdown table of times and ratios.
@@ -29,7 +29,7 @@ def _init(rng, name, shape, scale):
 
 
 def mlp_model(sizes=(784, 1024, 512, 256, 128, 10), seed=0) -> onnx.ModelProto:
-    """The seed-000 MLP with random weights, as Gemm+Relu layers (torch-export style, transB=1)."""
+    """The thesis MLP with random weights, as Gemm+Relu layers (torch-export style, transB=1)."""
     rng = np.random.default_rng(seed)
     nodes, inits, x = [], [], "input"
     for i, (d, h) in enumerate(itertools.pairwise(sizes)):

@@ -6,9 +6,11 @@ that model.py makes and as a one-layer ONNX model in onnxruntime, side by side, 
 batch 1 (best of --repeat runs after a warm-up; both engines with their default threads). Also
 prints the conv kernel at a fixed block size (--lanes) so the effect of interleaving samples shows.
 A second table times bigger 3x3 convs (padding 1, no epilogue), as in CIFAR/ResNet-style models,
-with the default block size and with 1, 4 and 16 samples per block. Prints markdown tables.
+with the default block size and with 1, 4 and 16 samples per block. A third table times strided
+convs (the stride-2 layers of ResNet/MobileNet-style models: a 7x7 stem, 3x3 and depthwise 3x3
+downsampling, a 1x1 projection) at batch 64. Prints markdown tables (`--tables` picks some).
 
-    python benchmarks/bench_kernels.py [--repeat 200]
+    python benchmarks/bench_kernels.py [--repeat 200] [--tables layers,conv3,strided]
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import argparse
 
 import numpy as np
 import onnxruntime as ort
-from bench_convert import best  # same directory: the script's folder is on sys.path
+from bench_convert import best, best_pair  # same directory: the script's folder is on sys.path
 from onnx import TensorProto, helper, numpy_helper
 
 from mpc.kernels_nb import conv2d_fused, matmul_fast
@@ -43,12 +45,60 @@ def dense_layer_model(w):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def conv_model(w, b, x_shape, **attrs):
+    """A one-Conv ONNX model with a static input shape."""
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w", "b"], ["y"], **attrs)], "conv",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+STRIDED = (  # name, (N, C, H, W), (M, C/group, KH, KW), strides, pads, group
+    ("7x7 s2 pad 3, 3->32, 64x64", (64, 3, 64, 64), (32, 3, 7, 7), (2, 2), (3,) * 4, 1),
+    ("3x3 s2 pad 1, 32->64, 32x32", (64, 32, 32, 32), (64, 32, 3, 3), (2, 2), (1,) * 4, 1),
+    ("3x3 s2 pad 1 depthwise, 64, 32x32", (64, 64, 32, 32), (64, 1, 3, 3), (2, 2), (1,) * 4, 64),
+    ("1x1 s2, 64->128, 16x16", (64, 64, 16, 16), (128, 64, 1, 1), (2, 2), (0,) * 4, 1),
+)
+
+
+def strided_table(rng, repeat: int) -> None:
+    """Strided convs: the kernel model.py calls against onnxruntime."""
+    print("| strided conv, batch 64 | mpc kernel (ms) | onnxruntime (ms) | mpc / onnxruntime |")
+    print("|---|---|---|---|")
+    for name, xs, ws, strides, pads, group in STRIDED:
+        x = rng.standard_normal(xs).astype(np.float32)
+        w = (rng.standard_normal(ws) * 0.1).astype(np.float32)
+        b = rng.standard_normal(ws[0]).astype(np.float32)
+        sess = ort.InferenceSession(conv_model(w, b, xs, strides=list(strides), pads=list(pads), group=group)
+                                    .SerializeToString(), providers=["CPUExecutionProvider"])
+        ref = sess.run(None, {"x": x})[0]
+
+        def conv(x=x, w=w, b=b, strides=strides, pads=pads, group=group):
+            return conv2d_fused(x, w, b, strides, pads, (1, 1), group)
+        assert np.abs(conv() - ref).max() <= 2e-5 * max(1.0, float(np.abs(ref).max())), name
+        t, t_ort = best_pair(conv, lambda s=sess, x=x: s.run(None, {"x": x}), max(6, repeat // 10))
+        print(f"| {name} | {t * 1e3:.2f} | {t_ort * 1e3:.2f} | {t / t_ort:.2f}x |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=200)
     p.add_argument("--lanes", type=int, default=1, help="fixed block size shown beside the default")
+    p.add_argument("--tables", default="layers,conv3,strided", help="comma-separated subset to print")
     args = p.parse_args()
+    tables = args.tables.split(",")
     rng = np.random.default_rng(0)
+    if "layers" in tables:
+        layers_table(rng, args)
+    if "conv3" in tables:
+        conv3_table(rng, args.repeat)
+    if "strided" in tables:
+        strided_table(rng, args.repeat)
+
+
+def layers_table(rng, args) -> None:
+    """The LeNet-style CNN's layers at batch 256 and 1."""
     w1, b1 = (rng.standard_normal((6, 1, 5, 5)) * 0.2).astype(np.float32), np.zeros(6, np.float32)
     w2, b2 = (rng.standard_normal((16, 6, 5, 5)) * 0.08).astype(np.float32), np.zeros(16, np.float32)
     wf = (rng.standard_normal((256, 84)) * 0.06).astype(np.float32)
@@ -74,6 +124,10 @@ def main() -> None:
                 fixed = f"{best(lambda k=kernel, x=x: k(x, args.lanes), args.repeat) * 1e3:.3f}"
             print(f"| {name} | {n} | {t_mpc:.3f} | {t_ort:.3f} | {t_mpc / t_ort:.2f}x | {fixed} |")
     print()
+
+
+def conv3_table(rng, repeat: int) -> None:
+    """Bigger 3x3 convs (padding 1) at several block sizes."""
     print("| conv 3x3 pad 1 | mpc kernel (ms) | onnxruntime (ms) | mpc / onnxruntime "
           "| lanes=1 | lanes=4 | lanes=16 |")
     print("|---|---|---|---|---|---|---|")
@@ -81,22 +135,19 @@ def main() -> None:
         x = rng.standard_normal((n, c, h, h)).astype(np.float32)
         w = (rng.standard_normal((m, c, 3, 3)) * 0.1).astype(np.float32)
         b = np.zeros(m, np.float32)
-        g = helper.make_graph([helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1] * 4)], "conv3",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
-        sess = ort.InferenceSession(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-                                    .SerializeToString(), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(conv_model(w, b, x.shape, pads=[1] * 4).SerializeToString(),
+                                    providers=["CPUExecutionProvider"])
         ref = sess.run(None, {"x": x})[0]
 
         def conv(lanes=None, x=x, w=w, b=b):
             return conv2d_fused(x, w, b, (1, 1), (1,) * 4, (1, 1), 1, lanes=lanes)
         assert np.abs(conv() - ref).max() <= 2e-5 * max(1.0, float(np.abs(ref).max()))
-        reps = max(5, args.repeat // 20)
+        reps = max(5, repeat // 20)
         t = [best(lambda k=k: conv(k), reps) * 1e3 for k in (None, 1, 4, 16)]
         t_ort = best(lambda s=sess, x=x: s.run(None, {"x": x}), reps) * 1e3
         print(f"| N={n} C={c} M={m} {h}x{h} | {t[0]:.2f} | {t_ort:.2f} | {t[0] / t_ort:.2f}x | {t[1]:.2f} "
               f"| {t[2]:.2f} | {t[3]:.2f} |")
+    print()
 
 
 if __name__ == "__main__":

@@ -2,21 +2,21 @@
 Propagation Based Networks") on this machine: latency and peak memory of an MP stack 784 → h → 10.
 
 Compares, at batch 128 and h ∈ {500, 1000, 2000, 4000}:
-  seed    the seed-style torch implementation: p and q materialised as (B, 2D, H), torch.sort, cumsum,
-          α = max_k c_k (the seed's MPLinear), float32
+  seed    the thesis-style torch implementation: p and q materialised as (B, 2D, H), torch.sort, cumsum,
+          α = max_k c_k (the thesis code's MPLinear), float32
   condat  mpc.mp.mp_dot(method="condat"), one Condat simplex projection per pair
   fused   mpc.mp.mp_dot(method="fused")
 and a NumPy float32 matmul of the same shapes as the yardstick; then one fine-tuning step (forward +
-backward, cross-entropy) with torch autograd through the seed-style layers vs the fused autograd path.
+backward, cross-entropy) with torch autograd through the thesis-style layers vs the fused autograd path.
 
 Data (seeded): x ~ U(0, 1), W1 ~ U(−1, 1)/√784, γ1 = 200 (near the correlation peak of that thesis, ch. 3);
-the hidden layer is rescaled to norm 5 per sample as the seed's code does, W2 ~ U(−1, 1)/√h, γ2 = 5.
+the hidden layer is rescaled to norm 5 per sample as the thesis code's code does, W2 ~ U(−1, 1)/√h, γ2 = 5.
 
 Memory: every configuration runs in a fresh subprocess; after imports, data and a warm-up at h = 8 (JIT
 compilation), the kernel's resident-set high-water mark is reset (/proc/self/clear_refs), the
 configuration runs once, and the reported number is VmHWM minus the VmRSS before the run: the extra
 memory at the high-water mark, the same method for numpy, numba and torch (with glibc's mmap threshold
-fixed at 64 KB, so that memory freed earlier cannot hide a new array). A seed-style run whose
+fixed at 64 KB, so that memory freed earlier cannot hide a new array). A thesis-style run whose
 predicted peak (bytes per B·2D·H element measured at the first h, times B·2D·H) exceeds 16 GB is skipped
 and reported as OOM. Latency: best of several runs for the numba kernels and the matmul (in alternating
 blocks, since this shared 2-core machine is noisy), one run for the seed style.
@@ -61,7 +61,7 @@ def make_data(h, seed=0):
 
 
 def rescale(hidden, xp=np):
-    """Seed-style rescaling of a layer's input to norm K per sample."""
+    """Thesis-style rescaling of a layer's input to norm K per sample."""
     norm = xp.sqrt((hidden * hidden).sum(1, keepdims=True)) if xp is np else hidden.norm(dim=1, keepdim=True)
     return hidden * (NORM_K / norm)
 
@@ -80,7 +80,7 @@ def stack_matmul(x, w1, w2):
 
 
 def seed_mp_layer(x, w, gamma):
-    """Seed-style MP layer in torch: z+ = p and z− = q built as (B, 2D, H), then sort, cumsum, max_k c_k."""
+    """Thesis-style MP layer in torch: z+ = p and z− = q built as (B, 2D, H), then sort, cumsum, max_k c_k."""
     import torch
 
     d = x.shape[1]
@@ -98,7 +98,7 @@ def seed_mp_layer(x, w, gamma):
 
 
 def stack_seed(x, w1, w2):
-    """The MP stack with seed-style layers (torch tensors)."""
+    """The MP stack with thesis-style layers (torch tensors)."""
     return seed_mp_layer(rescale(seed_mp_layer(x, w1, GAMMA1), xp=None), w2, GAMMA2)
 
 
@@ -278,7 +278,7 @@ def elements(h):
 
 
 def predicted_gb(bytes_per_element, h, factor=1.0):
-    """Predicted seed-style peak in GB from the bytes per B·2D·H element measured at the first h."""
+    """Predicted thesis-style peak in GB from the bytes per B·2D·H element measured at the first h."""
     return factor * bytes_per_element * elements(h) / 1e9
 
 
@@ -348,9 +348,9 @@ def ratio(a, b, key):
 
 def inference_table(rows):
     """Markdown table of the inference measurements."""
-    header = ("| h | seed-style latency | seed-style peak | condat latency | condat peak | fused latency | "
-              "fused peak | matmul | fused / matmul | same, 1 thread each | seed / fused time | "
-              "seed / fused memory |")
+    header = ("| h | thesis-style latency | thesis-style peak | condat latency | condat peak | fused latency | "
+              "fused peak | matmul | fused / matmul | same, 1 thread each | thesis / fused time | "
+              "thesis / fused memory |")
     lines = [header, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         s, c, f = r["seed"], r["condat"], r["fused"]
@@ -369,7 +369,7 @@ def training_table(rows):
     """Markdown table of the fine-tuning step measurements."""
     lines = ["| h | path | step time | peak memory |", "|---:|---|---:|---:|"]
     for r in rows:
-        name = "seed-style (autograd through sort/cumsum)" if r["kind"] == "seed" else "fused (MPDotFunction)"
+        name = "thesis-style (autograd through sort/cumsum)" if r["kind"] == "seed" else "fused (MPDotFunction)"
         lines.append(f"| {r['h']} | {name} | {fmt_time(r)} | {fmt_mem(r)} |")
     seed, fused = rows[0], rows[1]
     if "peak_mb" in seed and "peak_mb" in fused:
@@ -381,7 +381,7 @@ def training_table(rows):
 
 
 def plot(rows, path):
-    """Latency and memory vs h, log scale, seed-style OOM points drawn as predictions."""
+    """Latency and memory vs h, log scale, thesis-style OOM points drawn as predictions."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -390,7 +390,7 @@ def plot(rows, path):
 
     hs = [r["h"] for r in rows]
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
-    styles = {"seed": ("tab:red", "o", "seed-style (sort)"), "condat": ("tab:blue", "s", "Condat"),
+    styles = {"seed": ("tab:red", "o", "thesis-style (sort)"), "condat": ("tab:blue", "s", "Condat"),
               "fused": ("tab:green", "^", "fused")}
     for kind, (color, marker, label) in styles.items():
         pts = [(r["h"], r[kind]) for r in rows]
@@ -401,7 +401,7 @@ def plot(rows, path):
         ax_m.plot(*zip(*m), marker=marker, color=color, label=label)
         for h, mb in oom:
             ax_m.plot([h], [mb], linestyle="none", marker=marker, mfc="none", color=color, ms=9,
-                      label="seed-style, predicted: not run")
+                      label="thesis-style, predicted: not run")
             ax_m.annotate(f"OOM ({mb / 1024:.0f} GB)", (h, mb), textcoords="offset points", xytext=(-30, -16),
                           fontsize=8, color=color)
     ax_t.plot(hs, [r["fused"]["matmul_s"] for r in rows], marker="x", color="gray", ls="--",
@@ -487,12 +487,12 @@ def method_note(per_element):
     per = f"{per_element:.1f} bytes" if per_element else "n/a"
     return (
         "Stack 784 → h → 10 of two MP layers, batch 128, float32, seeded random data (x ~ U(0,1), "
-        f"W1 ~ U(−1,1)/√784, γ1 = {GAMMA1:g}; hidden rescaled to norm {NORM_K:g} per sample as in the seed's "
+        f"W1 ~ U(−1,1)/√784, γ1 = {GAMMA1:g}; hidden rescaled to norm {NORM_K:g} per sample as in the thesis code's "
         f"code; W2 ~ U(−1,1)/√h, γ2 = {GAMMA2:g}). Peak memory: resident-set high-water mark during one run "
         "minus the resident set before it (VmHWM reset through /proc/self/clear_refs), in a fresh process "
         "(glibc mmap threshold fixed at 64 KB, so freed memory cannot hide new arrays; timings run in "
         "another process without it) after imports, data and a JIT warm-up at h = 8. "
-        f"Seed-style runs predicted above {MEM_LIMIT_GB:g} GB are not run ({per} per B·2D·H element, "
+        f"Thesis-style runs predicted above {MEM_LIMIT_GB:g} GB are not run ({per} per B·2D·H element, "
         "measured at the first h; the training prediction assumes twice that). Latency: best of up to 75 "
         "runs for condat and fused (blocks of 3 back-to-back runs alternating with blocks of 5 matmuls, "
         "same process), all threads (2) and again with one numba and one BLAS thread; one run for the seed "
@@ -504,7 +504,7 @@ def method_note(per_element):
 def render(rows, train, per_element, command, machine_line, seconds, load):
     """The markdown section: command, machine, method, tables."""
     return "\n".join([
-        "## MP kernels: seed Fig 4.1 on this machine (`benchmarks/bench_mp.py`)",
+        "## MP kernels: Fig 4.1 of the thesis on this machine (`benchmarks/bench_mp.py`)",
         "",
         (f"Command: `{command}` (took {seconds / 60:.1f} min; load average before/after: {load}). "
          f"Machine: {machine_line}."),

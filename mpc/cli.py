@@ -243,12 +243,13 @@ def cmd_passes(args) -> int:
 
 
 def cmd_ops(args) -> int:
-    """List the op kinds the IR knows."""
-    from mpc.ir import known_kinds, lookup
+    """List the op kinds the IR knows: operands, attributes, traits, summary."""
+    from mpc.ir import TRAITS, known_kinds, lookup
     for k in known_kinds():
         d = lookup(k)
         fields = ", ".join(f.name for f in d.attr_fields())
-        print(f"{k:<20} ({', '.join(d.operands)}){' {' + fields + '}' if fields else ''}  {d.summary}")
+        traits = ", ".join(t for t in TRAITS if t in d.traits)
+        print(f"{k:<20} ({', '.join(d.operands)}){' {' + fields + '}' if fields else ''} [{traits}]  {d.summary}")
     return 0
 
 

@@ -12,12 +12,17 @@ channels share every input load, so each accumulator load/store carries KW * 4 m
 epilogue pools (2x2 windows as row maxima, then column pairs), applies ReLU and scatters the block
 back to NCHW. Every output element sees the same operations in the same order whatever the block
 size, so a sample's result does not depend on the batch it is in, nor on the thread count.
-Strided convolutions, and dtypes other than float32/float64, fall back to the NumPy reference
-kernels (`conv2d`, `maxpool2d` in mpc.kernels_np).
+A strided convolution runs the same kernel after a polyphase rewrite (`_phase_plan`): its padded
+input is split into one phase image per (row, column) offset modulo the stride, and the weights are
+rearranged into a stride-1, dilation-1 kernel over those phase channels, with zero weights where a
+tap falls on no phase. Both steps only move values, so the per-sample argument above holds for
+strided convs as well. Dtypes other than float32/float64 fall back to the NumPy reference kernels
+(`conv2d`, `maxpool2d` in mpc.kernels_np).
 
-The NumPy backend copies this module's source (minus the `from mpc...` import) into model.py,
-next to the copied reference kernels, so the emitted file stands alone; numba compiles each
-kernel on its first call and caches it beside model.py.
+The NumPy backend embeds this module's source in model.py as text, with the NumPy fallbacks in
+place of the `from mpc...` import, so the emitted file stands alone; model.py loads that text as a
+module kept in the user cache (mpc.kernel_cache), where numba caches each kernel after its first
+compile for every later model.py with the same kernels.
 """
 import functools
 
@@ -73,8 +78,12 @@ def _row_taps4(a0, a1, a2, a3, xc, r, d, wr, o, n):
             a1[p] += q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3 + q4 * v4
             a2[p] += s0 * v0 + s1 * v1 + s2 * v2 + s3 * v3 + s4 * v4
             a3[p] += t0 * v0 + t1 * v1 + t2 * v2 + t3 * v3 + t4 * v4
-    else:
-        for k in range(kw):
+    else:  # taps two at a time (2-wide rows come from strided convs), then one
+        k = 0
+        while k + 2 <= kw:
+            _pair_taps4(a0, a1, a2, a3, xc, r + k * d, d, wr, o, n, k)
+            k += 2
+        if k < kw:
             xs = xc[r + k * d:r + k * d + n]
             e0, e1, e2, e3 = wr[o, k], wr[o + 1, k], wr[o + 2, k], wr[o + 3, k]
             for p in range(n):
@@ -83,6 +92,24 @@ def _row_taps4(a0, a1, a2, a3, xc, r, d, wr, o, n):
                 a1[p] += e1 * v
                 a2[p] += e2 * v
                 a3[p] += e3 * v
+
+
+@njit(cache=True, inline="always")
+def _pair_taps4(a0, a1, a2, a3, xc, r, d, wr, o, n, k):
+    """a_q[p] += wr[o+q, k] * xc[r + p] + wr[o+q, k+1] * xc[r + d + p] for p < n, q < 4."""
+    x0 = xc[r:r + n]
+    x1 = xc[r + d:r + d + n]
+    p0, p1 = wr[o, k], wr[o, k + 1]
+    q0, q1 = wr[o + 1, k], wr[o + 1, k + 1]
+    s0, s1 = wr[o + 2, k], wr[o + 2, k + 1]
+    t0, t1 = wr[o + 3, k], wr[o + 3, k + 1]
+    for p in range(n):
+        v0 = x0[p]
+        v1 = x1[p]
+        a0[p] += p0 * v0 + p1 * v1
+        a1[p] += q0 * v0 + q1 * v1
+        a2[p] += s0 * v0 + s1 * v1
+        a3[p] += t0 * v0 + t1 * v1
 
 
 @njit(cache=True, inline="always")
@@ -99,12 +126,70 @@ def _row_taps1(a0, xc, r, d, wr, o, n):
         p0, p1, p2, p3, p4 = wr[o, 0], wr[o, 1], wr[o, 2], wr[o, 3], wr[o, 4]
         for p in range(n):
             a0[p] += p0 * x0[p] + p1 * x1[p] + p2 * x2[p] + p3 * x3[p] + p4 * x4[p]
-    else:
-        for k in range(kw):
+    else:  # taps two at a time, then one
+        k = 0
+        while k + 2 <= kw:
+            x0 = xc[r + k * d:r + k * d + n]
+            x1 = xc[r + (k + 1) * d:r + (k + 1) * d + n]
+            p0, p1 = wr[o, k], wr[o, k + 1]
+            for p in range(n):
+                a0[p] += p0 * x0[p] + p1 * x1[p]
+            k += 2
+        if k < kw:
             xs = xc[r + k * d:r + k * d + n]
             e0 = wr[o, k]
             for p in range(n):
                 a0[p] += e0 * xs[p]
+
+
+@njit(cache=True, inline="always")
+def _quad_taps4(a0, a1, a2, a3, xc, r, rs, d, w0, w1, o, n):
+    """A 2x2 block of taps: a_q[p] += the taps (0, 0), (0, 1) of kernel row w0 and of row w1 (read
+    rs further on) for channels o+q, q < 4; the phase kernels of stride-2 convs are 2 wide."""
+    x0 = xc[r:r + n]
+    x1 = xc[r + d:r + d + n]
+    x2 = xc[r + rs:r + rs + n]
+    x3 = xc[r + rs + d:r + rs + d + n]
+    p0, p1, p2, p3 = w0[o, 0], w0[o, 1], w1[o, 0], w1[o, 1]
+    q0, q1, q2, q3 = w0[o + 1, 0], w0[o + 1, 1], w1[o + 1, 0], w1[o + 1, 1]
+    s0, s1, s2, s3 = w0[o + 2, 0], w0[o + 2, 1], w1[o + 2, 0], w1[o + 2, 1]
+    t0, t1, t2, t3 = w0[o + 3, 0], w0[o + 3, 1], w1[o + 3, 0], w1[o + 3, 1]
+    for p in range(n):
+        v0 = x0[p]
+        v1 = x1[p]
+        v2 = x2[p]
+        v3 = x3[p]
+        a0[p] += p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3
+        a1[p] += q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3
+        a2[p] += s0 * v0 + s1 * v1 + s2 * v2 + s3 * v3
+        a3[p] += t0 * v0 + t1 * v1 + t2 * v2 + t3 * v3
+
+
+@njit(cache=True, inline="always")
+def _channel_taps(acc, xc, w, cc, o0, end, rs, d, n):
+    """acc[o] += every tap of input channel xc (weights w[o, cc]) for o0 <= o < end; rs and d are
+    the distances in xc between kernel rows and between kernel columns.
+
+    Four output channels at a time share each input load; 2-wide kernels take two rows at once,
+    so that each accumulator pass carries four taps. For every accumulator the taps come in the
+    same order (row by row, left to right), whatever the batch.
+    """
+    kh_, kw_ = w.shape[2], w.shape[3]
+    o = o0
+    while o + 4 <= end:
+        k = 0
+        while kw_ == 2 and k + 2 <= kh_:
+            _quad_taps4(acc[o], acc[o + 1], acc[o + 2], acc[o + 3], xc, k * rs, rs, d, w[:, cc, k, :],
+                        w[:, cc, k + 1, :], o, n)
+            k += 2
+        while k < kh_:
+            _row_taps4(acc[o], acc[o + 1], acc[o + 2], acc[o + 3], xc, k * rs, d, w[:, cc, k, :], o, n)
+            k += 1
+        o += 4
+    while o < end:
+        for k in range(kh_):
+            _row_taps1(acc[o], xc, k * rs, d, w[:, cc, k, :], o, n)
+        o += 1
 
 
 @njit(cache=True, inline="always")
@@ -210,18 +295,7 @@ def _conv_block(x, w, b, dilations, group, relu, pool, pk, ps, pp, pd, inside, s
         acc[o, :] = b[o]
     for g in range(group):
         for cc in range(cg):
-            xc = xb[g * cg + cc]
-            for k in range(kh_):
-                r = k * dh * wp * nl
-                wr = w[:, cc, k, :]
-                o = g * mg
-                end = o + mg
-                while o + 4 <= end:
-                    _row_taps4(acc[o], acc[o + 1], acc[o + 2], acc[o + 3], xc, r, dw * nl, wr, o, n)
-                    o += 4
-                while o < end:
-                    _row_taps1(acc[o], xc, r, dw * nl, wr, o, n)
-                    o += 1
+            _channel_taps(acc, xb[g * cg + cc], w, cc, g * mg, (g + 1) * mg, dh * wp * nl, dw * nl, n)
     if pool and not quad:  # any other pool: one sample at a time, on strided views
         tmp = np.empty(ow, x.dtype)
         for l in range(nl):
@@ -363,18 +437,81 @@ def _conv_plan(chw, wshape, pads, dilations, pool, itemsize):
     return ph, pw, geometry, (m * ((oh - 1) * wp + ow) + c * hp * wp) * itemsize
 
 
+@functools.lru_cache(maxsize=256)
+def _phase_plan(wshape, strides, dilations):
+    """The polyphase rewrite of a strided conv's weights, computed once per geometry.
+
+    With strides (sh, sw) and dilations (dh, dw), tap (kh, kw) reads padded-input row
+    i*sh + kh*dh = (i + qh)*sh + a, i.e. row i + qh of the row phase a = kh*dh mod sh (likewise for
+    columns). Returns the row phases and column phases that some tap reads, the stride-1 kernel
+    size (KH', KW') = ((KH-1)*dh // sh + 1, (KW-1)*dw // sw + 1), and `src`: for every weight of the
+    rearranged (M, nphases*C/g, KH', KW') kernel, the flat index into w[o] (C/g*KH*KW of them) of
+    the weight it copies, or C/g*KH*KW (an appended zero) where no tap lands. Phase channels are
+    ordered (group, row phase, column phase, channel), so that each group's channels stay together.
+    """
+    _, cg, kh_, kw_ = wshape
+    (sh, sw), (dh, dw) = strides, dilations
+    rows = tuple(sorted({k * dh % sh for k in range(kh_)}))
+    cols = tuple(sorted({k * dw % sw for k in range(kw_)}))
+    kh2, kw2 = (kh_ - 1) * dh // sh + 1, (kw_ - 1) * dw // sw + 1
+    src = np.full((len(rows), len(cols), cg, kh2, kw2), cg * kh_ * kw_, np.intp)
+    cc = np.arange(cg)
+    for kh in range(kh_):
+        for kw in range(kw_):
+            a, b = rows.index(kh * dh % sh), cols.index(kw * dw % sw)
+            src[a, b, :, kh * dh // sh, kw * dw // sw] = (cc * kh_ + kh) * kw_ + kw
+    return rows, cols, kh2, kw2, src.reshape(len(rows) * len(cols) * cg, kh2, kw2)
+
+
+def _phases(x, strides, pads, rows, cols, hq, wq, group):
+    """The phase images of the padded x: channel (g, a, b, c) at (y, x) holds
+    xpad[g*C/g + c, y*sh + rows[a], x*sw + cols[b]], hq x wq of them, zero past the input."""
+    n, c, h, w = x.shape
+    sh, sw = strides
+    out = np.zeros((n, group, len(rows), len(cols), c // group, hq, wq), x.dtype)
+    for ia, a in enumerate(rows):
+        y0 = -(-(pads[0] - a) // sh) if a < pads[0] else 0  # first phase row inside the input
+        y1 = min(hq, (h + pads[0] - a + sh - 1) // sh)      # one past the last
+        for ib, b in enumerate(cols):
+            x0 = -(-(pads[1] - b) // sw) if b < pads[1] else 0
+            x1 = min(wq, (w + pads[1] - b + sw - 1) // sw)
+            if y1 <= y0 or x1 <= x0:
+                continue
+            v = x[:, :, y0 * sh + a - pads[0]:(y1 - 1) * sh + a - pads[0] + 1:sh,
+                  x0 * sw + b - pads[1]:(x1 - 1) * sw + b - pads[1] + 1:sw]
+            out[:, :, ia, ib, :, y0:y1, x0:x1] = v.reshape(n, group, c // group, y1 - y0, x1 - x0)
+    return out.reshape(n, -1, hq, wq)
+
+
+def _strided_as_stride1(x, w, strides, pads, dilations, group):
+    """A strided conv's (phase images, rearranged weights): a stride-1 conv of these, without
+    padding or dilation, gives exactly the strided conv's OH x OW output (see `_phase_plan`)."""
+    rows, cols, kh2, kw2, src = _phase_plan(w.shape, tuple(strides), tuple(dilations))
+    m, cg, kh_, kw_ = w.shape
+    oh = pool_out_size(x.shape[2], kh_, strides[0], pads[0], pads[2], dilations[0], False)
+    ow = pool_out_size(x.shape[3], kw_, strides[1], pads[1], pads[3], dilations[1], False)
+    flat = np.concatenate([w.reshape(m, cg * kh_ * kw_), np.zeros((m, 1), w.dtype)], axis=1)
+    return _phases(x, strides, pads, rows, cols, oh + kh2 - 1, ow + kw2 - 1, group), flat[:, src]
+
+
 def conv2d_fused(x, w, b, strides, pads, dilations, group, relu=False, pool=None, lanes=None):
     """ONNX Conv (+ ReLU) (+ MaxPool given as (kernel, strides, pads, dilations, ceil_mode)).
 
-    Stride-1 float convolutions run the compiled kernel; anything else the NumPy reference.
+    Float convolutions run the compiled kernel, other dtypes the NumPy reference. A strided conv
+    first becomes a stride-1 conv over phase images (`_strided_as_stride1`); its weights for taps
+    that fall on no phase are zeros, which add exact zeros (0 * v = 0 for finite v: model.py
+    refuses NaN/inf inputs, and finite activations keep these products zero).
     `lanes` (samples per interleaved block) defaults to at most LANES, few enough that a block
     stays within BLOCK_BYTES and every thread gets a block, rounded down to a power of two; it
     changes the speed, never the results.
     """
-    if tuple(strides) != (1, 1) or not _compiled_ok(x, w) or x.shape[0] == 0:
+    if not _compiled_ok(x, w) or x.shape[0] == 0:
         y = conv2d(x, w, b, strides, pads, dilations, group)
         y = np.maximum(y, y.dtype.type(0)) if relu else y
         return maxpool2d(y, *pool) if pool is not None else y
+    if tuple(strides) != (1, 1):
+        x, w = _strided_as_stride1(x, w, strides, pads, dilations, group)
+        pads, dilations = (0, 0, 0, 0), (1, 1)
     ph, pw, geometry, per_sample = _conv_plan(x.shape[1:], w.shape, tuple(pads), tuple(dilations), pool,
                                               x.itemsize)
     bias = np.zeros(w.shape[0], x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)

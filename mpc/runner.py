@@ -1,7 +1,6 @@
 """`mpc run`: execute a converted folder's generated model.py on a data file."""
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -14,27 +13,13 @@ from mpc.frontend import load
 from mpc.outdir import check_not_input, check_writable, npz_bytes, write_file
 
 
-@contextlib.contextmanager
 def _imported_model(path: Path):
-    """OUTDIR/model.py imported as module `model`, the name it has as a script's import too.
-
-    The module stays registered in sys.modules while it runs: numba's on-disk cache records the
-    name of the module that compiled a kernel and imports it by that name when a later process
-    loads the kernel, so an unregistered (or randomly named) module breaks every run after the
-    first. The previous `model` entry, if any, is put back afterwards.
-    """
+    """OUTDIR/model.py imported as a module (not registered in sys.modules: its compiled kernels
+    live in a module of their own, which model.py loads through the shared kernel cache)."""
     spec = importlib.util.spec_from_file_location("model", path)
     module = importlib.util.module_from_spec(spec)
-    saved = sys.modules.get("model")
-    sys.modules["model"] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        if saved is None:
-            sys.modules.pop("model", None)
-        else:
-            sys.modules["model"] = saved
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_outdir(outdir: Path, data_path: str, output: str | None, force: bool, quiet: bool) -> dict:
@@ -52,7 +37,8 @@ def run_outdir(outdir: Path, data_path: str, output: str | None, force: bool, qu
     graph = load(str(outdir / "model.mpc")).graph
     data = load_data(data_path, graph)
     try:
-        with _imported_model(outdir / "model.py") as model, np.errstate(all="ignore"):
+        model = _imported_model(outdir / "model.py")
+        with np.errstate(all="ignore"):
             out = model.run(data.feeds)
     except ValueError as e:
         raise KernelError(f"{outdir / 'model.py'}: {e}") from None

@@ -1,12 +1,13 @@
 """`fold-constants`: evaluate ops whose operands are all weights, and fold no-op shape ops.
 
-An op whose operands are all weights is run through its reference kernel (`op.opdef.kernel`,
-the interpreter's own) and replaced by a new weight named `<first operand>.<kind>` (for example
-`@fc0.weight.transpose`); a derived weight equal to an existing one of that name is reused, so
-the names stay stable when the pass runs twice. When the folded value is a graph output,
-`replace_all_uses` keeps the output's name with an `nn.identity` of the new weight: outputs never
-alias weights. `nn.identity` itself is never folded (it is what keeps such outputs distinct), nor
-is an op without operands.
+An op of a kind with the `foldable` trait whose operands are all weights is run through the
+interpreter's `apply` (its reference kernel) and replaced by a new weight named
+`<first operand>.<kind>` (for example `@fc0.weight.transpose`); a derived weight equal to an
+existing one of that name is reused, so the names stay stable when the pass runs twice. When the
+folded value is a graph output, `replace_all_uses` keeps the output's name with an `nn.identity` of
+the new weight: outputs never alias weights. Kinds without the trait are never folded: `nn.identity`
+(it is what keeps such outputs distinct), MP ops (layers of the datapath, calibrated later) and
+any op with a seed or state; nor is an op without operands.
 
 It also folds shape algebra that would otherwise hide weights from later passes (fold-batchnorm
 wants `nn.matmul(x, @w)`, not `nn.matmul(x, nn.transpose(@w))`): a transpose with the identity
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.ir import Graph, InferError, Op, Rewriter, Value, apply_patterns, known_kinds
+from mpc.ir import Graph, InferError, Op, Rewriter, Value, apply, apply_patterns, known_kinds
 from mpc.passmanager import register_pass
 
 
@@ -34,15 +35,13 @@ def derived_weight(graph: Graph, rw: Rewriter, name: str, array: np.ndarray) -> 
 
 
 def _foldable(op: Op) -> bool:
-    """All operands are weights, and the op is not an identity kept for a graph output."""
-    return bool(op.operands) and all(v.is_weight for v in op.operands) and op.kind != "nn.identity"
+    """The op's kind is declared foldable and all its operands are weights."""
+    return "foldable" in op.opdef.traits and bool(op.operands) and all(v.is_weight for v in op.operands)
 
 
 def _evaluate(graph: Graph, op: Op, rw: Rewriter) -> list[Value]:
     """The new weights an all-weight op computes, through its reference kernel."""
-    with np.errstate(all="ignore"):
-        out = op.opdef.kernel(op.attrs, *(graph.weights[v.name] for v in op.operands))
-    out = out if isinstance(out, tuple) else (out,)
+    out = apply(op, [graph.weights[v.name] for v in op.operands])
     base = f"{op.operands[0].name}.{op.kind.split('.', 1)[1]}"
     arrays = [np.asarray(a, dtype=r.type.dtype.numpy) for a, r in zip(out, op.results)]
     for a, r in zip(arrays, op.results):

@@ -1,10 +1,12 @@
 """mp-calibrate: per-layer γ, balance scale c, gains and offsets of MP ops on calibration data
 (without it the MP approximation's scale and offset are far from the float layer's).
 
-Layers are calibrated in graph order. Two copies of the activations flow forward: the float
-model's (every MP op computed as its exact dense product) and the MP model's (calibrated layers
-as MP). Each layer's input is the MP activation, its target the float pre-bias output, so the
-fit also absorbs the error of the layers before it. Per layer:
+Layers are calibrated in graph order. Two copies of the activations flow forward, both captured by
+`mpc.calib.capture` in float64 on the whole calibration set: the float model's (every MP op computed
+as its exact dense product) and the MP model's (calibrated layers as MP: a hook fits each MP op when
+the run reaches it and substitutes the calibrated op's output). Each layer's input is the MP
+activation, its target the float pre-bias output, so the fit also absorbs the error of the layers
+before it. Per layer:
 1. c ∈ powers of two, starting where |x·c| and |W/c| balance; γ on the grid γD/2 = 2^k (so the
    output constant stays a shift), starting from the bound γ* = K/(√D (ln(1+2D/e))^¼)
    that minimizes the error bound of V. Kotak's thesis "Efficient Training and Memory Optimization
@@ -23,12 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpc import kernels_np as K
+from mpc.calib import capture
 from mpc.data import load_data, random_data
 from mpc.errors import BadFlag
-from mpc.ir import Op, make_op, replace_all_uses, with_attrs
+from mpc.ir import Op, apply, make_op, replace_all_uses, with_attrs
 from mpc.ir.ops_mp import snap_shift_add
 from mpc.passmanager import register_pass
-from mpc.progress import progress_bar
 
 MP_KINDS = ("mp.dot", "mp.conv2d")
 SEARCH_ROWS = 512      # rows (samples or conv patches) used to search γ and c
@@ -72,10 +74,23 @@ def as_rows(op: Op, t: np.ndarray) -> np.ndarray:
 
 def dense(op: Op, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """The exact float product the MP op stands for (no gain, offset or bias)."""
-    if op.kind == "mp.dot":
+    return _dense(op.kind, op.attrs, x, w)
+
+
+def _dense(kind: str, a, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    if kind == "mp.dot":
         return x @ w.T
-    a = op.attrs
     return K.conv2d(x, w, None, a.strides, a.pads, a.dilations, a.group)
+
+
+def _dense_kernel(kind: str):
+    """A kernel running an MP op of `kind` as its dense product (gain and offset unused)."""
+    def kernel(k, x, w, *gain_offset):
+        return _dense(kind, k.attrs, x, w)
+    return kernel
+
+
+DENSE_KERNELS = {kind: _dense_kernel(kind) for kind in MP_KINDS}
 
 
 # -- the search ------------------------------------------------------------------------------
@@ -244,6 +259,33 @@ def _fold_offset(graph, op: Op) -> bool:
     return True
 
 
+def _report_row(op: Op, w: np.ndarray, fit: LayerFit) -> dict:
+    d = int(np.prod(w.shape[1:]))
+    return {"layer": op.loc.node or str(op.loc), "D": d, "H": int(w.shape[0]), "gamma": fit.gamma,
+            "gammaD/2": fit.gamma * d / 2, "c": fit.c, "gain terms": fit.terms,
+            "rel err": round(fit.rel_err, 6), "pearson": round(fit.pearson, 6)}
+
+
+def _calibrate_layers(graph, data, x_float: dict, settings, rng, terms_cap: int, show: dict) -> list[tuple]:
+    """Run the MP network, fitting each MP op on its whole MP input when reached; (op, new op, row) per layer.
+
+    MP ops run as their dense product (cheap), then the hook replaces that output with the calibrated
+    op's, so later layers see the MP activations. One batch: each fit needs every sample."""
+    done = []
+
+    def fit_hook(op: Op, inputs: list, outputs: tuple):
+        if op.kind not in MP_KINDS:
+            return None
+        fit, _ = fit_layer(op, inputs[0], x_float[op.operands[0].name], inputs[1], settings, rng)
+        new = _apply(graph, op, fit, terms_cap)
+        done.append((op, new, _report_row(op, inputs[1], fit)))
+        return apply(new, inputs[:2] + [graph.weights[v.name].astype(np.float64) for v in new.operands[2:]])
+
+    capture(graph, data, batch_size=None, hook=fit_hook, kernels=DENSE_KERNELS, dtype=np.float64,
+            desc="mp-calibrate", **show)
+    return done
+
+
 @register_pass("mp-calibrate", summary="choose γ, balance c, shift-add gains and offsets per MP layer on data")
 def mp_calibrate(graph, ctx) -> dict:
     """Calibrate every MP op in order (see the module docstring)."""
@@ -256,38 +298,18 @@ def mp_calibrate(graph, ctx) -> dict:
     data = _calibration_data(graph, ctx)
     ctx.notes.setdefault("report_sections", {})["Calibration data"] = data.source
     rng = np.random.default_rng(settings.seed)
-    env_f = {id(v): data.feeds[v.name].astype(np.float64) for v in graph.inputs}
-    env_m = dict(env_f)
     rows, folded = [], 0
     mp_ops = [op for op in graph.ops if op.kind in MP_KINDS]
-    bar = progress_bar(total=len(mp_ops), desc="mp-calibrate", quiet=ctx.quiet,
-                       progress=getattr(settings, "progress", False))
+    show = {"quiet": ctx.quiet, "progress": getattr(settings, "progress", False)}
     terms_cap = settings.get("gain-terms", 2) if settings.get("gain", "shift-add") == "shift-add" else 0
-
-    def val(env, v):
-        return graph.weights[v.name].astype(np.float64) if v.is_weight else env[id(v)]
-
-    for i, op in enumerate(list(graph.ops)):
-        if op.kind not in MP_KINDS:
-            with np.errstate(all="ignore"):
-                for env in (env_f, env_m):
-                    out = op.opdef.kernel(op.attrs, *[val(env, v) for v in op.operands])
-                    for r, a in zip(op.results, out if isinstance(out, tuple) else (out,)):
-                        env[id(r)] = a
-            continue
-        w = graph.weights[op.operands[1].name].astype(np.float64)
-        fit, target = fit_layer(op, env_m[id(op.operands[0])], env_f[id(op.operands[0])], w, settings, rng)
-        new = _apply(graph, op, fit, terms_cap)
-        graph.ops[i] = new
+    # the float network: every MP op as its exact dense product; each MP op's input there is its target's
+    x_float = capture(graph, data, [op.operands[0] for op in mp_ops], batch_size=None, kernels=DENSE_KERNELS,
+                      dtype=np.float64, desc="mp-calibrate (float)", **show) if mp_ops else {}
+    layers = _calibrate_layers(graph, data, x_float, settings, rng, terms_cap, show) if mp_ops else []
+    for op, new, row in layers:
+        graph.ops[graph.ops.index(op)] = new
         replace_all_uses(graph, op.result, new.result)
-        env_f[id(new.result)] = target
-        env_m[id(new.result)] = new.opdef.kernel(new.attrs, *[val(env_m, v) for v in new.operands])
-        d = int(np.prod(w.shape[1:]))
-        rows.append({"layer": op.loc.node or str(op.loc), "D": d, "H": int(w.shape[0]), "gamma": fit.gamma,
-                     "gammaD/2": fit.gamma * d / 2, "c": fit.c, "gain terms": fit.terms,
-                     "rel err": round(fit.rel_err, 6), "pearson": round(fit.pearson, 6)})
-        bar.update()
-    bar.close()
+        rows.append(row)
     for op in graph.ops:
         if op.kind in MP_KINDS and len(op.operands) == 4:
             folded += _fold_offset(graph, op)

@@ -161,13 +161,15 @@ def random_feeds(graph: Graph, key: str, first: int = 3) -> dict[str, np.ndarray
             for v in graph.inputs}
 
 
-def _dense_dot(a, x, w, gain, offset=None):
+def _dense_dot(k, x, w, gain, offset=None):
+    a = k.attrs
     y = np.matmul(x * x.dtype.type(a.c), (w / w.dtype.type(a.c)).T) * gain
     return (y if offset is None else y + offset).astype(x.dtype)
 
 
-def _dense_conv(a, x, w, gain, offset=None):
+def _dense_conv(k, x, w, gain, offset=None):
     from mpc.kernels_np import conv2d
+    a = k.attrs
     y = conv2d(x * x.dtype.type(a.c), w / w.dtype.type(a.c), None, a.strides, a.pads, a.dilations, a.group)
     y = y * gain.reshape(1, -1, 1, 1)
     return (y if offset is None else y + offset.reshape(1, -1, 1, 1)).astype(x.dtype)

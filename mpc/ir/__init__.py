@@ -4,8 +4,18 @@ Other code imports from `mpc.ir` only. Op families are imported here by an expli
 """
 from mpc.ir import ops_mp, ops_nn  # noqa: F401  (op families: register nn.*, mp.* kinds)
 from mpc.ir.core import Graph, Op, Value, clone, sanitize
-from mpc.ir.interp import check_feeds, run
-from mpc.ir.opdefs import InferError, NoAttrs, OpDef, define, known_kinds, lookup
+from mpc.ir.interp import apply, check_feeds, run
+from mpc.ir.opdefs import (
+           TRAITS,
+           InferError,
+           KernelContext,
+           NoAttrs,
+           OpDef,
+           define,
+           fresh_registry,
+           known_kinds,
+           lookup,
+)
 from mpc.ir.parser import parse
 from mpc.ir.printer import print_graph
 from mpc.ir.rewrite import (
@@ -23,20 +33,24 @@ from mpc.ir.verify import verify_graph
 FAMILIES = ["nn", "mp"]
 
 __all__ = [
+           "TRAITS",
            "DType",
            "Graph",
            "InferError",
+           "KernelContext",
            "NoAttrs",
            "Op",
            "OpDef",
            "Rewriter",
            "TensorType",
            "Value",
+           "apply",
            "apply_patterns",
            "check_feeds",
            "clone",
            "define",
            "erase",
+           "fresh_registry",
            "insert_before",
            "known_kinds",
            "lookup",

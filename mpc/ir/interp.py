@@ -2,15 +2,22 @@
 
 It is the reference semantics of the IR (used by snippet tests and `mpc verify`); kernels come
 from the op declarations, values are freed after their last use unless asked to keep them.
+
+`apply(op, arrays)` runs one op and is the only caller of kernels: the interpreter, constant
+folding and calibration (`mpc.calib`) all go through it, so every kernel sees the same context
+(`KernelContext`: attributes, operand and result types, seeded RNG), floating-point warnings are
+silenced the same way (NaN and infinity are values, checked where they matter), and a kernel's
+ValueError becomes a `KernelError` naming the op kind and its location.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from mpc.errors import BadInput, KernelError
 from mpc.ir.core import Graph, Op
+from mpc.ir.opdefs import KernelContext
 from mpc.ir.types import out_of_range
 
 
@@ -42,22 +49,22 @@ def _last_uses(graph: Graph) -> dict[int, int]:
     return last
 
 
-def _run_op(graph: Graph, op: Op, args: list[np.ndarray], kernels=None):
-    kernel = (kernels or {}).get(op.kind) or op.opdef.kernel
+def apply(op: Op, arrays: Sequence[np.ndarray], kernel: Callable | None = None) -> tuple[np.ndarray, ...]:
+    """Run `op`'s kernel (or `kernel`, same signature) on its operand arrays; its results as a tuple."""
+    k = KernelContext(op.attrs, tuple(v.type for v in op.operands), tuple(r.type for r in op.results))
     try:
         with np.errstate(all="ignore"):
-            out = kernel(op.attrs, *args)
+            out = (kernel or op.opdef.kernel)(k, *arrays)
     except ValueError as e:
         raise KernelError(f"op '{op.kind}' at {op.loc}: {e}") from None
-    out = out if isinstance(out, tuple) else (out,)
-    return out
+    return out if isinstance(out, tuple) else (out,)
 
 
 def run(graph: Graph, feeds: Mapping[str, np.ndarray], keep_all: bool = False,
         kernels: Mapping | None = None) -> dict[str, np.ndarray]:
     """Run `graph`; returns outputs by name, or every value by name when `keep_all`.
 
-    `kernels` overrides the declared kernel of some op kinds (kind -> fn(attrs, *arrays)).
+    `kernels` overrides the declared kernel of some op kinds (kind -> fn(k, *arrays)).
     """
     env: dict[int, np.ndarray] = {}
     checked = check_feeds(graph, feeds)
@@ -68,7 +75,7 @@ def run(graph: Graph, feeds: Mapping[str, np.ndarray], keep_all: bool = False,
     kept: dict[str, np.ndarray] = {}
     for i, op in enumerate(graph.ops):
         args = [graph.weights[v.name] if v.is_weight else env[id(v)] for v in op.operands]
-        for r, a in zip(op.results, _run_op(graph, op, args, kernels)):
+        for r, a in zip(op.results, apply(op, args, (kernels or {}).get(op.kind))):
             env[id(r)] = a
             if keep_all:
                 kept[r.name] = a

@@ -1,22 +1,43 @@
 """Op declarations: each op kind is declared once, with operand roles, a typed attribute
-dataclass, type inference, an optional extra verifier and its reference NumPy kernel.
+dataclass, type inference, an optional extra verifier, its traits and its reference NumPy kernel.
 
 Printing, parsing, verification, the interpreter and `mpc ops` all derive from this one
 declaration. Families (`nn`, `mp`, ...) live in one module each and register at import.
+
+A kernel is `kernel(k, *arrays) -> array | tuple of arrays`, where `k` is a `KernelContext`: the
+op's attributes (`k.attrs`), its operand and result types (`k.in_types`, `k.out_types`: what a
+fixed-point kernel needs to know besides the stored integers) and `k.rng`, a NumPy Generator seeded
+from the op's `seed` attribute when it has one (stochastic ops), else from `DEFAULT_SEED`, so every
+run is deterministic. Only `mpc.ir.interp.apply` calls kernels.
+
+Traits say what passes may assume about an op kind (`TRAITS`):
+- `pure`: the results are a function of the operands and attributes only (no state, no RNG);
+- `foldable`: `fold-constants` may evaluate it when all operands are weights (implies `pure`);
+- `stateful`: the kernel keeps state along the leading time axis (excludes `pure`).
+
+Op kinds live in a `Registry`. The default one is filled at import and never changed afterwards;
+`fresh_registry()` makes a copy current for a `with` block, so tests can declare op kinds without
+touching it.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import enum
+import functools
 import math
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from mpc.ir.types import DType, TensorType, TypeSyntaxError
 
-_REGISTRY: dict[str, OpDef] = {}
+TRAITS = ("pure", "foldable", "stateful")
+DEFAULT_SEED = 0
 
 
 class InferError(ValueError):
@@ -33,8 +54,9 @@ class OpDef:
     """The one declaration of an op kind.
 
     operands: role names; a trailing '?' marks an optional operand, a trailing '*' a variadic
-    tail (one or more). infer(types, attrs) -> result types; kernel(attrs, *arrays) -> array or
-    tuple of arrays; verify(op, graph) may raise InferError for checks that types alone cannot express.
+    tail (one or more). infer(types, attrs) -> result types; kernel(k, *arrays) -> array or tuple
+    of arrays, k a KernelContext; verify(op, graph) may raise InferError for checks that types alone
+    cannot express; traits: a subset of TRAITS.
     """
 
     kind: str
@@ -45,6 +67,7 @@ class OpDef:
     attrs: type = NoAttrs
     results: int = 1
     verify: Callable[[Any, Any], None] | None = None
+    traits: frozenset[str] = frozenset()
 
     @property
     def family(self) -> str:
@@ -131,30 +154,79 @@ def _coerce_dtype(value, where: str) -> DType:
         raise InferError(f"{where}: {e}") from None
 
 
+class KernelContext:
+    """What a kernel sees besides its arrays: attributes, operand and result types, a seeded RNG."""
+
+    def __init__(self, attrs: Any, in_types: tuple[TensorType, ...], out_types: tuple[TensorType, ...]):
+        self.attrs, self.in_types, self.out_types = attrs, in_types, out_types
+
+    @functools.cached_property
+    def rng(self) -> np.random.Generator:
+        """A Generator seeded from the `seed` attribute, or DEFAULT_SEED (made on first use: most kernels need none)."""
+        return np.random.default_rng(getattr(self.attrs, "seed", DEFAULT_SEED))
+
+
+def check_traits(kind: str, traits: frozenset[str]) -> None:
+    """RuntimeError when traits are unknown or contradict each other (a declaration bug)."""
+    unknown = sorted(traits - set(TRAITS))
+    if unknown:
+        raise RuntimeError(f"op kind '{kind}': unknown trait '{unknown[0]}' (expected one of: {', '.join(TRAITS)})")
+    if "foldable" in traits and "pure" not in traits:
+        raise RuntimeError(f"op kind '{kind}': 'foldable' needs 'pure'")
+    if "stateful" in traits and "pure" in traits:
+        raise RuntimeError(f"op kind '{kind}': 'stateful' contradicts 'pure'")
+
+
+class Registry:
+    """Op kinds by name."""
+
+    def __init__(self, ops: dict[str, OpDef] | None = None):
+        self.ops: dict[str, OpDef] = dict(ops or {})
+
+    def register(self, opdef: OpDef) -> OpDef:
+        """Add an op kind; RuntimeError when it is declared twice or badly."""
+        if opdef.kind in self.ops:
+            raise RuntimeError(f"op kind '{opdef.kind}' declared twice")
+        if not dataclasses.is_dataclass(opdef.attrs) or not opdef.attrs.__dataclass_params__.frozen:
+            raise RuntimeError(f"attributes of '{opdef.kind}' must be a frozen dataclass")
+        check_traits(opdef.kind, opdef.traits)
+        self.ops[opdef.kind] = opdef
+        return opdef
+
+
+DEFAULT_REGISTRY = Registry()
+_current: contextvars.ContextVar[Registry] = contextvars.ContextVar("mpc_op_registry", default=DEFAULT_REGISTRY)
+
+
+@contextlib.contextmanager
+def fresh_registry() -> Iterator[Registry]:
+    """Inside the block, a copy of the current registry is the one define, lookup and parse use (for tests)."""
+    token = _current.set(Registry(_current.get().ops))
+    try:
+        yield _current.get()
+    finally:
+        _current.reset(token)
+
+
 def register(opdef: OpDef) -> OpDef:
-    """Add an op kind to the registry (done once, at import of its family module)."""
-    if opdef.kind in _REGISTRY:
-        raise RuntimeError(f"op kind '{opdef.kind}' declared twice")
-    if not dataclasses.is_dataclass(opdef.attrs) or not opdef.attrs.__dataclass_params__.frozen:
-        raise RuntimeError(f"attributes of '{opdef.kind}' must be a frozen dataclass")
-    _REGISTRY[opdef.kind] = opdef
-    return opdef
+    """Add an op kind to the current registry (done once, at import of its family module)."""
+    return _current.get().register(opdef)
 
 
 def define(kind: str, operands: tuple[str, ...], summary: str, infer, kernel, attrs: type = NoAttrs,
-           results: int = 1, verify=None) -> OpDef:
+           results: int = 1, verify=None, traits: Iterable[str] = ()) -> OpDef:
     """Declare and register an op kind."""
-    return register(OpDef(kind, tuple(operands), summary, infer, kernel, attrs, results, verify))
+    return register(OpDef(kind, tuple(operands), summary, infer, kernel, attrs, results, verify, frozenset(traits)))
 
 
 def lookup(kind: str) -> OpDef:
     """The declaration of `kind`; KeyError when unknown."""
-    return _REGISTRY[kind]
+    return _current.get().ops[kind]
 
 
 def known_kinds() -> list[str]:
     """Every registered op kind, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(_current.get().ops)
 
 
 def attr_is_default(field: dataclasses.Field, value) -> bool:
@@ -167,14 +239,3 @@ def attr_is_default(field: dataclasses.Field, value) -> bool:
     if isinstance(d, float) and isinstance(value, float) and math.copysign(1, d) != math.copysign(1, value):
         return False
     return type(d) is type(value) and d == value
-
-
-class ScratchOps:
-    """`with ScratchOps():` op kinds defined inside are dropped on exit (for tests)."""
-
-    def __enter__(self) -> None:
-        self._saved = dict(_REGISTRY)   # the families are registered: mpc.ir imports them before this module
-
-    def __exit__(self, *exc) -> None:
-        _REGISTRY.clear()
-        _REGISTRY.update(self._saved)

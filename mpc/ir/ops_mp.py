@@ -123,21 +123,25 @@ def _gain_verify(op, graph) -> None:
                              f"signed power-of-two terms")
 
 
-def _dot(a, x, w, gain, offset=None):
+def _dot(k, x, w, gain, offset=None):
     from mpc.mp import mp_dot
-    return K.mp_dense(mp_dot, x, w, gain, offset, a.gamma, a.c)
+    return K.mp_dense(mp_dot, x, w, gain, offset, k.attrs.gamma, k.attrs.c)
 
 
-def _conv(a, x, w, gain, offset=None):
+def _conv(k, x, w, gain, offset=None):
     from mpc.ir.ops_nn import folded
     from mpc.mp import mp_dot
+    a = k.attrs
     return folded(functools.partial(K.mp_conv2d, mp_dot))(x, w, gain, offset, a.gamma, a.c, a.strides, a.pads,
                                                           a.dilations, a.group)
 
 
+# Pure but not foldable: an MP op is a layer of the multiplierless datapath whose γ, c, gains and
+# offsets mp-calibrate sets later; evaluating it on weights would bake the uncalibrated approximation
+# into a float constant and drop the layer from the datapath.
 define("mp.dot", ("x", "w", "gain", "offset?"), "gain * y_MP(x*c, w/c; gamma) + offset",
-       _dot_infer, _dot, MPDotAttrs, verify=_gain_verify)
+       _dot_infer, _dot, MPDotAttrs, verify=_gain_verify, traits=("pure",))
 define("mp.conv2d", ("x", "w", "gain", "offset?"), "MP over the im2col patches of a 2-D convolution",
-       _conv_infer, _conv, MPConvAttrs, verify=_gain_verify)
+       _conv_infer, _conv, MPConvAttrs, verify=_gain_verify, traits=("pure",))
 
 __all__ = ["MPConvAttrs", "MPDotAttrs", "is_power_of_two", "shift_add_terms", "snap_shift_add"]

@@ -15,6 +15,11 @@ from mpc import kernels_np as K
 from mpc.ir.opdefs import InferError, define
 from mpc.ir.types import FLOATS, DType, TensorType, broadcast_shapes
 
+# Every nn op is pure (inference semantics: dropout is the identity, batchnorm uses its running
+# statistics) and, but for nn.identity, foldable: on weights it computes a new weight.
+PURE = frozenset({"pure"})
+FOLDABLE = frozenset({"pure", "foldable"})
+
 
 # -- type inference helpers ---------------------------------------------------------------
 def _float(t: TensorType, role: str = "operand") -> None:
@@ -99,28 +104,30 @@ def _cast_infer(types, a):
     return [TensorType(a.to, types[0].shape)]
 
 
-def _clip(a, x):
-    return np.clip(x, x.dtype.type(a.min), x.dtype.type(a.max))
+def _clip(k, x):
+    return np.clip(x, x.dtype.type(k.attrs.min), x.dtype.type(k.attrs.max))
 
 
 for _k, _fn, _s in [("nn.add", np.add, "elementwise a + b (broadcasting)"),
                     ("nn.sub", np.subtract, "elementwise a - b (broadcasting)"),
                     ("nn.mul", np.multiply, "elementwise a * b (broadcasting)"),
                     ("nn.div", np.divide, "elementwise a / b (broadcasting)")]:
-    define(_k, ("a", "b"), _s, _binary, (lambda f: lambda a, x, y: f(x, y))(_fn))
+    define(_k, ("a", "b"), _s, _binary, (lambda f: lambda k, x, y: f(x, y))(_fn), traits=FOLDABLE)
 
-define("nn.relu", ("x",), "max(x, 0)", _unary, lambda a, x: np.maximum(x, x.dtype.type(0)))
+define("nn.relu", ("x",), "max(x, 0)", _unary, lambda k, x: np.maximum(x, x.dtype.type(0)), traits=FOLDABLE)
 define("nn.leaky_relu", ("x",), "x if x >= 0 else alpha * x", _unary,
-       lambda a, x: np.where(x >= 0, x, x * x.dtype.type(a.alpha)), LeakyReluAttrs)
-define("nn.sigmoid", ("x",), "1 / (1 + exp(-x))", _unary, lambda a, x: K.sigmoid(x))
-define("nn.tanh", ("x",), "hyperbolic tangent", _unary, lambda a, x: np.tanh(x))
+       lambda k, x: np.where(x >= 0, x, x * x.dtype.type(k.attrs.alpha)), LeakyReluAttrs, traits=FOLDABLE)
+define("nn.sigmoid", ("x",), "1 / (1 + exp(-x))", _unary, lambda k, x: K.sigmoid(x), traits=FOLDABLE)
+define("nn.tanh", ("x",), "hyperbolic tangent", _unary, lambda k, x: np.tanh(x), traits=FOLDABLE)
 define("nn.softmax", ("x",), "softmax along one axis", _softmax_infer,
-       lambda a, x: K.softmax(x, a.axis), AxisAttrs)
-define("nn.clip", ("x",), "clamp to [min, max]", _clip_infer, _clip, ClipAttrs)
-define("nn.identity", ("x",), "the operand unchanged", lambda t, a: [t[0]], lambda a, x: x)
-define("nn.dropout", ("x",), "inference-mode dropout (identity)", lambda t, a: [t[0]], lambda a, x: x,
-       DropoutAttrs)
-define("nn.cast", ("x",), "convert to a float dtype", _cast_infer, lambda a, x: x.astype(a.to.numpy), CastAttrs)
+       lambda k, x: K.softmax(x, k.attrs.axis), AxisAttrs, traits=FOLDABLE)
+define("nn.clip", ("x",), "clamp to [min, max]", _clip_infer, _clip, ClipAttrs, traits=FOLDABLE)
+# not foldable: an identity is what keeps a graph output distinct from a weight (see fold-constants)
+define("nn.identity", ("x",), "the operand unchanged", lambda t, a: [t[0]], lambda k, x: x, traits=PURE)
+define("nn.dropout", ("x",), "inference-mode dropout (identity)", lambda t, a: [t[0]], lambda k, x: x,
+       DropoutAttrs, traits=FOLDABLE)
+define("nn.cast", ("x",), "convert to a float dtype", _cast_infer,
+       lambda k, x: x.astype(k.out_types[0].dtype.numpy), CastAttrs, traits=FOLDABLE)
 
 
 # -- matmul, gemm -------------------------------------------------------------------------
@@ -169,11 +176,15 @@ def _gemm_infer(types, a):
     return [x.with_shape(out)]
 
 
+def _gemm(k, x, w, c=None):
+    a = k.attrs
+    return K.gemm(x, w, c, a.alpha, a.beta, a.trans_a, a.trans_b)
+
+
 define("nn.matmul", ("a", "b"), "matrix product with NumPy/ONNX MatMul semantics", _matmul_infer,
-       lambda a, x, w: np.matmul(x, w))
-define("nn.gemm", ("a", "b", "c?"), "alpha * op(a) @ op(b) + beta * c (ONNX Gemm)", _gemm_infer,
-       lambda a, x, w, c=None: K.gemm(x, w, c, a.alpha, a.beta, a.trans_a, a.trans_b),
-       GemmAttrs)
+       lambda k, x, w: np.matmul(x, w), traits=FOLDABLE)
+define("nn.gemm", ("a", "b", "c?"), "alpha * op(a) @ op(b) + beta * c (ONNX Gemm)", _gemm_infer, _gemm,
+       GemmAttrs, traits=FOLDABLE)
 
 
 # -- convolution and pooling --------------------------------------------------------------
@@ -255,16 +266,33 @@ def _gap_infer(types, a):
     return [x.with_shape(x.shape[:2] + (1,) * (x.rank - 2))]
 
 
+def _conv(k, x, w, b=None):
+    a = k.attrs
+    return folded(K.conv2d)(x, w, b, a.strides, a.pads, a.dilations, a.group)
+
+
+def _maxpool(k, x):
+    a = k.attrs
+    return folded(K.maxpool2d)(x, a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode)
+
+
+def _avgpool(k, x):
+    a = k.attrs
+    return folded(K.avgpool2d)(x, a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode, a.count_include_pad)
+
+
+def _global_avgpool(k, x):
+    return x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float64).astype(x.dtype)
+
+
 define("nn.conv2d", ("x", "w", "b?"), "2-D convolution, [..,N]CHW, weights MCkk (ONNX Conv)", _conv_infer,
-       lambda a, x, w, b=None: folded(K.conv2d)(x, w, b, a.strides, a.pads, a.dilations, a.group),
-       ConvAttrs)
-define("nn.maxpool2d", ("x",), "2-D max pooling, [..,N]CHW (ONNX MaxPool)", _pool_infer,
-       lambda a, x: folded(K.maxpool2d)(x, a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode), PoolAttrs)
-define("nn.avgpool2d", ("x",), "2-D average pooling, [..,N]CHW (ONNX AveragePool)", _pool_infer,
-       lambda a, x: folded(K.avgpool2d)(x, a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode,
-                                        a.count_include_pad), PoolAttrs)
-define("nn.global_avgpool", ("x",), "mean over all spatial dims, kept as size 1", _gap_infer,
-       lambda a, x: x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float64).astype(x.dtype))
+       _conv, ConvAttrs, traits=FOLDABLE)
+define("nn.maxpool2d", ("x",), "2-D max pooling, [..,N]CHW (ONNX MaxPool)", _pool_infer, _maxpool, PoolAttrs,
+       traits=FOLDABLE)
+define("nn.avgpool2d", ("x",), "2-D average pooling, [..,N]CHW (ONNX AveragePool)", _pool_infer, _avgpool,
+       PoolAttrs, traits=FOLDABLE)
+define("nn.global_avgpool", ("x",), "mean over all spatial dims, kept as size 1", _gap_infer, _global_avgpool,
+       traits=FOLDABLE)
 
 
 # -- normalization ------------------------------------------------------------------------
@@ -286,7 +314,7 @@ def _bn_infer(types, a):
 
 define("nn.batchnorm", ("x", "scale", "bias", "mean", "var"), "inference BatchNormalization over axis 1",
        _bn_infer,
-       lambda a, x, *p: K.batchnorm(x, *p, a.epsilon), BatchNormAttrs)
+       lambda k, x, *p: K.batchnorm(x, *p, k.attrs.epsilon), BatchNormAttrs, traits=FOLDABLE)
 
 
 # -- shape ops ----------------------------------------------------------------------------
@@ -369,8 +397,8 @@ def _reshape_dims(shape_in, target):
     return tuple(fill if d == -1 else d for d in out)
 
 
-def _reshape(a, x):
-    return x.reshape([x.shape[i] if d == 0 else d for i, d in enumerate(a.shape)])
+def _reshape(k, x):
+    return x.reshape([x.shape[i] if d == 0 else d for i, d in enumerate(k.attrs.shape)])
 
 
 def _transpose_infer(types, a):
@@ -420,17 +448,19 @@ def _unsqueeze_infer(types, a):
     return [x.with_shape(tuple(dims))]
 
 
-def _unsqueeze(a, x):
-    return np.expand_dims(x, tuple(_squeeze_axes(a, x.ndim + len(a.axes))))
+def _unsqueeze(k, x):
+    return np.expand_dims(x, tuple(_squeeze_axes(k.attrs, x.ndim + len(k.attrs.axes))))
 
 
 define("nn.flatten", ("x",), "collapse to 2-D at axis (ONNX Flatten)", _flatten_infer,
-       lambda a, x: x.reshape(int(np.prod(x.shape[:_flatten_axis(a.axis, x.ndim)])), -1), FlattenAttrs)
+       lambda k, x: x.reshape(int(np.prod(x.shape[:_flatten_axis(k.attrs.axis, x.ndim)])), -1), FlattenAttrs,
+       traits=FOLDABLE)
 define("nn.reshape", ("x",), "reshape to a constant shape (0 copies a dim, -1 infers one)",
-       lambda t, a: [t[0].with_shape(_reshape_dims(t[0].shape, a.shape))], _reshape, ReshapeAttrs)
-define("nn.transpose", ("x",), "permute dims", _transpose_infer, lambda a, x: np.transpose(x, a.perm), PermAttrs)
+       lambda t, a: [t[0].with_shape(_reshape_dims(t[0].shape, a.shape))], _reshape, ReshapeAttrs, traits=FOLDABLE)
+define("nn.transpose", ("x",), "permute dims", _transpose_infer, lambda k, x: np.transpose(x, k.attrs.perm),
+       PermAttrs, traits=FOLDABLE)
 define("nn.concat", ("xs*",), "join along an axis", _concat_infer,
-       lambda a, *xs: np.concatenate(xs, axis=a.axis), AxisAttrs)
+       lambda k, *xs: np.concatenate(xs, axis=k.attrs.axis), AxisAttrs, traits=FOLDABLE)
 define("nn.squeeze", ("x",), "drop size-1 dims", _squeeze_infer,
-       lambda a, x: np.squeeze(x, tuple(_squeeze_axes(a, x.ndim))), AxesAttrs)
-define("nn.unsqueeze", ("x",), "insert size-1 dims", _unsqueeze_infer, _unsqueeze, AxesAttrs)
+       lambda k, x: np.squeeze(x, tuple(_squeeze_axes(k.attrs, x.ndim))), AxesAttrs, traits=FOLDABLE)
+define("nn.unsqueeze", ("x",), "insert size-1 dims", _unsqueeze_infer, _unsqueeze, AxesAttrs, traits=FOLDABLE)

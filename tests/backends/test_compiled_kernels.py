@@ -4,8 +4,11 @@ Every case is an ONNX model (Conv [+ Relu] [+ MaxPool], or MaxPool alone) conver
 `mpc convert`; the emitted model.py runs and is compared with onnxruntime on the source model.
 The geometry sweep covers the kernel's branches: kernel widths 1/3/5/7 (the unrolled rows and the
 generic loop), 4-channel blocks plus single-channel tails, groups and depthwise, padding,
-dilation, strided convs (the NumPy fallback), pool windows with pads, ceil mode and dilation,
-float64, and a batch that does not split evenly over threads.
+dilation, strided convs (rewritten into stride-1 convs over phase images: strides 2 and 3,
+rectangular, with dilation, groups, depthwise, pads, 1x1, a stride larger than the kernel, and a
+fused pool), pool windows with pads, ceil mode and dilation, float64, and a batch that does not
+split evenly over threads. Every float conv runs the compiled kernel, so a sample's result is the
+same bytes in any batch on any CPU: no BLAS call, whose rounding depends on the matrix size.
 """
 from __future__ import annotations
 
@@ -81,7 +84,19 @@ CASES = {
     "grouped": ((3, 6, 10, 10), (8, 3, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}, True, P22),
     "depthwise": ((3, 5, 9, 9), (5, 1, 3, 3), {"group": 5}, False, None),
     "dilated": ((2, 3, 13, 13), (4, 3, 3, 3), {"dilations": [2, 3]}, True, None),
-    "strided_fallback": ((2, 3, 11, 11), (4, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}, True, P22),
+    "strided_pads_pool": ((2, 3, 11, 11), (4, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}, True, P22),
+    "strided3_dilated": ((2, 3, 17, 16), (5, 3, 3, 3), {"strides": [3, 3], "dilations": [2, 2]}, True, None),
+    "strided_dilation_eq_stride": ((2, 2, 13, 13), (4, 2, 3, 3), {"strides": [2, 2], "dilations": [2, 2]},
+                                   False, None),
+    "strided_grouped": ((3, 6, 12, 12), (8, 3, 3, 3), {"strides": [2, 2], "group": 2, "pads": [1, 1, 1, 1]},
+                        False, None),
+    "strided_depthwise": ((3, 5, 13, 13), (5, 1, 3, 3), {"strides": [2, 2], "group": 5, "pads": [1, 1, 1, 1]},
+                          True, None),
+    "strided_rect": ((2, 3, 14, 17), (6, 3, 5, 4), {"strides": [2, 3], "pads": [2, 1, 1, 2]}, True, P22),
+    "strided_k7_pool_pads": ((2, 3, 20, 20), (4, 3, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}, True,
+                             {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    "strided_1x1": ((2, 6, 9, 9), (7, 6, 1, 1), {"strides": [2, 2]}, False, None),
+    "strided3_k2": ((2, 2, 11, 10), (4, 2, 2, 2), {"strides": [3, 3], "pads": [0, 1, 2, 0]}, True, None),
     "pool_pads_ceil": ((3, 2, 12, 12), (5, 2, 3, 3), {}, True,
                        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": 1}),
     "pool_dilated": ((2, 2, 14, 14), (4, 2, 3, 3), {}, False,
@@ -190,6 +205,19 @@ def test_standalone_maxpool_matches_onnxruntime(tmp_path, attrs):
     _, text, got = _convert_and_run(tmp_path, model, x)
     assert "maxpool2d_fast(" in text
     _close(got, _ort(model, x))
+
+
+def test_float_convs_never_reach_the_numpy_fallback(cases, monkeypatch):
+    """Strided float convs run the compiled kernel too: the im2col reference (a BLAS matmul,
+    whose rounding depends on the matrix size) is not called."""
+    module, _, feeds, refs = cases
+
+    def refuse(*args):
+        raise AssertionError("conv2d fallback called")
+    monkeypatch.setitem(module.conv2d_fused.__globals__, "conv2d", refuse)  # the kernel module's fallback
+    got = module.run(feeds)
+    for name in refs:
+        _close(got[name], refs[name])
 
 
 def test_results_do_not_depend_on_thread_count(cases):

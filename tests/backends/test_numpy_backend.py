@@ -17,8 +17,7 @@ from mpc.backends.numpy_backend import render_model
 
 from mpc.cli import main
 from mpc.errors import UnsupportedOp
-from mpc.ir import define, known_kinds, parse
-from mpc.ir.opdefs import ScratchOps
+from mpc.ir import define, fresh_registry, known_kinds, parse
 
 TOL = 2e-5
 
@@ -100,10 +99,10 @@ def test_model_py_rejects_wrong_input_shape(tmp_path):
 # -- an op kind the backend cannot render -------------------------------------------------
 @pytest.fixture
 def noop_kind():
-    """A test-only op kind with verifier and kernel but no NumPy rendering, dropped after the test."""
-    with ScratchOps():
+    """A test-only op kind with verifier and kernel but no NumPy rendering, in a fresh op registry."""
+    with fresh_registry():
         define("test.noop", ("x",), "test only: identity without a backend rendering",
-               lambda types, attrs: [types[0]], lambda attrs, x: x)
+               lambda types, attrs: [types[0]], lambda k, x: x)
         yield
     assert "test.noop" not in known_kinds()
 

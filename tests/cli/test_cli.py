@@ -213,8 +213,12 @@ def test_model_py_runs_standalone(converted, tmp_path, name, model, data):
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
 def test_model_py_imports_only_numpy(converted, name):
     tree_ = ast.parse((converted[name] / "model.py").read_text())
+    # the compiled kernels are embedded as text (_..._KERNELS = r'''...''') and loaded as a module
+    trees = [tree_] + [ast.parse(n.value.value) for n in tree_.body if isinstance(n, ast.Assign)
+                       and isinstance(n.value, ast.Constant) and n.targets[0].id.endswith("_KERNELS")]
+    assert len(trees) == (2 if name == "cnn" else 1)
     imported = set()
-    for node in ast.walk(tree_):
+    for node in (n for t in trees for n in ast.walk(t)):
         if isinstance(node, ast.Import):
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -246,11 +250,12 @@ def test_run_matches_onnxruntime_and_refuses_to_overwrite(converted, tmp_path, c
 
 
 def test_run_in_new_processes_reuses_the_compiled_kernels(converted, tmp_path):
-    """numba caches model.py's kernels in __pycache__ beside it and, loading them in a later
-    process, imports model.py again by the module name that compiled them: `mpc run`, then
-    `mpc run` again, then model.py as a script, then `mpc run` must all work on one folder."""
+    """numba caches the kernels beside their module in the user cache (XDG_CACHE_HOME, a temporary
+    folder in the tests) and, loading them in a later process, imports that module again by name:
+    `mpc run`, then `mpc run` again, then model.py as a script, then `mpc run` must all work on one
+    folder, and nothing is cached beside model.py."""
     folder = tmp_path / "cnn"
-    shutil.copytree(converted["cnn"], folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(converted["cnn"], folder)
     ref = ort_run(CNN, {"input": npz(CNN_DATA)["input"]})["logits"]
     mpc_run = [sys.executable, "-m", "mpc", "run", str(folder), "--data", str(CNN_DATA), "-q", "-o"]
     script = [sys.executable, str(folder / "model.py"), str(CNN_DATA), "-o"]
@@ -260,7 +265,8 @@ def test_run_in_new_processes_reuses_the_compiled_kernels(converted, tmp_path):
                               timeout=300)
         assert proc.returncode == 0, (i, proc.stderr)
         assert_close(npz(pred)["logits"], ref)
-    assert list((folder / "__pycache__").glob("*.nbi")), "no numba cache written"
+    assert list(Path(os.environ["XDG_CACHE_HOME"]).glob("mpc/kernels/*/__pycache__/*.nbi")), "no numba cache"
+    assert not list(folder.glob("**/*.nbi")), "numba cache beside model.py"
 
 
 # -- verify -------------------------------------------------------------------------------

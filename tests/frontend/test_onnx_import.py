@@ -341,6 +341,7 @@ def test_load_file_and_mpc_round_trip(tmp_path):
     again = load(str(tmp_path / "out" / "model.mpc"))
     assert again.onnx_model is None and print_graph(again.graph) == text
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    # exact: the same graph on the same array makes the same BLAS calls (same sizes, same process)
     np.testing.assert_array_equal(run(again.graph, {"x": x})["logits"], run(loaded.graph, {"x": x})["logits"])
 
 

@@ -116,15 +116,27 @@ def test_data_times_data_matmul_is_rejected(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_nan_data_names_the_layer(tmp_path, capsys):
+def test_nan_data_is_refused_naming_file_and_input(tmp_path, capsys):
     d = np.load(MLP_DATA[1])
     x = d["input"][:8].copy()
     x[3, 5] = np.nan
     bad = tmp_path / "nan.npz"
     np.savez(bad, input=x)
     assert main(["verify", MLP, "--target", "mp", "--calib", MLP_DATA[0], "--data", str(bad), "-q"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("mpc: error:") and "mp.dot" in err[0] and "NaN" in err[0], err
+    err = capsys.readouterr().err
+    assert err == f"mpc: error: {bad}: input 'input' contains NaN or infinite values (first at sample 3)\n"
+
+
+def test_nan_reaching_an_mp_kernel_names_the_layer():
+    """Data checks stop NaN at the door; a NaN that reaches an MP kernel anyway (a caller of the
+    interpreter) is a KernelError naming the op kind and its source node."""
+    from mpc.errors import KernelError
+    from mpc.ir import run
+    compiled = compile_model(MLP, Settings(target="mp", calib=MLP_DATA[0], quiet=True))
+    x = np.load(MLP_DATA[1])["input"][:8].copy()
+    x[3, 5] = np.nan
+    with pytest.raises(KernelError, match=r"op 'mp\.dot' at node '/0/Gemm'.*NaN"):
+        run(compiled.graph, {"input": x})
 
 
 def test_gamma_flag_is_mp_only(capsys):
