@@ -366,7 +366,7 @@ def _body(graph: Graph) -> list[str]:
         op = unit[0]
         render = RENDER.get(op.kind)
         if render is None:
-            raise UnsupportedOp(op.kind, str(op.loc), "the numpy backend has no rendering for this op kind")
+            raise UnsupportedOp(op.kind, op.loc, "the numpy backend has no rendering for this op kind")
         args = [f"W[{v.name!r}]" if v.is_weight else local[id(v)] for v in op.operands]
         targets = ", ".join(local[id(r)] for r in unit[-1].results)
         if len(unit) > 1:

@@ -65,14 +65,16 @@ class VerifyError(MPCError):
 
 
 class UnsupportedOp(MPCError):
-    """An ONNX node (or IR op) that mpc cannot handle, named with its type and node name."""
+    """An ONNX node (or IR op) that mpc cannot handle, named with its type and location."""
 
-    def __init__(self, op_type: str, node_name: str, reason: str = "", attribute: str | None = None,
+    def __init__(self, op_type: str, loc: Location, reason: str = "", attribute: str | None = None,
                  value: object = None):
-        self.op_type, self.node_name, self.attribute, self.value = op_type, node_name, attribute, value
-        what = f"unsupported op '{op_type}' (node '{node_name}')"
+        self.op_type, self.loc, self.attribute, self.value = op_type, loc, attribute, value
+        what = f"unsupported op '{op_type}'"
         if attribute is not None:
-            what = f"unsupported attribute {attribute}={value!r} on op '{op_type}' (node '{node_name}')"
+            what = f"unsupported attribute {attribute}={value!r} on op '{op_type}'"
+        if loc.known:
+            what += f" at {loc}"
         super().__init__(f"{what}: {reason}" if reason else what)
 
 

@@ -67,7 +67,7 @@ def _mp_conv(op, a, gamma):
 def _pool(op, x, fn):
     at = op.attrs
     if at.pads[:2] != at.pads[2:]:
-        raise UnsupportedOp(op.kind, str(op.loc), "fine-tuning supports symmetric pooling pads only")
+        raise UnsupportedOp(op.kind, op.loc, "fine-tuning supports symmetric pooling pads only")
     return fn(x, at.kernel, at.strides, at.pads[:2], ceil_mode=at.ceil_mode)
 
 
@@ -106,7 +106,7 @@ class TorchGraph(torch.nn.Module if torch is not None else object):
         self.graph = graph
         for op in graph.ops:
             if op.kind not in TORCH_OPS and op.kind not in MP_KINDS:
-                raise UnsupportedOp(op.kind, str(op.loc), "mpc finetune has no torch kernel for this op kind")
+                raise UnsupportedOp(op.kind, op.loc, "mpc finetune has no torch kernel for this op kind")
         self.keys = {w: f"w{i}" for i, w in enumerate(graph.used_weights())}
         self.params = torch.nn.ParameterDict({k: torch.nn.Parameter(torch.tensor(np.array(graph.weights[w])))
                                               for w, k in self.keys.items()})

@@ -12,7 +12,9 @@ Four interchangeable methods compute the same y (see `mp_dot`):
   condat  Condat 2016 simplex-projection threshold, one pair at a time (numba)
   bisect  fixed-count bisection using only adds, subtracts, compares and halvings: the form a
           multiplierless hardware datapath would use
-  fused   the fast kernel: reads w and x directly and never builds p, q or any N×H×D array
+  fused   the fast kernel: reads w and x directly and never builds p, q or any N×H×D array. It is a
+          CPU kernel, not a hardware form: its Newton steps divide by the active count and its
+          guesses multiply; only `bisect` is held to the multiplierless rule (see its tests)
 
 How `fused` is fast (all exact; the tricks only decide how much work a pair needs).
 1. Newton with an exactness check. Because p holds ±u (u = w + x), Σ_i [p_i − c]_+ only needs

@@ -9,13 +9,14 @@ The pipeline string is the only source of what runs: a stage prints back as it p
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import re
 import time
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -314,3 +315,16 @@ def check_dump_names(names: set[str]) -> None:
     if unknown:
         raise BadFlag(f"--dump-ir-after: unknown pass '{unknown[0]}' (expected 'all' or one of: "
                       f"{', '.join(sorted(_PASSES))})")
+
+
+@contextlib.contextmanager
+def fresh_pass_registry() -> Iterator[None]:
+    """Inside the block, passes and aliases may be registered; they are dropped on exit (for tests)."""
+    _load()   # the real passes first, so none of them is first imported (and then dropped) inside
+    saved = dict(_PASSES), dict(_ALIASES)
+    try:
+        yield
+    finally:
+        for table, old in zip((_PASSES, _ALIASES), saved):
+            table.clear()
+            table.update(old)

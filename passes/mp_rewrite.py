@@ -29,7 +29,7 @@ def _unit(rw, name: str, n: int, dtype) -> tuple:
 def _matmul(op, rw):
     x, w = op.operands
     if not w.is_weight or w.type.rank != 2:
-        raise UnsupportedOp(op.kind, str(op.loc), "the mp target needs a 2-D constant weight as the second "
+        raise UnsupportedOp(op.kind, op.loc, "the mp target needs a 2-D constant weight as the second "
                                                   "matmul operand (data x data products cannot be MP)")
     name = layer_name(w.name)
     arr = rw.array(w)
@@ -41,7 +41,7 @@ def _matmul(op, rw):
 def _conv(op, rw):
     x, w = op.operands[:2]
     if not w.is_weight:
-        raise UnsupportedOp(op.kind, str(op.loc), "the mp target needs constant conv weights")
+        raise UnsupportedOp(op.kind, op.loc, "the mp target needs constant conv weights")
     arr = rw.array(w)
     name = layer_name(w.name)
     gain, offset = _unit(rw, name, arr.shape[0], arr.dtype)
@@ -52,14 +52,14 @@ def _conv(op, rw):
     if len(op.operands) == 3:
         b = op.operands[2]
         if not b.is_weight:
-            raise UnsupportedOp(op.kind, str(op.loc), "the mp target needs a constant conv bias")
+            raise UnsupportedOp(op.kind, op.loc, "the mp target needs a constant conv bias")
         bias = rw.weight(f"{b.name}.c11", rw.array(b).reshape(-1, 1, 1))
         y = rw.op("nn.add", [y, bias])
     return y
 
 
 def _gemm(op, rw):
-    raise UnsupportedOp(op.kind, str(op.loc), "run gemm-to-matmul before mp-rewrite")
+    raise UnsupportedOp(op.kind, op.loc, "run gemm-to-matmul before mp-rewrite")
 
 
 @register_pass("mp-rewrite", summary="turn every matmul/gemm/conv with weights into a margin-propagation (MP) op")

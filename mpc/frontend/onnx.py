@@ -147,11 +147,11 @@ def _check_opsets(model: onnx.ModelProto) -> None:
     versions = {o.domain or "ai.onnx": o.version for o in model.opset_import}
     version = versions.get("ai.onnx")
     if version is None or not MIN_OPSET <= version <= MAX_OPSET:
-        raise UnsupportedOp("opset", "ai.onnx", f"opset version {version} is not supported "
-                                                f"(expected {MIN_OPSET} to {MAX_OPSET})")
+        raise UnsupportedOp("opset", Location(), f"opset version {version} of domain 'ai.onnx' is not supported "
+                                                 f"(expected {MIN_OPSET} to {MAX_OPSET})")
     for i, node in enumerate(model.graph.node):
         if node.domain not in ("", "ai.onnx"):
-            raise UnsupportedOp(node.op_type, node.name or f"{node.op_type}_{i}",
+            raise UnsupportedOp(node.op_type, Location(node=node.name or f"{node.op_type}_{i}"),
                                 f"domain '{node.domain}' is not supported (only the default ONNX domain)")
 
 
@@ -163,7 +163,7 @@ def _check_recurrent(model: onnx.ModelProto) -> None:
     initial states, built from the dynamic batch dim) fail on their own with a less useful message."""
     for i, node in enumerate(model.graph.node):
         if node.op_type in RECURRENT:
-            raise UnsupportedOp(node.op_type, node.name or f"{node.op_type}_{i}",
+            raise UnsupportedOp(node.op_type, Location(node=node.name or f"{node.op_type}_{i}"),
                                 "recurrent layers are not supported yet")
 
 
@@ -274,8 +274,9 @@ class Importer:
         if id(k) in self.weights:
             return self.weights[id(k)]
         if k.array.dtype == object:
-            raise UnsupportedOp(op_type, node_name, f"tensor '{k.hint}' = {_show_dims(k.array)} depends on a "
-                                                    f"dynamic dim and cannot be a run-time operand")
+            raise UnsupportedOp(op_type, Location(node=node_name),
+                                f"tensor '{k.hint}' = {_show_dims(k.array)} depends on a dynamic dim and "
+                                f"cannot be a run-time operand")
         _dtype(k, op_type, node_name)
         name = _readable(k.hint)
         roles = _ROLES.get(op_type, ())
@@ -337,8 +338,8 @@ class Importer:
         """Check the node's attributes against its handler's declared set, then run the handler."""
         h = HANDLERS.get(node.op_type)
         if h is None:
-            raise UnsupportedOp(node.op_type, node.name, f"no handler for this op type (supported: "
-                                                         f"{', '.join(supported_ops())})")
+            raise UnsupportedOp(node.op_type, Location(node=node.name),
+                                f"no handler for this op type (supported: {', '.join(supported_ops())})")
         for key in sorted(node.attrs):
             if key not in h.attrs:
                 raise node.reject("unknown attribute", key)
@@ -374,8 +375,8 @@ def _dtype(k: Known, op_type: str, node_name: str) -> DType:
     try:
         return DType.from_numpy(k.array.dtype)
     except ValueError:
-        raise UnsupportedOp(op_type, node_name, f"tensor '{k.hint}' has element type {k.array.dtype.name}, "
-                                                f"which is not supported") from None
+        raise UnsupportedOp(op_type, Location(node=node_name),
+                            f"tensor '{k.hint}' has element type {k.array.dtype.name}, which is not supported") from None
 
 
 def _show_dims(a: np.ndarray) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from mpc.errors import UnsupportedOp
+from mpc.errors import Location, UnsupportedOp
 from mpc.ir import DType, TensorType
 from mpc.ir.ops_nn import (
     AxesAttrs,
@@ -86,7 +86,7 @@ class Node:
     def reject(self, reason: str, attribute: str | None = None) -> UnsupportedOp:
         """An UnsupportedOp for this node, naming the attribute and its value when given."""
         value = self.attrs.get(attribute) if attribute is not None else None
-        return UnsupportedOp(self.op_type, self.name, reason, attribute=attribute, value=value)
+        return UnsupportedOp(self.op_type, Location(node=self.name), reason, attribute=attribute, value=value)
 
 
 def _attr_value(a: onnx.AttributeProto):

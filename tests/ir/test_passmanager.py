@@ -15,7 +15,9 @@ from mpc.passmanager import (
     PassContext,
     Stage,
     edit_pipeline,
+    fresh_pass_registry,
     parse_pipeline,
+    register_alias,
     register_pass,
     registered,
     run_pipeline,
@@ -33,24 +35,38 @@ class ScaleOptions:
     strict: bool = False
 
 
-def _register_test_passes() -> None:
-    """Test-only passes, registered once even if this module is imported again."""
-    if any(name == "test-break-ir" for name, _, _ in registered()):
-        return
-
-    @register_pass("test-break-ir", summary="test only: give the first op a wrong result type")
-    def break_ir(graph, ctx):
-        r = graph.ops[0].results[0]
-        r.type = TensorType(r.type.dtype, r.type.shape + (7,))
-        return {"broken": 1}
-
-    @register_pass("test-options", summary="test only: record its options", options=ScaleOptions)
-    def record_options(graph, ctx, options):
-        ctx.report.section("options", options)
-        return {"factor": options.factor}
+def break_ir(graph, ctx):
+    """Test-only pass: give the first op a wrong result type."""
+    r = graph.ops[0].results[0]
+    r.type = TensorType(r.type.dtype, r.type.shape + (7,))
+    return {"broken": 1}
 
 
-_register_test_passes()
+def record_options(graph, ctx, options):
+    """Test-only pass: record its options."""
+    ctx.report.section("options", options)
+    return {"factor": options.factor}
+
+
+@pytest.fixture(autouse=True)
+def test_passes():
+    """The test-only passes, registered in a scratch registry that each test drops on exit."""
+    with fresh_pass_registry():
+        register_pass("test-break-ir", summary="test only: give the first op a wrong result type")(break_ir)
+        register_pass("test-options", summary="test only: record its options", options=ScaleOptions)(record_options)
+        yield
+
+
+def test_scratch_registry_drops_what_was_registered_inside():
+    """The fixture above registered two passes; outside a scratch block they are gone again."""
+    names = {name for name, _, _ in registered()}
+    assert {"test-break-ir", "test-options"} <= names
+    with fresh_pass_registry():
+        register_pass("test-scratch", summary="test only")(break_ir)
+        register_alias("test-scratch-alias", "dce", summary="test only")
+        assert {"test-scratch", "test-scratch-alias"} <= {name for name, _, _ in registered()}
+    assert {name for name, _, _ in registered()} == names
+
 
 MLP = """graph @g(%x: f32[N,4]) -> (%y: f32[N,3]) {
   weight @w : f32[3,4]
