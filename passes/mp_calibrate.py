@@ -31,7 +31,7 @@ import numpy as np
 from mpc import kernels_np as K
 from mpc.calib import capture
 from mpc.data import pearson, random_data
-from mpc.errors import BadFlag
+from mpc.errors import BadFlag, BadInput
 from mpc.ir import Op, apply, make_op, replace_all_uses, with_attrs
 from mpc.ir.ops_mp import snap_shift_add
 from mpc.passmanager import register_pass
@@ -311,23 +311,47 @@ def _calibrate_layers(graph, data, x_float: dict, options, rng, terms_cap: int, 
     return done
 
 
+def _uncalibrated(graph, op: Op) -> bool:
+    """An MP op as mp-rewrite leaves it: unit gains, zero offsets, c = 1 (calibration sets all three)."""
+    if len(op.operands) != 4 or op.attrs.c != 1.0:
+        return False
+    gain, offset = (graph.weights[v.name] for v in op.operands[2:])
+    return bool(np.all(gain == 1) and np.all(offset == 0))
+
+
+def _to_calibrate(graph) -> list[Op]:
+    """The MP ops to calibrate: all of them fresh from mp-rewrite, or none (already calibrated: the pass
+    leaves them alone, so running it twice changes nothing); a mix is refused."""
+    mp_ops = [op for op in graph.ops if op.kind in MP_KINDS]
+    fresh = [op for op in mp_ops if _uncalibrated(graph, op)]
+    if fresh and len(fresh) < len(mp_ops):
+        done = next(op for op in mp_ops if op not in fresh)
+        raise BadInput(f"mp-calibrate: op '{done.kind}' at {done.loc} is already calibrated but "
+                       f"{len(fresh)} other MP op(s) are not: calibrate a graph whose MP ops all come from mp-rewrite")
+    return fresh
+
+
 @register_pass("mp-calibrate", summary="choose γ, balance c, shift-add gains and offsets per MP layer on data",
                options=MPCalibrateOptions, needs_data=True)
 def mp_calibrate(graph, ctx, options: MPCalibrateOptions) -> dict:
     """Calibrate every MP op in order (see the module docstring)."""
+    mp_ops = _to_calibrate(graph)
+    if not mp_ops:
+        skipped = sum(op.kind in MP_KINDS for op in graph.ops)
+        return {"layers": 0, "already_calibrated": skipped}
     data = _calibration_data(graph, ctx)
     ctx.report.section("Calibration data", data.source)
     rng = np.random.default_rng(ctx.seed)
     rows, folded = [], 0
-    mp_ops = [op for op in graph.ops if op.kind in MP_KINDS]
     show = {"quiet": ctx.quiet, "progress": ctx.progress}
     terms_cap = options.terms_cap
     # the float network: every MP op as its exact dense product; each MP op's input there is its target's
     x_float = capture(graph, data, [op.operands[0] for op in mp_ops], batch_size=None, kernels=DENSE_KERNELS,
-                      dtype=np.float64, desc="mp-calibrate (float)", **show) if mp_ops else {}
-    layers = _calibrate_layers(graph, data, x_float, options, rng, terms_cap, show) if mp_ops else []
-    for op, new, row in layers:
+                      dtype=np.float64, desc="mp-calibrate (float)", **show)
+    layers = _calibrate_layers(graph, data, x_float, options, rng, terms_cap, show)
+    for op, new, _ in layers:
         graph.ops[graph.ops.index(op)] = new
+    for op, new, row in layers:   # after every new op is in place: a new op may use an old op's result
         replace_all_uses(graph, op.result, new.result)
         rows.append(row)
     for op in graph.ops:
