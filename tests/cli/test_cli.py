@@ -552,7 +552,8 @@ def test_ops_lists_nn_and_mp_kinds(capsys):
     assert (rc, err) == (0, "")
     listed = [line.split()[0] for line in stdout.splitlines() if line.strip()]
     assert listed == known_kinds()
-    assert {"nn.matmul", "nn.conv2d", "nn.gemm", "nn.batchnorm", "mp.dot", "mp.conv2d"} <= set(listed)
+    assert {"nn.matmul", "nn.conv2d", "nn.gemm", "nn.batchnorm", "mp.dot", "mp.conv2d", "np.conv2d_fused",
+            "np.matmul_fast"} <= set(listed)
     for line in stdout.splitlines():
         assert "(" in line and len(line.split(")", 1)[1].strip()) > 0, line   # operands, then a summary
 
