@@ -1,4 +1,5 @@
-"""Backends: each renders a graph into files of an output folder. Registered by explicit list."""
+"""Backends: each is a lowering pipeline plus a render table (see base.py). Registered by explicit list."""
 from mpc.backends import numpy_backend
+from mpc.backends.base import Backend
 
-BACKENDS = {"numpy": numpy_backend.emit}
+BACKENDS: dict[str, Backend] = {b.name: b for b in [numpy_backend.BACKEND]}

@@ -2,13 +2,16 @@
 
 The file imports only NumPy (plus numba where a kernel needs it), loads `weights.npz` from its
 own folder, exposes `run(inputs: dict) -> dict`, and has a `__main__` that reads an .npz and
-writes one. Each op kind has a render function in `RENDER`; helper kernels are copied from
-`mpc.kernels_np` (the interpreter runs the same source). Convolutions and max-pools run the
-compiled kernels of `mpc.kernels_nb`, with a conv's ReLU and max-pool fused into its epilogue when
-it is their only input; a model with such kernels runs its matmuls on numba's threads as well.
-Compiled kernels (these, and the MP kernels of `mpc.mp`) are embedded as text and loaded through
-`mpc.kernel_cache.load_kernels`, so that numba compiles them once per machine, not once per folder. The tests check model.py and the interpreter against onnxruntime. An op kind
-without a renderer is rejected by name.
+writes one. The backend's lowering (`LOWERING`, the pass fuse-conv-epilogue) first turns conv
+[+ relu] [+ max-pool] chains into `np.conv2d_fused` and, beside compiled kernels, matmuls into
+`np.matmul_fast`; rendering then maps each op kind to one call through `RENDER`, deciding nothing.
+Helper kernels are copied from `mpc.kernels_np` (the interpreter runs the same source).
+Convolutions and max-pools run the compiled kernels of `mpc.kernels_nb`; a conv or pool over
+`[..,N,C,H,W]` folds its leading dims into the batch by a reshape around the call. Compiled kernels
+(these, and the MP kernels of `mpc.mp`) are embedded as text and loaded through
+`mpc.kernel_cache.load_kernels`, so that numba compiles them once per machine, not once per folder.
+The tests check model.py and the interpreter against onnxruntime. An op kind without a renderer is
+rejected by name.
 """
 from __future__ import annotations
 
@@ -18,13 +21,15 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from mpc.backends.base import Backend, Emitted, Render, check_renderable
+
 from mpc import __version__, kernels_np
-from mpc.errors import UnsupportedOp
 from mpc.ir import Graph, Op
+from mpc.ir.ops_np import pool_attrs
 from mpc.ir.printer import format_literal, value_names
 from mpc.kernel_cache import load_kernels
 
-Render = Callable[[Op, list[str]], str]
+LOWERING = "fuse-conv-epilogue"
 RENDER: dict[str, Render] = {}
 HELPERS: dict[str, list[str]] = {}   # op kind -> names of mpc.kernels_np functions it needs
 EXTRA_SOURCE: dict[str, Callable[[], str]] = {}   # op kind -> extra source (e.g. numba kernels)
@@ -109,31 +114,55 @@ def _gemm(op, a):
     return f"gemm({a[0]}, {a[1]}, {c}, {_lit(at.alpha)}, {_lit(at.beta)}, {at.trans_a}, {at.trans_b})"
 
 
-def _pool_args(op: Op) -> str:
-    at = op.attrs
+def _pool_args(at) -> str:
     return f"{_lit(at.kernel)}, {_lit(at.strides)}, {_lit(at.pads)}, {_lit(at.dilations)}, {at.ceil_mode}"
 
 
-@renders("nn.conv2d")
-def _conv(op, a, relu: bool = False, pool: Op | None = None):
+def _folded(op: Op, a: list[str], call: Callable[[str], str]) -> str:
+    """`call(x)` for a kernel of [N,C,H,W]; an [..,N,C,H,W] operand is reshaped around the call so that
+    its leading dims (time-major T) join the batch, as the op's reference kernel does."""
+    x = a[0]
+    if op.operands[0].type.rank == 4:
+        return call(x)
+    tail = op.result.type.shape[-3:]   # (C, OH, OW): OH, OW static; C symbolic only for a pool
+    dims = "".join(f"{d}, " if isinstance(d, int) else f"{x}.shape[{i - 3}], " for i, d in enumerate(tail))
+    return f"{call(f'{x}.reshape((-1, ) + {x}.shape[-3:])')}.reshape({x}.shape[:-3] + ({dims}))"
+
+
+def _conv_call(op: Op, a: list[str], epilogue: str = "") -> str:
     b = a[2] if len(a) > 2 else "None"
     at = op.attrs
-    epilogue = (", relu=True" if relu else "") + (f", pool=({_pool_args(pool)})" if pool is not None else "")
-    return (f"conv2d_fused({a[0]}, {a[1]}, {b}, {_lit(at.strides)}, {_lit(at.pads)}, {_lit(at.dilations)}, "
-            f"{at.group}{epilogue})")
+    return _folded(op, a, lambda x: f"conv2d_fused({x}, {a[1]}, {b}, {_lit(at.strides)}, {_lit(at.pads)}, "
+                                    f"{_lit(at.dilations)}, {at.group}{epilogue})")
+
+
+@renders("nn.conv2d")
+def _conv(op, a):
+    return _conv_call(op, a)
+
+
+@renders("np.conv2d_fused")
+def _conv_fused(op, a):
+    pool = pool_attrs(op.attrs)
+    epilogue = (", relu=True" if op.attrs.relu else "") + (f", pool=({_pool_args(pool)})" if pool else "")
+    return _conv_call(op, a, epilogue)
+
+
+@renders("np.matmul_fast")
+def _matmul_fast(op, a):
+    return f"matmul_fast({a[0]}, {a[1]})"
 
 
 @renders("nn.maxpool2d")
 def _maxpool(op, a):
-    return f"maxpool2d_fast({a[0]}, {_pool_args(op)})"
+    return _folded(op, a, lambda x: f"maxpool2d_fast({x}, {_pool_args(op.attrs)})")
 
 
 @renders("nn.avgpool2d", helpers=("pool_out_size", "padded", "taps", "_window_sum", "avgpool2d"))
 def _avgpool(op, a):
     at = op.attrs
-    return (f"avgpool2d({a[0]}, {_lit(at.kernel)}, {_lit(at.strides)}, {_lit(at.pads)}, {_lit(at.dilations)}, "
-            f"{at.ceil_mode}, "
-            f"{at.count_include_pad})")
+    return _folded(op, a, lambda x: f"avgpool2d({x}, {_lit(at.kernel)}, {_lit(at.strides)}, {_lit(at.pads)}, "
+                                    f"{_lit(at.dilations)}, {at.ceil_mode}, {at.count_include_pad})")
 
 
 @renders("nn.global_avgpool")
@@ -192,8 +221,9 @@ def _mp_dot(op, a):
 def _mp_conv(op, a):
     off = a[3] if len(a) > 3 else "None"
     at = op.attrs
-    return (f"mp_conv2d(mp_dot, {a[0]}, {a[1]}, {a[2]}, {off}, {_lit(at.gamma)}, {_lit(at.c)}, {_lit(at.strides)}, "
-            f"{_lit(at.pads)}, {_lit(at.dilations)}, {at.group})")
+    return _folded(op, a, lambda x: f"mp_conv2d(mp_dot, {x}, {a[1]}, {a[2]}, {off}, {_lit(at.gamma)}, "
+                                    f"{_lit(at.c)}, {_lit(at.strides)}, {_lit(at.pads)}, {_lit(at.dilations)}, "
+                                    f"{at.group})")
 
 
 def _kernel_module(title: str, source: str, names: tuple[str, ...]) -> str:
@@ -211,7 +241,7 @@ def _kernel_module(title: str, source: str, names: tuple[str, ...]) -> str:
 def _mp_kernel_source() -> str:
     """The MP kernels (mpc.mp, numpy + numba only), embedded so model.py stands alone."""
     import mpc.mp
-    return _kernel_module("mp kernels", inspect.getsource(mpc.mp), ("mp_dot",))
+    return _kernel_module("mp kernels", inspect.getsource(mpc.mp), _EMBEDS[_mp_kernel_source])
 
 
 EXTRA_SOURCE["mp.dot"] = EXTRA_SOURCE["mp.conv2d"] = _mp_kernel_source
@@ -225,11 +255,14 @@ def _compiled_kernel_source() -> str:
     text = (Path(kernels_np.__file__).with_name("kernels_nb.py")).read_text()  # not imported: no numba here
     fallbacks = "\n\n".join(inspect.getsource(getattr(kernels_np, n)) for n in _FALLBACKS)
     lines = [fallbacks if ln.startswith("from mpc.") else ln for ln in text.splitlines()]
-    return _kernel_module("compiled kernels", "\n".join(lines) + "\n",
-                          ("conv2d_fused", "maxpool2d_fast", "matmul_fast"))
+    return _kernel_module("compiled kernels", "\n".join(lines) + "\n", _EMBEDS[_compiled_kernel_source])
 
 
-EXTRA_SOURCE["nn.conv2d"] = EXTRA_SOURCE["nn.maxpool2d"] = _compiled_kernel_source
+# the names each extra source binds in model.py
+_EMBEDS = {_mp_kernel_source: ("mp_dot",),
+           _compiled_kernel_source: ("conv2d_fused", "maxpool2d_fast", "matmul_fast")}
+for _kind in ("nn.conv2d", "nn.maxpool2d", "np.conv2d_fused", "np.matmul_fast"):
+    EXTRA_SOURCE[_kind] = _compiled_kernel_source
 
 _PRELUDE = '''"""{name}: generated by mpc {version} (target {target}). Do not edit; regenerate with mpc.
 
@@ -320,64 +353,19 @@ def _ident(name: str) -> str:
     return f"v_{s}"
 
 
-def _fusions(graph: Graph) -> dict[int, list[Op]]:
-    """Epilogue fusion: conv2d [-> relu] [-> maxpool2d] chains, keyed by the conv op's id.
-
-    An op joins the chain when it is the only user of the previous result and that result is
-    not a graph output; the fused call then yields the last op's result, and the ops it absorbed
-    are not rendered on their own.
-    """
-    users: dict[int, list[Op]] = {}
-    for op in graph.ops:
-        for v in op.operands:
-            users.setdefault(id(v), []).append(op)
-    outputs = {id(v) for v in graph.outputs}
-    chains = {}
-    for op in graph.ops:
-        if op.kind != "nn.conv2d":
-            continue
-        chain = [op]
-        for kind in ("nn.relu", "nn.maxpool2d"):
-            r = chain[-1].result
-            nxt = users.get(id(r), [])
-            if len(nxt) == 1 and nxt[0].kind == kind and id(r) not in outputs and nxt[0].operands[0] is r:
-                chain.append(nxt[0])
-        if len(chain) > 1:
-            chains[id(op)] = chain
-    return chains
-
-
 def _body(graph: Graph) -> list[str]:
+    check_renderable(graph, RENDER, "numpy")
     names = value_names(graph)
     local = {k: _ident(v) for k, v in names.items()}
     lines = ["    W = weights()"]
     for v in graph.inputs:
         lines.append(f"    {local[id(v)]} = _input(inputs, {v.name!r})")
-    chains = _fusions(graph)
-    absorbed = {id(o) for chain in chains.values() for o in chain[1:]}
-    compiled = any(op.kind in ("nn.conv2d", "nn.maxpool2d") for op in graph.ops)
-    units = [chains.get(id(op), [op]) for op in graph.ops if id(op) not in absorbed]
-    last = {}
-    for i, unit in enumerate(units):
-        for v in unit[0].operands:
-            last[id(v)] = i
+    last = {id(v): i for i, op in enumerate(graph.ops) for v in op.operands}
     keep = {id(v) for v in graph.outputs}
-    for i, unit in enumerate(units):
-        op = unit[0]
-        render = RENDER.get(op.kind)
-        if render is None:
-            raise UnsupportedOp(op.kind, op.loc, "the numpy backend has no rendering for this op kind")
+    for i, op in enumerate(graph.ops):
         args = [f"W[{v.name!r}]" if v.is_weight else local[id(v)] for v in op.operands]
-        targets = ", ".join(local[id(r)] for r in unit[-1].results)
-        if len(unit) > 1:
-            kinds = [o.kind for o in unit]
-            code = render(op, args, relu="nn.relu" in kinds,
-                          pool=unit[-1] if kinds[-1] == "nn.maxpool2d" else None)
-        elif compiled and op.kind == "nn.matmul":
-            code = f"matmul_fast({args[0]}, {args[1]})"
-        else:
-            code = render(op, args)
-        lines.append(f"    {targets} = {code}")
+        targets = ", ".join(local[id(r)] for r in op.results)
+        lines.append(f"    {targets} = {RENDER[op.kind](op, args)}")
         dead = sorted({local[id(v)] for v in op.operands
                        if not v.is_weight and last[id(v)] == i and id(v) not in keep})
         if dead:
@@ -421,7 +409,19 @@ def render_model(graph: Graph, target: str = "float") -> str:
     return "".join(parts)
 
 
-def emit(graph: Graph, folder: Path, target: str = "float") -> list[str]:
-    """Write model.py into `folder` (weights.npz is written by the caller); returns file names."""
+def _sections(graph: Graph) -> dict:
+    """The report section: which of mpc's kernels model.py embeds."""
+    kinds = {op.kind for op in graph.ops}
+    compiled = sorted({n for k in kinds & set(EXTRA_SOURCE) for n in _EMBEDS[EXTRA_SOURCE[k]]})
+    helpers = sorted({h for k in kinds for h in HELPERS.get(k, [])})
+    return {"NumPy kernels": {"compiled kernels": ", ".join(compiled) or "none",
+                              "helpers": ", ".join(helpers) or "none"}}
+
+
+def write(graph: Graph, folder: Path, target: str = "float") -> Emitted:
+    """Write model.py for a lowered graph into `folder` (weights.npz is written by the caller)."""
     (Path(folder) / "model.py").write_text(render_model(graph, target))
-    return ["model.py"]
+    return Emitted(("model.py",), _sections(graph))
+
+
+BACKEND = Backend("numpy", LOWERING, RENDER, write)

@@ -47,7 +47,7 @@ def _conversion_flags(p: argparse.ArgumentParser, need_target: bool = True) -> N
     p.add_argument("--calib", help="calibration data (.npz keyed by input name)")
     p.add_argument("--passes", help="replace the pipeline (a,b,c) or edit it (+name, -name)")
     p.add_argument("--dump-ir-after", type=_csv, default=(), metavar="NAME|all",
-                   help="write the IR after these passes to OUTDIR/ir/")
+                   help="write the IR after these passes to OUTDIR/ir/ (backend lowerings: ir/BACKEND/)")
     p.add_argument("--input-shape", type=_shape, help="input shape for a PyTorch model, e.g. 1,64")
     p.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy",
                    help="torch.onnx exporter for PyTorch models")

@@ -118,38 +118,47 @@ def compile_model(spec: str, settings: Settings, loaded: Loaded | None = None,
     return compiled
 
 
-def build_report(c: Compiled, settings: Settings, files: list[str]) -> dict[str, Any]:
-    """The report dict written as report.json / report.md."""
-    passes = [{"name": r.name, "stats": r.stats} | ({"seconds": r.seconds} if settings.timings else {})
-              for r in c.records]
+def build_report(c: Compiled, settings: Settings, files: list[str], emitted: dict | None = None) -> dict[str, Any]:
+    """The report dict written as report.json / report.md; `emitted` maps backend name -> Emitted."""
+    def stages(records):
+        return [{"name": r.name, "stats": r.stats} | ({"seconds": r.seconds} if settings.timings else {})
+                for r in records]
+    emitted = emitted or {}
     sections = dict(c.ctx.report.sections) if c.ctx else {}
     if c.ctx and c.ctx.report.notes:
         sections["Notes"] = list(c.ctx.report.notes)
+    for e in emitted.values():
+        sections.update(e.report_sections)
+    from mpc.backends import BACKENDS
+    backends = {name: {"lowering": BACKENDS[name].lowering, "passes": stages(e.lowering)}
+                for name, e in emitted.items()}
     return {"model": c.graph.name, "source": c.loaded.source, "target": settings.target,
             "pipeline": c.pipeline, "mpc_version": __version__, "summary": graph_summary(c.graph),
-            "passes": passes, "sections": sections,
-            "files": sorted(files)}
+            "passes": stages(c.records), "backends": backends, "sections": sections, "files": sorted(files)}
 
 
 def write_outdir(c: Compiled, settings: Settings, outdir: Path, force: bool) -> list[str]:
-    """Write model.mpc, weights.npz, backend files and reports into `outdir` atomically."""
+    """Write model.mpc, weights.npz, backend files (each from its own lowering of a clone of the graph),
+    the --dump-ir-after dumps and the reports into `outdir` atomically."""
     from mpc.backends import BACKENDS
+    from mpc.backends.base import emit
     with staged_dir(outdir, force) as tmp:
         text = print_graph(c.graph)
         (tmp / "model.mpc").write_text(text)
         weights = {w: c.graph.weights[w] for w in c.graph.used_weights()}
         (tmp / "weights.npz").write_bytes(npz_bytes(weights))
         files = ["model.mpc", "weights.npz", "report.json", "report.md"]
-        for name in settings.emit:
-            files += BACKENDS[name](c.graph, tmp, settings.target)
+        emitted = {name: emit(BACKENDS[name], c.graph, tmp, settings.target, c.ctx, settings.dump_ir_after)
+                   for name in settings.emit}
+        files += [f for e in emitted.values() for f in e.files]
         if c.dumps:
-            (tmp / "ir").mkdir()
+            (tmp / "ir").mkdir(exist_ok=True)
             for fname, dump_text in c.dumps.items():
                 (tmp / "ir" / fname).write_text(dump_text)
             (tmp / "ir" / "weights.npz").write_bytes(npz_bytes(dict(sorted(c.dump_weights.items()))))
             files += [f"ir/{f}" for f in sorted(c.dumps)] + ["ir/weights.npz"]
         parse(text, weights, filename=str(outdir / "model.mpc"))   # the artifact must read back
-        report = build_report(c, settings, files)
+        report = build_report(c, settings, files, emitted)
         (tmp / "report.json").write_text(to_json(report))
         (tmp / "report.md").write_text(to_markdown(report))
     return files

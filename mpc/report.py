@@ -71,6 +71,10 @@ def to_markdown(report: dict[str, Any]) -> str:
     rows = [[i, p["name"], _fmt(p["stats"]) or "-"] + ([f"{p['seconds']:.4f}"] if timed else [])
             for i, p in enumerate(report["passes"], 1)]
     lines += ["## Passes", ""] + _table(rows, header) + [""]
+    for name, b in report.get("backends", {}).items():
+        rows = [[i, p["name"], _fmt(p["stats"]) or "-"] + ([f"{p['seconds']:.4f}"] if timed else [])
+                for i, p in enumerate(b["passes"], 1)]
+        lines += [f"## Backend {name}", "", f"- lowering: `{b['lowering']}`", ""] + _table(rows, header) + [""]
     for title, section in report.get("sections", {}).items():
         lines += [f"## {title}", ""]
         if isinstance(section, list) and section and isinstance(section[0], dict):

@@ -7,6 +7,7 @@ from . import (  # noqa: F401  (each import registers its pass)
     dce,
     fold_batchnorm,
     fold_constants,
+    fuse_conv_epilogue,
     gemm_to_matmul,
     mp_calibrate,
     mp_rewrite,

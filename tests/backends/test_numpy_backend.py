@@ -130,3 +130,66 @@ def test_unrenderable_op_kind_through_the_cli(tmp_path, capsys, noop_kind):
     assert err == (f"mpc: error: unsupported op 'test.noop' at {tmp_path / 'noop.mpc'}:3:3: the numpy backend has "
                    "no rendering for this op kind\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["noop.mpc"]
+
+
+# -- time-major [T,N,C,H,W] windows -------------------------------------------------------
+def _windows_graph(lead: str) -> str:
+    """Convs and pools over [<lead>C,H,W]: a fused conv+relu+pool, a conv that stays unfused (it is an
+    output and has another user), an average pool over it and an MP conv."""
+    def t(c: int, hw: int) -> str:
+        return f"f32[{lead}{c},{hw},{hw}]"
+    return (f"graph @g(%x: {t(2, 6)}) -> (%y: {t(3, 3)}, %z: {t(3, 6)}, %a: {t(3, 3)}, %m: {t(3, 6)}) {{\n"
+            "  weight @w : f32[3,2,3,3]\n  weight @b : f32[3]\n  weight @gain : f32[3]\n"
+            f"  %0 = nn.conv2d(%x, @w, @b) {{pads = [1, 1, 1, 1]}} : {t(3, 6)}\n"
+            f"  %1 = nn.relu(%0) : {t(3, 6)}\n"
+            f"  %y = nn.maxpool2d(%1) {{kernel = [2, 2], strides = [2, 2]}} : {t(3, 3)}\n"
+            f"  %z = nn.conv2d(%x, @w) {{pads = [1, 1, 1, 1]}} : {t(3, 6)}\n"
+            f"  %a = nn.avgpool2d(%z) {{kernel = [2, 2], strides = [2, 2]}} : {t(3, 3)}\n"
+            f"  %m = mp.conv2d(%x, @w, @gain) {{gamma = 2.0, pads = [1, 1, 1, 1]}} : {t(3, 6)}\n}}\n")
+
+
+def _convert_text(tmp_path: Path, name: str, text: str, weights: dict) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "g.mpc").write_text(text)
+    np.savez(folder / "weights.npz", **weights)
+    assert main(["convert", str(folder / "g.mpc"), "--target", "float", "-o", str(folder / "out"), "-q"]) == 0
+    return folder / "out"
+
+
+def test_time_major_windows_fold_into_the_batch(tmp_path):
+    """model.py runs conv/pool ops on [T,N,C,H,W] by folding T into the batch: the float outputs match
+    torch (float64) on the folded input, the MP conv matches the [N,C,H,W] model.py on that input."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(3)
+    weights = {"w": rng.standard_normal((3, 2, 3, 3)).astype(np.float32),
+               "b": rng.standard_normal(3).astype(np.float32), "gain": rng.uniform(0.5, 1.5, 3).astype(np.float32)}
+    out5 = _convert_text(tmp_path, "tm", _windows_graph("T,N,"), weights)
+    out4 = _convert_text(tmp_path, "nchw", _windows_graph("N,"), weights)
+    x = rng.standard_normal((2, 3, 2, 6, 6)).astype(np.float32)
+    got = _import(out5).run({"x": x})
+    flat = x.reshape(6, 2, 6, 6)
+    w, b = (torch.from_numpy(weights[k]).double() for k in ("w", "b"))
+    conv = F.conv2d(torch.from_numpy(flat).double(), w, padding=1)
+    refs = {"y": F.max_pool2d(torch.relu(conv + b.reshape(1, -1, 1, 1)), 2), "z": conv,
+            "a": F.avg_pool2d(conv, 2)}
+    for k, ref in refs.items():
+        assert got[k].shape == (2, 3) + ref.shape[1:] and got[k].dtype == np.float32, k
+        np.testing.assert_allclose(got[k].reshape(ref.shape), ref.numpy(), rtol=TOL, atol=TOL, err_msg=k)
+    m4 = _import(out4).run({"x": flat})["m"]
+    np.testing.assert_allclose(got["m"].reshape(m4.shape), m4, rtol=TOL, atol=TOL)
+    text = (out5 / "model.py").read_text()
+    assert "conv2d_fused(v_x.reshape((-1, ) + v_x.shape[-3:]), " in text    # the fused call, folded
+
+
+def test_time_major_pool_with_symbolic_channels(tmp_path):
+    """A pool over [T,N,C,H,W] with a symbolic C keeps C from the operand's shape when unfolding."""
+    text = ("graph @g(%x: f32[T,N,C,4,4]) -> (%y: f32[T,N,C,2,2]) {\n"
+            "  %y = nn.maxpool2d(%x) {kernel = [2, 2], strides = [2, 2]} : f32[T,N,C,2,2]\n}\n")
+    out = _convert_text(tmp_path, "pool", text, {})
+    x = np.random.default_rng(5).standard_normal((2, 3, 5, 4, 4)).astype(np.float32)
+    got = _import(out).run({"x": x})["y"]
+    ref = x.reshape(2, 3, 5, 2, 2, 2, 2).max(axis=(4, 6))   # 2x2 windows, stride 2, from the definition
+    assert got.shape == ref.shape and got.dtype == np.float32
+    np.testing.assert_array_equal(got, ref)

@@ -6,6 +6,7 @@ generated model.py on its own). Every number is checked against onnxruntime on t
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import os
 import re
@@ -138,7 +139,8 @@ def test_dump_ir_after_all(tmp_path, capsys):
     rc, _, err = cli(capsys, "convert", CNN, "--target", "float", "-o", out, "-q", "--dump-ir-after", "all")
     assert (rc, err) == (0, "")
     expected = ["00-input.mpc"] + [f"{i:02d}-{name}.mpc" for i, name in enumerate(CANONICALIZE, 1)]
-    assert sorted(p.name for p in (out / "ir").iterdir()) == sorted(expected + ["weights.npz"])
+    # numpy/: the backend's lowering stages (test_dump_ir_after_shows_the_backend_lowering)
+    assert sorted(p.name for p in (out / "ir").iterdir()) == sorted(expected + ["numpy", "weights.npz"])
     weights = npz(out / "ir" / "weights.npz")
     data = npz(CNN_DATA)
     ref = ort_run(CNN, {"input": data["input"][:64]})["logits"]
@@ -169,6 +171,34 @@ def test_dump_ir_after_one_pass(tmp_path, capsys):
     r = report(out)
     assert sorted(r["files"]) == sorted(["model.mpc", "weights.npz", "model.py", "report.json", "report.md",
                                          "ir/00-input.mpc", "ir/03-fold-batchnorm.mpc", "ir/weights.npz"])
+
+
+@pytest.mark.parametrize("flag", ["all", "fuse-conv-epilogue"])
+def test_dump_ir_after_shows_the_backend_lowering(tmp_path, capsys, flag):
+    """The numpy backend's lowering stage is dumped as ir/numpy/01-fuse-conv-epilogue.mpc beside its own
+    weights: parseable, inspectable, fused, and still computing the source model."""
+    out = tmp_path / "out"
+    rc, _, err = cli(capsys, "convert", CNN, "--target", "float", "--emit", "numpy", "-o", out, "-q",
+                     "--dump-ir-after", flag)
+    assert (rc, err) == (0, "")
+    dump = out / "ir" / "numpy" / "01-fuse-conv-epilogue.mpc"
+    assert sorted(p.name for p in dump.parent.iterdir()) == [dump.name, "weights.npz"]
+    rc, text, err = cli(capsys, "inspect", dump)
+    assert (rc, text, err) == (0, dump.read_text(), "")
+    assert text.count("np.conv2d_fused(") == 2 and text.count("np.matmul_fast(") == 2
+    assert "nn.conv2d" not in text and "nn.maxpool2d" not in text and "nn.matmul" not in text
+    assert "np." not in (out / "model.mpc").read_text()    # model.mpc is the graph before lowering
+    data = npz(CNN_DATA)
+    got = run(parse(text, npz(dump.parent / "weights.npz")), {"input": data["input"][:64]})["logits"]
+    assert_close(got, ort_run(CNN, {"input": data["input"][:64]})["logits"])
+    r = report(out)
+    assert r["backends"]["numpy"]["lowering"] == "fuse-conv-epilogue"
+    assert r["backends"]["numpy"]["passes"] == [{"name": "fuse-conv-epilogue",
+                                                  "stats": {"fused": 2, "matmul_fast": 2}}]
+    assert {"ir/numpy/01-fuse-conv-epilogue.mpc", "ir/numpy/weights.npz"} <= set(r["files"])
+    assert r["sections"]["NumPy kernels"] == {"compiled kernels": "conv2d_fused, matmul_fast, maxpool2d_fast",
+                                              "helpers": "none"}
+    assert "`fuse-conv-epilogue`" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("passes, pipeline, names", [
@@ -435,7 +465,7 @@ def test_internal_error_exits_1_and_leaves_nothing(tmp_path, capsys, monkeypatch
     def boom(graph, folder, target="float"):
         (Path(folder) / "model.py").write_text("partial")
         raise RuntimeError("boom")
-    monkeypatch.setitem(BACKENDS, "numpy", boom)
+    monkeypatch.setitem(BACKENDS, "numpy", dataclasses.replace(BACKENDS["numpy"], write=boom))
     out = tmp_path / "out"
     rc, stdout, err = cli(capsys, "convert", MLP, "--target", "float", "-o", out, "-q")
     assert rc == 1 and stdout == ""
@@ -523,7 +553,8 @@ def test_ops_lists_nn_and_mp_kinds(capsys):
     assert (rc, err) == (0, "")
     listed = [line.split()[0] for line in stdout.splitlines() if line.strip()]
     assert listed == known_kinds()
-    assert {"nn.matmul", "nn.conv2d", "nn.gemm", "nn.batchnorm", "mp.dot", "mp.conv2d"} <= set(listed)
+    assert {"nn.matmul", "nn.conv2d", "nn.gemm", "nn.batchnorm", "mp.dot", "mp.conv2d", "np.conv2d_fused",
+            "np.matmul_fast"} <= set(listed)
     for line in stdout.splitlines():
         assert "(" in line and len(line.split(")", 1)[1].strip()) > 0, line   # operands, then a summary
 
