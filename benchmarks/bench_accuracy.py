@@ -24,7 +24,7 @@ CACHE = ROOT / "benchmarks" / "_cache"
 
 def mpc(*args: str) -> str:
     """Run the mpc CLI as a user would; returns stdout."""
-    r = subprocess.run([sys.executable, "-m", "mpc", *args], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "mpc", *args], cwd=ROOT, capture_output=True, text=True, check=False)
     if r.returncode:
         raise SystemExit(f"mpc {' '.join(args)} failed:\n{r.stderr}")
     return r.stdout

@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as e:  # a bug: say so, show the traceback only with --debug
+    except Exception as e:  # noqa: BLE001 - a bug: say so, show the traceback only with --debug
         if debug:
             traceback.print_exc()
         print(f"mpc: internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)",

@@ -75,10 +75,9 @@ def load_data(path: str | Path, graph: Graph, aliases: dict[str, str] | None = N
     check_finite(path, feeds)
     sizes = {a.shape[0] if a.ndim else None for a in feeds.values()}
     labels = arrays.get("labels")
-    if labels is not None:
-        if labels.ndim != 1 or labels.dtype.kind not in "iu" or labels.shape[0] not in sizes:
-            raise BadInput(f"{path}: 'labels' must be int class ids of shape [{sizes.pop()}], "
-                           f"got {labels.dtype.name}{list(labels.shape)}")
+    if labels is not None and (labels.ndim != 1 or labels.dtype.kind not in "iu" or labels.shape[0] not in sizes):
+        raise BadInput(f"{path}: 'labels' must be int class ids of shape [{sizes.pop()}], "
+                       f"got {labels.dtype.name}{list(labels.shape)}")
     return Dataset(feeds, labels, str(path))
 
 

@@ -28,7 +28,7 @@ def ort_session(model: onnx.ModelProto, extra_outputs: list[str] = ()):
     opts.intra_op_num_threads = 1
     try:
         return ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise BadModel(model.graph.name or "model", f"onnxruntime cannot run it: {str(e).splitlines()[0]}") from None
 
 

@@ -157,7 +157,7 @@ def gamma_bound(x: np.ndarray, w: np.ndarray, c: float) -> float:
 
 
 def _grid_k(gamma: float, d: int) -> int:
-    return int(round(math.log2(gamma * d / 2)))
+    return round(math.log2(gamma * d / 2))
 
 
 def _descend(score, start: int, lo: int = -60, hi: int = 60) -> tuple[int, float]:
@@ -200,7 +200,7 @@ def search(groups, target: np.ndarray, fixed_gamma: float | None, rng) -> tuple[
 
     x_rms = float(np.sqrt(np.mean([np.mean(s[0] ** 2) for s in sub]))) or 1.0
     w_rms = float(np.sqrt(np.mean([np.mean(s[1] ** 2) for s in sub]))) or 1.0
-    kc0 = int(round(0.5 * math.log2(w_rms / x_rms)))
+    kc0 = round(0.5 * math.log2(w_rms / x_rms))
     gammas: dict[int, int] = {}
 
     def score_c(kc: int) -> float:

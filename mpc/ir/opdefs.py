@@ -136,9 +136,8 @@ def coerce(tp, value, where: str):
             raise InferError(f"{where}: expected a list, got {value!r}")
         args = typing.get_args(tp)
         elem = args[0]
-        if len(args) != 2 or args[1] is not Ellipsis:
-            if len(args) != len(value):
-                raise InferError(f"{where}: expected {len(args)} elements, got {len(value)}")
+        if (len(args) != 2 or args[1] is not Ellipsis) and len(args) != len(value):
+            raise InferError(f"{where}: expected {len(args)} elements, got {len(value)}")
         return tuple(coerce(elem, v, where) for v in value)
     raise InferError(f"{where}: unsupported attribute type {tp}")
 

@@ -108,11 +108,16 @@ def _clip(k, x):
     return np.clip(x, x.dtype.type(k.attrs.min), x.dtype.type(k.attrs.max))
 
 
+def _elementwise(fn):
+    """The kernel of a broadcasting binary op."""
+    return lambda k, x, y: fn(x, y)
+
+
 for _k, _fn, _s in [("nn.add", np.add, "elementwise a + b (broadcasting)"),
                     ("nn.sub", np.subtract, "elementwise a - b (broadcasting)"),
                     ("nn.mul", np.multiply, "elementwise a * b (broadcasting)"),
                     ("nn.div", np.divide, "elementwise a / b (broadcasting)")]:
-    define(_k, ("a", "b"), _s, _binary, (lambda f: lambda k, x, y: f(x, y))(_fn), traits=FOLDABLE)
+    define(_k, ("a", "b"), _s, _binary, _elementwise(_fn), traits=FOLDABLE)
 
 define("nn.relu", ("x",), "max(x, 0)", _unary, lambda k, x: np.maximum(x, x.dtype.type(0)), traits=FOLDABLE)
 define("nn.leaky_relu", ("x",), "x if x >= 0 else alpha * x", _unary,
