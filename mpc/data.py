@@ -109,10 +109,45 @@ def batches(ds: Dataset, size: int):
                None if ds.labels is None else ds.labels[i:i + size])
 
 
+class Pearson:
+    """Pearson correlation of two sequences of arrays (each pair flattened), added pair by pair.
+
+    Each pair's centred sums are merged exactly (Chan et al.'s pairwise update), so one pair gives the
+    textbook centred formula and many pairs give the correlation of their concatenation without the
+    cancellation of raw sums of squares. Pairs of different sizes are skipped.
+    """
+
+    def __init__(self):
+        self.n = 0
+        self.mean_a = self.mean_b = self.m_aa = self.m_bb = self.m_ab = 0.0
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> Pearson:
+        """Add one pair of arrays; returns self."""
+        a = np.asarray(a, np.float64).ravel()
+        b = np.asarray(b, np.float64).ravel()
+        if a.shape != b.shape or a.size == 0:
+            return self
+        ma, mb = a.mean(), b.mean()
+        da, db = a - ma, b - mb
+        n, k = self.n, a.size
+        total = n + k
+        ea, eb = ma - self.mean_a, mb - self.mean_b
+        self.m_aa += (da * da).sum() + ea * ea * n * k / total
+        self.m_bb += (db * db).sum() + eb * eb * n * k / total
+        self.m_ab += (da * db).sum() + ea * eb * n * k / total
+        self.mean_a += ea * k / total
+        self.mean_b += eb * k / total
+        self.n = total
+        return self
+
+    def value(self) -> float | None:
+        """The correlation; None when nothing was added or either side is constant."""
+        den = np.sqrt(self.m_aa * self.m_bb)
+        if self.n == 0 or den == 0 or not np.isfinite(den):
+            return None
+        return float(np.clip(self.m_ab / den, -1.0, 1.0))
+
+
 def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
     """Pearson correlation of two arrays (flattened); None when either is constant."""
-    a = np.asarray(a, np.float64).ravel()
-    b = np.asarray(b, np.float64).ravel()
-    a, b = a - a.mean(), b - b.mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    return None if den == 0 or not np.isfinite(den) else float((a * b).sum() / den)
+    return Pearson().add(a, b).value()

@@ -32,19 +32,24 @@ def ort_session(model: onnx.ModelProto, extra_outputs: list[str] = ()):
         raise BadModel(model.graph.name or "model", f"onnxruntime cannot run it: {str(e).splitlines()[0]}") from None
 
 
-def layer_map(graph: Graph, model: onnx.ModelProto) -> list[tuple[str, str, object]]:
-    """(layer name, source tensor, converted value) for each ONNX node whose output the converted
-    graph still computes: the last op carrying that node's location stands for the node's output."""
-    last = {}
-    for op in graph.ops:
-        if op.loc.node is not None and len(op.results) == 1:
-            last[op.loc.node] = op.result
-    pairs = []
-    for node in model.graph.node:
-        v = last.get(node.name)
-        if v is not None and node.output and node.op_type not in ("Constant", "Identity", "Dropout"):
-            pairs.append((node.name, node.output[0], v))
-    return pairs
+def _last_by_location(graph: Graph, key) -> dict:
+    """key(op.loc) -> the result of the last single-result op carrying that location."""
+    return {key(op.loc): op.result for op in graph.ops if len(op.results) == 1 and key(op.loc) is not None}
+
+
+def layer_pairs(graph: Graph, source: onnx.ModelProto | Graph) -> list[tuple[str, str, object]]:
+    """(layer name, source tensor, converted value) for each source layer the converted graph still
+    computes: the last converted op carrying a layer's location stands for that layer's output.
+
+    An ONNX source is matched by node name (its Constant, Identity and Dropout nodes are not layers);
+    an IR source by location, the source tensor being the last value computed there."""
+    last = _last_by_location(graph, lambda loc: loc.node)
+    if isinstance(source, Graph):
+        last = _last_by_location(graph, lambda loc: loc if loc.known else None)
+        src = _last_by_location(source, lambda loc: loc if loc.known else None)
+        return [(str(loc), v.name, last[loc]) for loc, v in src.items() if loc in last]
+    return [(node.name, node.output[0], last[node.name]) for node in source.graph.node
+            if node.name in last and node.output and node.op_type not in ("Constant", "Identity", "Dropout")]
 
 
 @dataclass

@@ -12,34 +12,12 @@ from typing import Any
 import numpy as np
 
 from mpc.compiler import Settings, compile_model
-from mpc.data import Dataset, batches, load_data, random_data
+from mpc.data import Dataset, Pearson, batches, load_data, random_data
 from mpc.errors import BadFlag, BadInput
 from mpc.frontend import Loaded, load, load_mpc
 from mpc.ir import Graph, check_feeds, clone, run
-from mpc.oracle import compare, layer_map, run_source
+from mpc.oracle import compare, layer_pairs, run_source
 from mpc.progress import progress_bar
-
-
-class _Pearson:
-    """Streaming Pearson correlation of two flattened sequences of arrays."""
-
-    def __init__(self):
-        self.s = np.zeros(6)
-
-    def add(self, a: np.ndarray, b: np.ndarray) -> None:
-        a = np.asarray(a, np.float64).ravel()
-        b = np.asarray(b, np.float64).ravel()
-        if a.shape != b.shape:
-            return
-        self.s += [a.size, a.sum(), b.sum(), (a * a).sum(), (b * b).sum(), (a * b).sum()]
-
-    def value(self) -> float | None:
-        n, sa, sb, saa, sbb, sab = self.s
-        if n == 0:
-            return None
-        cov, va, vb = sab - sa * sb / n, saa - sa * sa / n, sbb - sb * sb / n
-        den = np.sqrt(max(va, 0.0) * max(vb, 0.0))
-        return None if den <= 1e-300 else float(np.clip(cov / den, -1.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -49,12 +27,6 @@ class Thresholds:
     max_abs_err: float | None = None
     min_agreement: float | None = None
     max_accuracy_drop: float | None = None
-
-
-def _ir_layers(source: Graph, converted: Graph) -> list[tuple[str, str, Any]]:
-    last_src = {op.loc: op.result for op in source.ops if len(op.results) == 1 and op.loc.known}
-    last_cv = {op.loc: op.result for op in converted.ops if len(op.results) == 1 and op.loc.known}
-    return [(str(loc), v.name, last_cv[loc]) for loc, v in last_src.items() if loc in last_cv]
 
 
 def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 256,
@@ -72,7 +44,7 @@ def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 
     data = load_data(data_path, source_graph, loaded.input_names) if data_path else \
         random_data(source_graph, samples, settings.seed)
     _labels_given(thresholds, data_path, data)
-    layers = layer_map(graph, loaded.onnx_model) if loaded.onnx_model is not None else _ir_layers(source_graph, graph)
+    layers = layer_pairs(graph, loaded.onnx_model if loaded.onnx_model is not None else source_graph)
     src_names = [o.name for o in loaded.onnx_model.graph.output] if loaded.onnx_model is not None else \
         [v.name for v in source_graph.outputs]
     outputs = [(v.name, src_names[i]) for i, v in enumerate(graph.outputs)]
@@ -129,7 +101,7 @@ def _measure(loaded: Loaded, source_graph: Graph, graph: Graph, data: Dataset, l
              outputs: list[tuple[str, str]], settings: Settings) -> dict[str, Any]:
     """Run the source and the converted graph on `data` in slices of 256 samples and compare them;
     `outputs` pairs converted output names with the source's."""
-    stats = {name: _Pearson() for name, _, _ in layers}
+    stats = {name: Pearson() for name, _, _ in layers}
     src_out, cv_out = {}, {}
     total = (data.size + 255) // 256
     for feeds, _ in progress_bar(batches(data, 256), total=total, desc="verify", quiet=settings.quiet,
