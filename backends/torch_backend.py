@@ -233,7 +233,8 @@ class LoweredGraph(torch.nn.Module):
                 out = MP_LOWERINGS[op.kind](op.attrs, self.gamma(op).to(xs[0].dtype), *xs)
             else:
                 out = LOWERINGS[op.kind](op.attrs, *xs)
-            env[id(op.result)] = out
+            for r, t in zip(op.results, out if isinstance(out, tuple) else (out,)):
+                env[id(r)] = t
         return {v.name: self.weight(v.name) if v.is_weight else env[id(v)] for v in self.outputs}
 
 
@@ -279,12 +280,7 @@ def write_back(graph: Graph, module: LoweredGraph, suffix: str = "ft", gain_term
             new_names[w] = graph.add_weight(f"{w}.{suffix}", arr)
     for i, op in enumerate(graph.ops):
         operands = [new_names.get(v.name, v) if v.is_weight else v for v in op.operands]
-        attrs = op.attrs
-        if op.kind in MP_KINDS:
-            changes = {"gamma": float(module.gamma(op).detach())}
-            if gain_terms is not None:
-                changes["gain_terms"] = gain_terms
-            attrs = with_attrs(attrs, **changes)
+        attrs = _trained_attrs(op, module, gain_terms) if op.kind in MP_KINDS else op.attrs
         new = make_op(graph, op.kind, operands, attrs, op.loc)
         new.results = op.results
         for r in op.results:
@@ -295,3 +291,11 @@ def write_back(graph: Graph, module: LoweredGraph, suffix: str = "ft", gain_term
     for w in list(graph.weights):
         if w not in used:
             graph.remove_weight(w)
+
+
+def _trained_attrs(op, module: LoweredGraph, gain_terms: int | None):
+    """An MP op's attributes with the module's γ (and gain_terms when given)."""
+    changes = {"gamma": float(module.gamma(op).detach())}
+    if gain_terms is not None:
+        changes["gain_terms"] = gain_terms
+    return with_attrs(op.attrs, **changes)
