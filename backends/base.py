@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mpc.data import npz_bytes
 from mpc.errors import UnsupportedOp
 from mpc.ir import Graph, Op, clone, print_graph
-from mpc.outdir import npz_bytes
 from mpc.passmanager import PassContext, PassRecord, run_pipeline
 
 Render = Callable[[Op, list[str]], str]

@@ -239,9 +239,9 @@ def _kernel_module(title: str, source: str, names: tuple[str, ...]) -> str:
 
 
 def _mp_kernel_source() -> str:
-    """The MP kernels (mpc.mp, numpy + numba only), embedded so model.py stands alone."""
-    import mpc.mp
-    return _kernel_module("mp kernels", inspect.getsource(mpc.mp), _EMBEDS[_mp_kernel_source])
+    """The MP kernels (mpc.mp.kernels, numpy + numba only), embedded so model.py stands alone."""
+    import mpc.mp.kernels
+    return _kernel_module("mp kernels", inspect.getsource(mpc.mp.kernels), _EMBEDS[_mp_kernel_source])
 
 
 EXTRA_SOURCE["mp.dot"] = EXTRA_SOURCE["mp.conv2d"] = _mp_kernel_source

@@ -3,7 +3,7 @@
 `lower(graph)` builds a `LoweredGraph` whose forward runs the ops through a table of per-kind torch
 functions with the semantics of the interpreter's reference kernels (ONNX layouts, asymmetric pads,
 ceil-mode overhangs, time-major leading dims folded into the batch). Weights become parameters or
-buffers (the `trainable` option); every MP op goes through `mpc.mp_torch.MPDotFunction` (exact derivatives
+buffers (the `trainable` option); every MP op goes through `mpc.mp.autograd.MPDotFunction` (exact derivatives
 of the MP threshold) with γ held as one learnable log γ per op. `write_back(graph, module)` returns the
 trained values to the graph as new weights `<name>.ft` (weights are immutable) and γ attributes.
 
@@ -149,7 +149,7 @@ LOWERINGS: dict[str, Callable] = {
 
 # -- mp lowerings: fn(attrs, gamma, *tensors), gamma a 0-d tensor -------------------------
 def _mp_rows(x2d, w, gamma, c, gain, offset):
-    from mpc.mp_torch import MPDotFunction
+    from mpc.mp.autograd import MPDotFunction
     y = MPDotFunction.apply((x2d * c).contiguous(), (w / c).contiguous(), gamma) * gain
     return y + offset if offset is not None else y
 

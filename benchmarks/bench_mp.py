@@ -104,7 +104,7 @@ def stack_seed(x, w1, w2):
 
 def stack_fused_torch(x, w1, w2):
     """The MP stack on the fused autograd path (torch tensors)."""
-    from mpc.mp_torch import mp_dot_torch
+    from mpc.mp.autograd import mp_dot_torch
 
     return mp_dot_torch(rescale(mp_dot_torch(x, w1, GAMMA1), xp=None), w2, GAMMA2)
 

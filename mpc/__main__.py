@@ -1,4 +1,4 @@
 """`python -m mpc` runs the command line."""
-from mpc.cli import entry
+from mpc.driver.cli import entry
 
 entry()

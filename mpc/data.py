@@ -1,11 +1,14 @@
 """Data files: DATA.npz holds one array per model input (keyed by input name, or `x` for a
-single input) and optional `labels` (int class ids); plus seeded random inputs for `verify`, and
-the Pearson correlation used to compare two sets of activations.
+single input) and optional `labels` (int class ids); plus seeded random inputs, deterministic .npz
+bytes, and the Pearson correlation used to compare two sets of activations. Shared by the passes
+(calibration data), the activation-capture service and the driver.
 """
 from __future__ import annotations
 
+import io
 import math
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,3 +154,16 @@ class Pearson:
 def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
     """Pearson correlation of two arrays (flattened); None when either is constant."""
     return Pearson().add(a, b).value()
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """An uncompressed .npz with entries in the given order and fixed timestamps (deterministic)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, arr in arrays.items():
+            entry = io.BytesIO()
+            np.lib.format.write_array(entry, np.ascontiguousarray(arr), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, entry.getvalue())
+    return buf.getvalue()

@@ -84,7 +84,7 @@ def _model_py(outdir: Path, tmp: Path, *argv) -> subprocess.CompletedProcess:
 
 
 def test_model_py_refuses_nan_and_bad_files_in_one_line(tmp_path, outdir):
-    from mpc.outdir import npz_bytes
+    from mpc.data import npz_bytes
     x = np.ones((2, 64), np.float32)
     x[1, 0] = np.nan
     (tmp_path / "nan.npz").write_bytes(npz_bytes({"input": x}))

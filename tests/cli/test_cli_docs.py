@@ -9,7 +9,7 @@ import pytest
 
 import mpc
 from mpc.cli import build_parser, main
-from mpc.targets import TARGETS
+from mpc.driver.targets import TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]
 PRIVATE = re.compile(r"METHODS|\.\./shared|[Ss]eed 0\d\d")

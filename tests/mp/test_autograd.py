@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mpc.mp import mp_dot_bwd, mp_dot_fwd
-from mpc.mp_torch import MPDotFunction, MPLinear, mp_dot_torch
+from mpc.mp.autograd import MPDotFunction, MPLinear, mp_dot_torch
 
 
 def torch_reference(x, w, gamma):

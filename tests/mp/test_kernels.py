@@ -1,4 +1,4 @@
-"""mpc.mp kernels against an independent float64 reference (the MP definition in mpc/mp.py).
+"""mpc.mp kernels against an independent float64 reference (the MP definition in mpc/mp/kernels.py).
 
 The reference below builds p = [w + x; −w − x] and q = [w − x; −w + x] explicitly for every pair and
 finds the threshold as the *largest* k with p_(k) > c_k (a different route from the kernels' max_k c_k,
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mpc import mp
+from mpc.mp import kernels as mp
 
 METHODS = ("sort", "condat", "bisect", "fused")
 RTOL = {np.float64: 1e-6, np.float32: 2e-5}

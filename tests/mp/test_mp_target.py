@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from mpc.cli import main
-from mpc.compiler import Settings, compile_model
+from mpc.driver.compiler import Settings, compile_model
 from mpc.ir import parse, print_graph
 
 EX = "examples"

@@ -1,7 +1,7 @@
 """`mpc finetune`: MP-aware fine-tuning in torch (exact derivatives of the MP threshold).
 
 The calibrated graph is trained as the module of the torch lowering (`mpc.backends.torch_backend`);
-every MP op goes through `mpc.mp_torch.MPDotFunction`, whose forward and backward are the fused kernels
+every MP op goes through `mpc.mp.autograd.MPDotFunction`, whose forward and backward are the fused kernels
 (∂α/∂p_i = 1/k on the active set, ∂α/∂γ = −1/k), so training memory stays O(B·H) per layer.
 Weights, gains and biases train (γ too with --learn-gamma); at the end gains are snapped back to
 shift-add constants (γ to the γD/2 = 2^k grid) and one more epoch trains the rest with them frozen.

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from mpc import __version__
-from mpc.data import Dataset, load_data, random_data
+from mpc.data import Dataset, load_data, npz_bytes, random_data
+from mpc.driver.outdir import staged_dir
+from mpc.driver.report import graph_summary, to_json, to_markdown
+from mpc.driver.targets import get_target
 from mpc.errors import BadFlag
 from mpc.frontend import Loaded, load
 from mpc.ir import Graph, parse, print_graph
-from mpc.outdir import npz_bytes, staged_dir
 from mpc.passmanager import (
     PassContext,
     PassRecord,
@@ -23,8 +25,6 @@ from mpc.passmanager import (
     parse_pipeline,
     run_pipeline,
 )
-from mpc.report import graph_summary, to_json, to_markdown
-from mpc.targets import get_target
 
 
 @dataclass(frozen=True)

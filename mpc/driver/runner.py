@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mpc.data import load_data
+from mpc.data import load_data, npz_bytes
+from mpc.driver.outdir import check_not_input, check_writable, write_file
 from mpc.errors import BadInput, KernelError
 from mpc.frontend import load
-from mpc.outdir import check_not_input, check_writable, npz_bytes, write_file
 
 
 def _imported_model(path: Path):

@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from mpc.compiler import Settings, compile_model
 from mpc.data import Dataset, Pearson, batches, load_data, random_data
+from mpc.driver.compiler import Settings, compile_model
+from mpc.driver.oracle import compare, layer_pairs, run_source
 from mpc.errors import BadFlag, BadInput
 from mpc.frontend import Loaded, load, load_mpc
 from mpc.ir import Graph, check_feeds, clone, run
-from mpc.oracle import compare, layer_pairs, run_source
 from mpc.progress import progress_bar
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mpc.driver.flagtypes import int_range, positive_float
 from mpc.errors import BadFlag
-from mpc.flagtypes import int_range, positive_float
 
 
 @dataclass(frozen=True)
@@ -14,7 +14,7 @@ class Flag:
     option `option` of pass `pass_name` in the pipeline (the default is the option's)."""
 
     name: str
-    type: object   # an argparse converter (mpc.flagtypes) or str
+    type: object   # an argparse converter (mpc.driver.flagtypes) or str
     help: str
     pass_name: str
     option: str

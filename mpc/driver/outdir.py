@@ -1,20 +1,16 @@
 """Safe output: write into a temporary folder beside the target and rename it at the end.
 
 A failed run leaves nothing behind; an existing folder or file is replaced only with --force.
-NPZ files are written with fixed zip timestamps so the same arrays give the same bytes.
+(Deterministic .npz bytes come from mpc.data.npz_bytes.)
 """
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shutil
 import tempfile
-import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import numpy as np
 
 from mpc.errors import BadInput, OutputExists
 
@@ -127,16 +123,3 @@ def write_file(path: Path, data: bytes, force: bool) -> None:
         if isinstance(e, OSError):
             raise BadInput(f"cannot write '{path}': {e.strerror}") from None
         raise
-
-
-def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """An uncompressed .npz with entries in the given order and fixed timestamps (deterministic)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-        for name, arr in arrays.items():
-            entry = io.BytesIO()
-            np.lib.format.write_array(entry, np.ascontiguousarray(arr), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, entry.getvalue())
-    return buf.getvalue()

@@ -11,12 +11,12 @@ import json
 import math
 from pathlib import Path
 
-from mpc.compiler import Settings, compile_model, pipeline_for
 from mpc.data import batches, load_data
+from mpc.driver.compiler import Settings, compile_model, pipeline_for
+from mpc.driver.outdir import staged_dir
 from mpc.errors import BadFlag, BadInput
 from mpc.frontend import load
 from mpc.ir import clone, run
-from mpc.outdir import staged_dir
 from mpc.passmanager import set_options
 from mpc.progress import progress_bar
 

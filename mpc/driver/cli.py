@@ -1,0 +1,384 @@
+"""The `mpc` command line: inspect, convert, verify, run, passes, ops.
+
+Every user error is an MPCError printed as one line `mpc: error: ...` with exit code 2 (bad flags
+included); anything else is a bug: exit 1, traceback only with --debug. `mpc verify` exits 3 when
+one of its checks (--max-abs-err, --min-agreement, --max-accuracy-drop) fails.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import traceback
+from pathlib import Path
+
+from mpc import __version__
+from mpc.driver.flagtypes import fraction, nonnegative_float, positive_float, positive_int, seed_int
+from mpc.errors import BadFlag, MPCError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises BadFlag (one line) instead of printing usage and exiting."""
+
+    def error(self, message: str):
+        raise BadFlag(message)
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        raise BadFlag(f"--input-shape: expected comma-separated ints like 1,64, got '{text}'") from None
+    if not dims or any(d < 1 for d in dims):
+        raise BadFlag(f"--input-shape: dims must be >= 1, got '{text}'")
+    return dims
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def _conversion_flags(p: argparse.ArgumentParser, need_target: bool = True) -> None:
+    from mpc.driver.targets import TARGETS, all_flags
+    p.add_argument("model", help="model.onnx, model.pt (TorchScript), pkg.module:factory, or model.mpc")
+    p.add_argument("--target", required=need_target, default="float",
+                   help=f"conversion target ({', '.join(sorted(TARGETS))})")
+    p.add_argument("--emit", type=_csv, default=("numpy",), help="backends to emit (comma-separated)")
+    p.add_argument("--calib", help="calibration data (.npz keyed by input name)")
+    p.add_argument("--passes", help="replace the pipeline (a,b,c) or edit it (+name, -name)")
+    p.add_argument("--dump-ir-after", type=_csv, default=(), metavar="NAME|all",
+                   help="write the IR after these passes to OUTDIR/ir/ (backend lowerings: ir/BACKEND/)")
+    p.add_argument("--input-shape", type=_shape, help="input shape for a PyTorch model, e.g. 1,64")
+    p.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy",
+                   help="torch.onnx exporter for PyTorch models")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed for sampled data")
+    p.add_argument("--static-batch", action="store_true",
+                   help="keep inputs whose leading dim is 1 static (by default that 1 is read as the batch)")
+    for flag, targets in all_flags():
+        p.add_argument(f"--{flag.name}", type=flag.type, default=None, choices=flag.choices,
+                       help=f"{flag.help} (target {', '.join(targets)})")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+    p.add_argument("--progress", action="store_true",
+                   help="show progress bars even when stderr is not a terminal")
+
+
+def _inputs(args) -> list[str]:
+    """The files a command reads: its output may neither be one of them nor hold one."""
+    spec = args.model
+    if spec.lower().endswith((".onnx", ".mpc", ".pt", ".pth")) or ":" not in spec:
+        paths = [spec] + ([str(Path(spec).parent / "weights.npz")] if spec.lower().endswith(".mpc") else [])
+    else:
+        where = spec.rsplit(":", 1)[0]
+        top = where.split(".")[0]
+        paths = [p for p in ([where] if where.endswith(".py") else [top, top + ".py"]) if Path(p).exists()]
+    return paths + [p for p in (getattr(args, "calib", None), getattr(args, "data", None)) if p]
+
+
+def _check_output(outdir: Path, args) -> None:
+    from mpc.driver.outdir import check_not_input, check_writable
+    check_not_input(outdir, _inputs(args))
+    check_writable(outdir, args.force)
+
+
+def _target_flags():
+    from mpc.driver.targets import all_flags
+    return all_flags()
+
+
+def _pipeline(args, target) -> str:
+    """The target's pipeline edited by --passes, with the target flags given set as pass options
+    (`--gamma 8` -> `mp-calibrate{gamma=8.0}`): the string alone says what runs."""
+    from mpc.driver.targets import all_flags
+    from mpc.passmanager import edit_pipeline, parse_pipeline, set_options
+    pipeline = edit_pipeline(target.pipeline, args.passes)
+    given = [(f, ts, getattr(args, f.name.replace("-", "_"), None)) for f, ts in all_flags()]
+    given = [(f, ts, v) for f, ts, v in given if v is not None]
+    for flag, targets, _ in given:
+        if target.name not in targets:
+            raise BadFlag(f"--{flag.name} does not apply to --target {target.name} (only {', '.join(targets)})")
+    names = {s.name for s in parse_pipeline(pipeline)}
+    options: dict[str, dict] = {}
+    for flag, _, value in given:
+        if flag.pass_name not in names:
+            raise BadFlag(f"--{flag.name} sets option {flag.option} of {flag.pass_name}, which the pipeline "
+                          f"'{pipeline}' does not run")
+        options.setdefault(flag.pass_name, {})[flag.option] = value
+    return set_options(pipeline, options)
+
+
+def _settings(args, **over):
+    from mpc.driver.compiler import Settings
+    from mpc.driver.targets import get_target
+    target = get_target(args.target)
+    return Settings(target=target.name, passes=_pipeline(args, target), emit=args.emit, calib=args.calib,
+                    dump_ir_after=args.dump_ir_after, input_shape=args.input_shape, exporter=args.exporter,
+                    static_batch=args.static_batch, quiet=args.quiet, progress=args.progress, seed=args.seed,
+                    **over)
+
+
+def cmd_inspect(args) -> int:
+    """Print the textual IR of a model (after --passes, if given)."""
+    from mpc.frontend import load
+    from mpc.ir import print_graph
+    from mpc.passmanager import run_pipeline
+    if args.model.endswith(".mpc") and not args.passes:
+        text = Path(args.model).read_text() if Path(args.model).is_file() else None
+        loaded = load(args.model, args.input_shape)
+        printed = print_graph(loaded.graph)
+        sys.stdout.write(text if text == printed else printed)
+        return 0
+    loaded = load(args.model, args.input_shape, exporter=args.exporter, static_batch=args.static_batch)
+    if args.passes:
+        run_pipeline(loaded.graph, args.passes)
+    sys.stdout.write(print_graph(loaded.graph))
+    return 0
+
+
+def cmd_convert(args) -> int:
+    """Convert a model for a target and write the output folder."""
+    from mpc.driver.compiler import compile_model, log, write_outdir
+    settings = _settings(args, timings=args.timings)
+    outdir = Path(args.output or f"out/{Path(args.model.split(':')[0]).stem}")
+    _check_output(outdir, args)
+    compiled = compile_model(args.model, settings)
+    files = write_outdir(compiled, settings, outdir, args.force)
+    log(settings, f"mpc: converted {args.model} for target {settings.target} -> {outdir}/ "
+                  f"({', '.join(files)})")
+    for r in compiled.records:
+        stats = ", ".join(f"{k}={v}" for k, v in r.stats.items())
+        log(settings, f"  {r.name:<22} {r.seconds * 1000:8.1f} ms  {stats}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    """Convert in memory and compare with the source model run in onnxruntime."""
+    from mpc.driver.verify import Thresholds, print_table, verify, verify_converted
+    thresholds = Thresholds(args.max_abs_err, args.min_agreement, args.max_accuracy_drop)
+    if args.source:
+        for flag in ("target", "passes", "calib", "emit", "dump_ir_after") + tuple(
+                f.name.replace("-", "_") for f, _ in _target_flags()):
+            if getattr(args, flag, None) is not None:
+                raise BadFlag(f"--{flag.replace('_', '-')} does not apply with --source: the converted model is "
+                              f"compared as it is")
+        args.target = "float"
+    if args.target is None:
+        raise BadFlag("verify needs --target T (or --source MODEL to check a converted folder or .mpc file)")
+    args.emit, args.dump_ir_after = args.emit or ("numpy",), args.dump_ir_after or ()
+    settings = _settings(args)
+    if args.source:
+        result = verify_converted(args.model, args.source, settings, args.data, args.samples, thresholds)
+    else:
+        result = verify(args.model, settings, args.data, args.samples, thresholds)
+    if args.json:
+        import json
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print_table(result)
+    failed = [c for c in result["checks"] if not c["passed"]]
+    sys.stdout.flush()
+    for c in failed:
+        print(f"mpc: check failed: {c['message']}", file=sys.stderr)
+    return 3 if failed else 0
+
+
+def cmd_run(args) -> int:
+    """Run a converted output folder's model.py on a data file."""
+    from mpc.driver.runner import run_outdir
+    run_outdir(Path(args.outdir), args.data, args.output, args.force, args.quiet)
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    """Calibrate for the MP target, then fine-tune the MP network in torch and write the folder."""
+    from mpc.data import load_data
+    from mpc.driver.compiler import compile_model, log, write_outdir
+    settings = _settings(args)
+    if settings.target != "mp":
+        raise BadFlag(f"mpc finetune supports --target mp only, got '{settings.target}'")
+    outdir = Path(args.output)
+    _check_output(outdir, args)
+    from mpc.driver.oracle import run_source
+    from mpc.frontend import load
+    from mpc.ir import clone
+    from mpc.passes.mp_calibrate import GainMode
+    from mpc.passmanager import pass_options
+    from mpc.train.finetune import finetune
+    loaded = load(args.model, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch)
+    source = clone(loaded.graph)
+    data = load_data(args.data, loaded.graph, loaded.input_names)
+    compiled = compile_model(args.model, settings, loaded=loaded, train=data)
+    calibrated = pass_options(compiled.pipeline, "mp-calibrate")
+    teacher = None
+    if args.distill > 0:
+        out = run_source(loaded.onnx_model, source, data, [], loaded.input_names)
+        teacher = out[loaded.onnx_model.graph.output[0].name if loaded.onnx_model else source.outputs[0].name]
+    res = finetune(compiled.graph, data, args.epochs, args.lr, args.batch_size, args.learn_gamma,
+                   calibrated.gain_terms, calibrated.gain is GainMode.FLOAT, settings.seed, settings.quiet,
+                   teacher, args.distill, args.weight_decay, settings.progress)
+    from mpc.ir import verify_graph
+    verify_graph(compiled.graph)
+    compiled.ctx.report.section("Fine-tuning", res.history)
+    write_outdir(compiled, settings, outdir, args.force)
+    log(settings, f"mpc: fine-tuned {args.model} for {res.epochs} epochs in {res.seconds:.1f} s "
+                  f"(loss {res.final_loss:.4f}, train accuracy {100 * res.train_accuracy:.2f}%) -> {outdir}/")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    """Accuracy against one global gamma, on a grid of powers of two (CSV, JSON notes, PNG)."""
+    from mpc.driver.sweep import power_grid, sweep, write
+    args.target = "mp"
+    if not args.min < args.max:
+        raise BadFlag(f"--min ({args.min:g}) must be smaller than --max ({args.max:g})")
+    settings = _settings(args)
+    outdir = Path(args.output or f"out/{Path(args.model.split(':')[0]).stem}-sweep")
+    _check_output(outdir, args)
+    grid = power_grid(args.min, args.max)
+    result = sweep(args.model, settings, args.data, grid)
+    result["grid"] = {"min": grid[0], "max": grid[-1], "requested_min": args.min, "requested_max": args.max}
+    write(result, outdir, args.force, f"{Path(args.model).name}: accuracy vs γ")
+    for r in result["rows"]:
+        print(f"gamma {r['gamma']:<12.6g} accuracy {100 * r['accuracy']:.2f}%")
+    print(f"calibrated per-layer gammas {result['calibrated_gammas']}: {100 * result['calibrated_accuracy']:.2f}% "
+          f"(source {100 * result['source_accuracy']:.2f}%) -> {outdir}/sweep.csv, sweep.json, sweep.png")
+    return 0
+
+
+def cmd_passes(args) -> int:
+    """List the registered passes and aliases."""
+    from mpc.passmanager import registered
+    for name, kind, summary in registered():
+        print(f"{name:<22} {kind:<6} {summary}")
+    return 0
+
+
+def cmd_ops(args) -> int:
+    """List the op kinds the IR knows: operands, attributes, traits, summary."""
+    from mpc.ir import TRAITS, known_kinds, lookup
+    for k in known_kinds():
+        d = lookup(k)
+        fields = ", ".join(f.name for f in d.attr_fields())
+        traits = ", ".join(t for t in TRAITS if t in d.traits)
+        print(f"{k:<20} ({', '.join(d.operands)}){' {' + fields + '}' if fields else ''} [{traits}]  {d.summary}")
+    return 0
+
+
+VERIFY_EXIT = """exit status:
+  0  compared, and every check given passed
+  2  user error (bad flag, model or data): one line 'mpc: error: ...'
+  3  a check failed: the table (or JSON, with a 'checks' list) is printed as usual, then one
+     stderr line per failed check, e.g. 'mpc: check failed: top-1 agreement 84.38% < 90.00%'
+  1  internal error (a bug)"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    p = _Parser(prog="mpc", description="Compile trained networks (ONNX, PyTorch) to standalone NumPy models: "
+                                        "float, or multiplierless margin propagation (MP).")
+    p.add_argument("--version", action="version", version=f"mpc {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks (accepted anywhere on the line)")
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    sub.add_parser = functools.partial(sub.add_parser, parents=[common])
+    s = sub.add_parser("inspect", help="print the textual IR of a model")
+    s.add_argument("model")
+    s.add_argument("--passes", help="run these passes first")
+    s.add_argument("--input-shape", type=_shape)
+    s.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy")
+    s.add_argument("--static-batch", action="store_true", help="keep a static leading 1 of the inputs")
+    s.set_defaults(fn=cmd_inspect)
+    s = sub.add_parser("convert", help="convert a model for a target into an output folder")
+    _conversion_flags(s)
+    s.add_argument("-o", "--output", help="output folder (default out/<model name>)")
+    s.add_argument("--force", action="store_true", help="replace an existing output folder")
+    s.add_argument("--timings", action="store_true", help="record per-pass wall times in the report")
+    s.set_defaults(fn=cmd_convert)
+    s = sub.add_parser("verify", help="convert in memory and compare with the source in onnxruntime",
+                       epilog=VERIFY_EXIT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _conversion_flags(s, need_target=False)   # required unless --source (checked in cmd_verify)
+    s.add_argument("--data", help="data .npz (default: seeded random inputs)")
+    s.add_argument("--samples", type=positive_int, default=256, help="random samples when no --data")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--source", metavar="MODEL",
+                   help="check MODEL (a converted folder or .mpc) as it is against this source model")
+    s.set_defaults(target=None, emit=None, dump_ir_after=None)
+    s.add_argument("--max-abs-err", type=nonnegative_float, metavar="E",
+                   help="check: max abs error of the outputs <= E")
+    s.add_argument("--min-agreement", type=fraction, metavar="P",
+                   help="check: top-1 agreement >= P, a fraction in [0, 1] (0.9 for 90%%)")
+    s.add_argument("--max-accuracy-drop", type=fraction, metavar="D",
+                   help="check: source accuracy - converted accuracy <= D, a fraction (needs labels)")
+    s.set_defaults(fn=cmd_verify)
+    s = sub.add_parser("run", help="run a converted folder's model.py on data")
+    s.add_argument("outdir")
+    s.add_argument("--data", required=True)
+    s.add_argument("-o", "--output", help="write outputs to this .npz")
+    s.add_argument("--force", action="store_true")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(fn=cmd_run)
+    s = sub.add_parser("finetune", help="calibrate, then fine-tune the MP model in torch")
+    _conversion_flags(s)
+    s.add_argument("--data", required=True, help="training data .npz with labels")
+    s.add_argument("--epochs", type=positive_int, default=10, help="epochs (the last one with gains frozen)")
+    s.add_argument("--distill", type=fraction, default=0.7,
+                   help="weight of distillation from the source model's logits (0: labels only)")
+    s.add_argument("--weight-decay", type=nonnegative_float, default=0.0)
+    s.add_argument("--lr", type=positive_float, default=2e-3, help="AdamW learning rate")
+    s.add_argument("--batch-size", type=positive_int, default=64)
+    s.add_argument("--learn-gamma", action="store_true", help="learn gamma too (snapped to the grid at the end)")
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(fn=cmd_finetune)
+    s = sub.add_parser("sweep-gamma", help="accuracy vs one global gamma for the MP target (CSV, JSON, PNG)")
+    _conversion_flags(s, need_target=False)
+    s.add_argument("--data", required=True, help="labelled data .npz")
+    s.add_argument("--min", type=positive_float, default=2.0 ** -4,
+                   help="smallest gamma (rounded down to a power of two)")
+    s.add_argument("--max", type=positive_float, default=2.0 ** 12,
+                   help="largest gamma (rounded up to a power of two); the grid is every power of two between")
+    s.add_argument("-o", "--output", help="output folder (default out/<model>-sweep)")
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(fn=cmd_sweep)
+    s = sub.add_parser("passes", help="list passes")
+    s.set_defaults(fn=cmd_passes)
+    s = sub.add_parser("ops", help="list op kinds")
+    s.set_defaults(fn=cmd_ops)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: returns the exit status (0 ok, 2 user error, 3 verify check failed, 1 internal error)."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "fn", None):
+            raise BadFlag("missing command (expected one of: inspect, convert, verify, run, finetune, sweep-gamma, "
+                          "passes, ops)")
+        return args.fn(args)
+    except MPCError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"mpc: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mpc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # noqa: BLE001 - a bug: say so, show the traceback only with --debug
+        if debug:
+            traceback.print_exc()
+        print(f"mpc: internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def entry() -> None:
+    """Console-script entry."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()
