@@ -43,7 +43,7 @@ def row(name: str, model: str, calib: str, train: str, test: str, epochs: int, l
     mpc("finetune", model, "--target", "mp", "--calib", calib, "--data", train, "--epochs", str(epochs),
         "--lr", str(lr), "-o", str(out), "--force", "-q")
     ft_seconds = time.perf_counter() - t0
-    ft = verify(str(out / "model.mpc"), test, "--target", "float")
+    ft = verify(str(out), test, "--source", model)   # the fine-tuned folder as written, against the source
     return {"model": name, "source": mp["source_accuracy"], "mp": mp["converted_accuracy"],
             "min_pearson": min(layer["pearson"] for layer in mp["layers"]), "ft": ft["converted_accuracy"],
             "ft_s": ft_seconds, "epochs": epochs, "lr": lr}

@@ -13,26 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import MLP, ROOT, error_line, run_cli
 
 from mpc.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
-MLP = ROOT / "examples" / "models" / "digits_mlp.onnx"
 MLP_DATA = ROOT / "examples" / "data" / "digits_test.npz"
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def error_line(err: str) -> str:
-    assert "Traceback" not in err, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mpc: error: "), err
-    return lines[0][len("mpc: error: "):]
 
 
 def listing(folder: Path) -> list[str]:

@@ -5,24 +5,9 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from mpc.cli import main
+from cli_helpers import error_line, run_cli
 
 torch = pytest.importorskip("torch")
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def error_line(err: str) -> str:
-    assert "Traceback" not in err, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mpc: error: "), err
-    return lines[0][len("mpc: error: "):]
 
 
 @pytest.fixture
