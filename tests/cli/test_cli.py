@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from cli_helpers import run_cli as cli
 from mpc.backends import BACKENDS
 from onnx import helper, numpy_helper
 
@@ -37,14 +38,6 @@ TOL = 2e-5
 
 
 # -- helpers ------------------------------------------------------------------------------
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of `mpc ARGV` run in-process."""
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
 def one_error_line(err: str) -> str:
     """The message of a user error: exactly one stderr line `mpc: error: ...`, no traceback."""
     assert "Traceback" not in err, err

@@ -8,20 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import MLP, ROOT
+from cli_helpers import run_cli as cli
 
-from mpc.cli import main
 from mpc.ir import parse
 
-ROOT = Path(__file__).resolve().parents[2]
-MLP = ROOT / "examples" / "models" / "digits_mlp.onnx"
 TRAIN = ROOT / "examples" / "data" / "digits_train.npz"
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 @pytest.fixture(scope="module")
