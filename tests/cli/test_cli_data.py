@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import MLP, error_line, run_cli
+from cli_helpers import MLP, ROOT, error_line, run_cli
 
 from mpc.cli import main
 
@@ -92,3 +92,25 @@ def test_model_py_run_refuses_nan_input(outdir):
     spec.loader.exec_module(model)
     with pytest.raises(ValueError, match=r"^input 'input' contains NaN or infinite values \(first at sample 0\)$"):
         model.run({"input": np.full((1, 64), np.inf, np.float32)})
+
+
+def test_model_py_never_overwrites_without_force_and_never_its_input(tmp_path, outdir):
+    """model.py as a script writes its output atomically, replaces a file only with --force, and never
+    writes over the data it reads; the written outputs equal run() on the same data."""
+    import onnxruntime as ort
+    with np.load(ROOT / "examples" / "data" / "digits_test.npz") as f:
+        np.savez(tmp_path / "data.npz", input=f["input"][:5])
+    (tmp_path / "pred.npz").write_bytes(b"a user's file")
+    r = _model_py(outdir, tmp_path, "data.npz", "-o", "pred.npz")
+    assert (r.returncode, r.stderr) == (2, "model.py: error: output 'pred.npz' already exists "
+                                            + "(use --force to overwrite)\n")
+    assert (tmp_path / "pred.npz").read_bytes() == b"a user's file"
+    r = _model_py(outdir, tmp_path, "data.npz", "-o", "data.npz", "--force")
+    assert (r.returncode, r.stderr) == (2, "model.py: error: output 'data.npz' is the input data file\n")
+    r = _model_py(outdir, tmp_path, "data.npz", "-o", "pred.npz", "--force")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.npz", "pred.npz"]   # no temporary file left
+    with np.load(tmp_path / "pred.npz") as got, np.load(tmp_path / "data.npz") as d:
+        sess = ort.InferenceSession(str(MLP), providers=["CPUExecutionProvider"])
+        ref = sess.run(None, {sess.get_inputs()[0].name: d["input"]})[0]
+        np.testing.assert_allclose(got["logits"], ref, rtol=2e-5, atol=2e-5)
