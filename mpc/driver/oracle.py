@@ -63,6 +63,8 @@ class Comparison:
     source_accuracy: float | None
     converted_accuracy: float | None
     layers: list[dict] = field(default_factory=list)
+    top1_degenerate: bool | None = None   # every sample has the same source class (None: no top-1)
+    top1_note: str | None = None
 
 
 def _top1(a: np.ndarray) -> np.ndarray | None:
@@ -83,7 +85,16 @@ def compare(source: dict[str, np.ndarray], converted: dict[str, np.ndarray], lab
         top1_agreement=None if ts is None else float((ts == tc).mean()),
         source_accuracy=None if labels is None or ts is None else float((ts == labels).mean()),
         converted_accuracy=None if labels is None or tc is None else float((tc == labels).mean()),
-        layers=layers)
+        layers=layers, top1_degenerate=None if ts is None else bool((ts == ts[0]).all()),
+        top1_note=_degenerate_note(ts))
+
+
+def _degenerate_note(ts: np.ndarray | None) -> str | None:
+    """Why a top-1 agreement over samples that all share one source class proves little, or None."""
+    if ts is None or not (ts == ts[0]).all():
+        return None
+    who = "the only sample has" if ts.size == 1 else f"all {ts.size} samples have"
+    return f"{who} source class {int(ts[0])}: agreement says little"
 
 
 def run_source(model: onnx.ModelProto | None, source_graph: Graph | None, data: Dataset,

@@ -125,7 +125,8 @@ def _measure(loaded: Loaded, source_graph: Graph, graph: Graph, data: Dataset, l
               for k in src) if src else 0.0
     return {"samples": data.size, "max_abs_err": cmp.max_abs_err, "mean_abs_err": cmp.mean_abs_err,
             "max_rel_err": rel, "top1_agreement": cmp.top1_agreement, "source_accuracy": cmp.source_accuracy,
-            "converted_accuracy": cmp.converted_accuracy, "layers": cmp.layers}
+            "converted_accuracy": cmp.converted_accuracy, "layers": cmp.layers,
+            "top1_degenerate": cmp.top1_degenerate, "top1_note": cmp.top1_note}
 
 
 def _join(parts: list[np.ndarray]) -> np.ndarray:
@@ -171,7 +172,8 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"  max abs err      {r['max_abs_err']:.3g}")
     print(f"  max rel err      {r['max_rel_err']:.3g}   (|err| / max(1, |source|))")
     print(f"  mean abs err     {r['mean_abs_err']:.3g}")
-    print(f"  top-1 agreement  {_pct(r['top1_agreement'])}")
+    note = f"   ({r['top1_note']})" if r.get("top1_note") else ""
+    print(f"  top-1 agreement  {_pct(r['top1_agreement'])}{note}")
     print(f"  accuracy         source {_pct(r['source_accuracy'])}   converted {_pct(r['converted_accuracy'])}")
     if r.get("layers_note"):
         print(f"\n  {r['layers_note']}")

@@ -118,3 +118,41 @@ def test_join_stacks_zero_d_slices_and_concatenates_the_rest():
     assert _join([np.float32(1.5)]).shape == ()
     np.testing.assert_array_equal(_join([np.array(1.0), np.array(2.0)]), [1.0, 2.0])
     np.testing.assert_array_equal(_join([np.ones((2, 3)), np.zeros((1, 3))]), np.r_[np.ones((2, 3)), np.zeros((1, 3))])
+
+
+def _biased(tmp_path, bias) -> tuple[str, str]:
+    """y = x + bias over 3 classes, with a data file of 50 U(0, 1) samples."""
+    b = numpy_helper.from_array(np.array(bias, np.float32), "b")
+    path = _save(tmp_path, [helper.make_node("Add", ["x", "b"], ["y"])], [("x", F, ["N", 3])],
+                 [("y", F, ["N", 3])], [b])
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(6).uniform(0, 1, (50, 3)).astype(np.float32))
+    return path, str(tmp_path / "d.npz")
+
+
+def test_one_source_class_for_every_sample_is_flagged(tmp_path, capsys):
+    path, data = _biased(tmp_path, [0.0, 0.0, 5.0])
+    x = np.load(data)["x"]
+    assert set(_ort(path, {"x": x})[0].argmax(1)) == {2}   # the source really has one class
+    rc, r, err = _verify(capsys, path, "--data", data)
+    assert rc == 0, err
+    assert r["top1_agreement"] == 1.0 and r["top1_degenerate"] is True
+    assert r["top1_note"] == "all 50 samples have source class 2: agreement says little"
+    rc, out, err = run_cli(capsys, "verify", path, "--target", "float", "--data", data, "-q")
+    assert rc == 0, err
+    assert "top-1 agreement  100.00%   (all 50 samples have source class 2: agreement says little)" in out
+
+
+def test_varied_source_classes_are_not_flagged(tmp_path, capsys):
+    path, data = _biased(tmp_path, [0.0, 0.0, 0.0])
+    assert len(set(_ort(path, {"x": np.load(data)["x"]})[0].argmax(1))) == 3
+    rc, r, err = _verify(capsys, path, "--data", data)
+    assert rc == 0, err
+    assert r["top1_degenerate"] is False and r["top1_note"] is None
+    rc, out, _ = run_cli(capsys, "verify", path, "--target", "float", "--data", data, "-q")
+    assert "says little" not in out
+
+
+def test_no_class_axis_is_neither(tmp_path, capsys):
+    rc, r, err = _verify(capsys, _scalar_model(tmp_path))
+    assert rc == 0, err
+    assert r["top1_degenerate"] is None and r["top1_note"] is None
