@@ -78,6 +78,7 @@ def compare(source: dict[str, np.ndarray], converted: dict[str, np.ndarray], lab
     first = next(iter(source))
     ts, tc = _top1(np.asarray(source[first])), _top1(np.asarray(converted[first]))
     n = (np.shape(source[first])[:1] or (1,))[0]   # a 0-d output is one sample
+    note = _degenerate_note(ts)
     return Comparison(
         samples=int(n),
         max_abs_err=float(max(e.max(initial=0.0) for e in errs)) if errs else 0.0,
@@ -85,8 +86,7 @@ def compare(source: dict[str, np.ndarray], converted: dict[str, np.ndarray], lab
         top1_agreement=None if ts is None else float((ts == tc).mean()),
         source_accuracy=None if labels is None or ts is None else float((ts == labels).mean()),
         converted_accuracy=None if labels is None or tc is None else float((tc == labels).mean()),
-        layers=layers, top1_degenerate=None if ts is None else bool((ts == ts[0]).all()),
-        top1_note=_degenerate_note(ts))
+        layers=layers, top1_degenerate=None if ts is None else note is not None, top1_note=note)
 
 
 def _degenerate_note(ts: np.ndarray | None) -> str | None:

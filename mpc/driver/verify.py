@@ -104,7 +104,7 @@ def _measure(loaded: Loaded, source_graph: Graph, graph: Graph, data: Dataset, l
     stats = {name: Pearson() for name, _, _ in layers}
     src_out, cv_out = {}, {}
     # slice into 256 samples only along a symbolic batch dim: a static shape takes its data whole
-    step = 256 if any(v.type.rank and isinstance(v.type.shape[0], str) for v in graph.inputs) else data.size
+    step = 256 if any(v.type.rank and isinstance(v.type.shape[0], str) for v in graph.inputs) else max(1, data.size)
     total = (data.size + step - 1) // step
     for feeds, _ in progress_bar(batches(data, step), total=total, desc="verify", quiet=settings.quiet,
                                  progress=settings.progress):
