@@ -53,12 +53,17 @@ def _lit(v) -> str:
     return repr(v)
 
 
-_BINARY = {"nn.add": "+", "nn.sub": "-", "nn.mul": "*", "nn.div": "/"}
+_BINARY = {"nn.add": "+", "nn.sub": "-", "nn.mul": "*"}
 
 
 @renders(*_BINARY)
 def _binary(op, a):
     return f"{a[0]} {_BINARY[op.kind]} {a[1]}"
+
+
+@renders("nn.div", helpers=("div",))
+def _div(op, a):
+    return f"div({a[0]}, {a[1]})"
 
 
 @renders("nn.matmul")

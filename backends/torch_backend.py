@@ -37,6 +37,11 @@ def _folded(fn: Callable) -> Callable:
     return run
 
 
+def _div(x, y):
+    # ONNX integer Div truncates toward zero; torch's `/` would promote to float
+    return x / y if x.is_floating_point() else torch.div(x, y, rounding_mode="trunc")
+
+
 def _pad(x, pads, value=0.0):
     """Pad H and W of an NCHW tensor by ONNX pads [top, left, bottom, right]."""
     if not any(pads):
@@ -123,7 +128,7 @@ def _unsqueeze(a, x):
 
 LOWERINGS: dict[str, Callable] = {
     "nn.add": lambda a, x, y: x + y, "nn.sub": lambda a, x, y: x - y,
-    "nn.mul": lambda a, x, y: x * y, "nn.div": lambda a, x, y: x / y,
+    "nn.mul": lambda a, x, y: x * y, "nn.div": lambda a, x, y: _div(x, y),
     "nn.relu": lambda a, x: torch.relu(x), "nn.tanh": lambda a, x: torch.tanh(x),
     "nn.sigmoid": lambda a, x: torch.sigmoid(x),
     "nn.leaky_relu": lambda a, x: F.leaky_relu(x, a.alpha),

@@ -29,9 +29,14 @@ class Dataset:
     source: str
 
     @property
+    def batched(self) -> bool:
+        """Whether every input has a leading (sample) axis; a 0-d input has none."""
+        return all(a.ndim for a in self.feeds.values())
+
+    @property
     def size(self) -> int:
-        """Number of samples (the leading dim of the first input)."""
-        return int(next(iter(self.feeds.values())).shape[0])
+        """Number of samples: the leading dim of the first input, or 1 when an input is 0-d."""
+        return int(next(iter(self.feeds.values())).shape[0]) if self.batched else 1
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
@@ -84,8 +89,15 @@ def load_data(path: str | Path, graph: Graph, aliases: dict[str, str] | None = N
     return Dataset(feeds, labels, str(path))
 
 
+def _random(rng: np.random.Generator, dtype: np.dtype, shape: list[int], low: float, high: float) -> np.ndarray:
+    # U(0, 1) cast to an integer type is all zeros (then an integer Div fails): small nonzero integers
+    if np.issubdtype(dtype, np.integer):
+        return np.asarray(rng.integers(1, 10, size=shape), dtype)
+    return np.asarray(rng.uniform(low, high, size=shape)).astype(dtype)
+
+
 def random_data(graph: Graph, n: int = 256, seed: int = 0, low: float = 0.0, high: float = 1.0) -> Dataset:
-    """Seeded U(low, high) inputs; the first symbolic dim of each input is bound to n."""
+    """Seeded U(low, high) inputs, integers uniform in [1, 9]; the first symbolic dim is bound to n."""
     rng = np.random.default_rng(seed)
     feeds, batch = {}, None
     for v in graph.inputs:
@@ -98,7 +110,7 @@ def random_data(graph: Graph, n: int = 256, seed: int = 0, low: float = 0.0, hig
             shape.append(n if isinstance(d, str) else d)
         if math.prod(shape) > MAX_RANDOM_ELEMENTS:
             raise BadInput(f"input '{v.name}' {v.type} is too large for random samples: give --data")
-        feeds[v.name] = rng.uniform(low, high, size=shape).astype(v.type.dtype.numpy)
+        feeds[v.name] = _random(rng, v.type.dtype.numpy, shape, low, high)
     ds = Dataset(feeds, None, "")
     count = ds.size if feeds else n   # a static batch keeps its own size, whatever n asks
     ds.source = f"{count} random sample{'s' if count != 1 else ''} (seed {seed})"
@@ -106,7 +118,10 @@ def random_data(graph: Graph, n: int = 256, seed: int = 0, low: float = 0.0, hig
 
 
 def batches(ds: Dataset, size: int):
-    """Yield (feeds, labels) slices of `size` samples."""
+    """Yield (feeds, labels) slices of `size` samples; all of it at once when an input is 0-d."""
+    if not ds.batched:
+        yield ds.feeds, ds.labels
+        return
     for i in range(0, ds.size, size):
         yield ({k: v[i:i + size] for k, v in ds.feeds.items()},
                None if ds.labels is None else ds.labels[i:i + size])

@@ -86,6 +86,15 @@ def avgpool2d(x, kernel, strides, pads, dilations, ceil_mode, count_include_pad)
     return (total / count).astype(x.dtype)
 
 
+def div(a, b):
+    """ONNX Div: true division for floats; for integers the quotient truncated toward zero, as in C."""
+    if not np.issubdtype(a.dtype, np.integer):
+        return a / b
+    q = np.floor_divide(a, b)  # no abs(): abs(INT_MIN) would overflow
+    inexact = (q * b != a) & ((a < 0) != (b < 0))
+    return (q + inexact).astype(np.result_type(a, b), copy=False)
+
+
 def sigmoid(x):
     """Logistic function without overflow warnings."""
     e = np.exp(-np.abs(x))

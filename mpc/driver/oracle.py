@@ -24,12 +24,12 @@ def ort_session(model: onnx.ModelProto, extra_outputs: list[str] = ()):
             m.graph.output.append(onnx.ValueInfoProto(name=name))
             have.add(name)
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4   # fatal only: a run-time failure becomes one BadModel line, not a log too
     opts.intra_op_num_threads = 1
     try:
         return ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise BadModel(model.graph.name or "model", f"onnxruntime cannot run it: {str(e).splitlines()[0]}") from None
+        raise BadModel(model.graph.name or "model", f"onnxruntime cannot run it: {_first_line(e)}") from None
 
 
 def _last_by_location(graph: Graph, key) -> dict:
@@ -63,10 +63,12 @@ class Comparison:
     source_accuracy: float | None
     converted_accuracy: float | None
     layers: list[dict] = field(default_factory=list)
+    top1_degenerate: bool | None = None   # every sample has the same source class (None: no top-1)
+    top1_note: str | None = None
 
 
 def _top1(a: np.ndarray) -> np.ndarray | None:
-    return a.reshape(a.shape[0], -1).argmax(axis=1) if a.ndim >= 2 and a.shape[0] else None
+    return a.reshape(a.shape[0], -1).argmax(axis=1) if a.ndim >= 2 and a.size else None
 
 
 def compare(source: dict[str, np.ndarray], converted: dict[str, np.ndarray], labels: np.ndarray | None,
@@ -75,15 +77,24 @@ def compare(source: dict[str, np.ndarray], converted: dict[str, np.ndarray], lab
     errs = [np.abs(np.asarray(converted[k], np.float64) - np.asarray(source[k], np.float64)) for k in source]
     first = next(iter(source))
     ts, tc = _top1(np.asarray(source[first])), _top1(np.asarray(converted[first]))
-    n = next(iter(source.values())).shape[0] if source else 0
+    n = (np.shape(source[first])[:1] or (1,))[0]   # a 0-d output is one sample
+    note = _degenerate_note(ts)
     return Comparison(
         samples=int(n),
-        max_abs_err=float(max(e.max() for e in errs)) if errs else 0.0,
-        mean_abs_err=float(np.mean([e.mean() for e in errs])) if errs else 0.0,
+        max_abs_err=float(max(e.max(initial=0.0) for e in errs)) if errs else 0.0,
+        mean_abs_err=float(np.mean([e.mean() for e in errs if e.size])) if any(e.size for e in errs) else 0.0,
         top1_agreement=None if ts is None else float((ts == tc).mean()),
         source_accuracy=None if labels is None or ts is None else float((ts == labels).mean()),
         converted_accuracy=None if labels is None or tc is None else float((tc == labels).mean()),
-        layers=layers)
+        layers=layers, top1_degenerate=None if ts is None else note is not None, top1_note=note)
+
+
+def _degenerate_note(ts: np.ndarray | None) -> str | None:
+    """Why a top-1 agreement over samples that all share one source class proves little, or None."""
+    if ts is None or not (ts == ts[0]).all():
+        return None
+    who = "the only sample has" if ts.size == 1 else f"all {ts.size} samples have"
+    return f"{who} source class {int(ts[0])}: agreement says little"
 
 
 def run_source(model: onnx.ModelProto | None, source_graph: Graph | None, data: Dataset,
@@ -98,11 +109,24 @@ def run_source(model: onnx.ModelProto | None, source_graph: Graph | None, data: 
     names = [o.name for o in sess.get_outputs()]
     step = static_batch(model)
     if step is None or data.size <= step:
-        return dict(zip(names, sess.run(names, feeds)))
+        return dict(zip(names, _ort_run(model, sess, names, feeds)))
     # onnxruntime enforces a static batch: run the samples in slices of it and join them
-    parts = [sess.run(names, {k: v[i:i + step] for k, v in feeds.items()}) for i in range(0, data.size, step)]
+    parts = [_ort_run(model, sess, names, {k: v[i:i + step] for k, v in feeds.items()})
+             for i in range(0, data.size, step)]
     return {name: np.concatenate([p[j] for p in parts]) if parts[0][j].ndim else parts[0][j]
             for j, name in enumerate(names)}
+
+
+def _ort_run(model: onnx.ModelProto, sess, names: list[str], feeds: dict[str, np.ndarray]) -> list:
+    """sess.run, with onnxruntime's run-time failures (integer division by zero, ...) as BadModel."""
+    try:
+        return sess.run(names, feeds)
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise BadModel(model.graph.name or "model", f"onnxruntime failed to run it: {_first_line(e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def static_batch(model: onnx.ModelProto) -> int | None:

@@ -103,8 +103,10 @@ def _measure(loaded: Loaded, source_graph: Graph, graph: Graph, data: Dataset, l
     `outputs` pairs converted output names with the source's."""
     stats = {name: Pearson() for name, _, _ in layers}
     src_out, cv_out = {}, {}
-    total = (data.size + 255) // 256
-    for feeds, _ in progress_bar(batches(data, 256), total=total, desc="verify", quiet=settings.quiet,
+    # slice into 256 samples only along a symbolic batch dim: a static shape takes its data whole
+    step = 256 if any(v.type.rank and isinstance(v.type.shape[0], str) for v in graph.inputs) else max(1, data.size)
+    total = (data.size + step - 1) // step
+    for feeds, _ in progress_bar(batches(data, step), total=total, desc="verify", quiet=settings.quiet,
                                  progress=settings.progress):
         batch = Dataset(feeds, None, data.source)
         ref = run_source(loaded.onnx_model, source_graph, batch, [t for _, t, _ in layers], loaded.input_names)
@@ -115,15 +117,23 @@ def _measure(loaded: Loaded, source_graph: Graph, graph: Graph, data: Dataset, l
         for name, src_name in outputs:
             src_out.setdefault(name, []).append(ref[src_name])
             cv_out.setdefault(name, []).append(got[name])
-    src = {k: np.concatenate(v) for k, v in src_out.items()}
-    cv = {k: np.concatenate(v) for k, v in cv_out.items()}
+    src = {k: _join(v) for k, v in src_out.items()}
+    cv = {k: _join(v) for k, v in cv_out.items()}
     layer_rows = [{"name": name, "pearson": stats[name].value()} for name, _, _ in layers]
     cmp = compare(src, cv, data.labels, layer_rows)
-    rel = max(float((np.abs(cv[k].astype(np.float64) - src[k]) / np.maximum(1.0, np.abs(src[k]))).max())
+    rel = max(float((np.abs(cv[k].astype(np.float64) - src[k]) / np.maximum(1.0, np.abs(src[k]))).max(initial=0.0))
               for k in src) if src else 0.0
     return {"samples": data.size, "max_abs_err": cmp.max_abs_err, "mean_abs_err": cmp.mean_abs_err,
             "max_rel_err": rel, "top1_agreement": cmp.top1_agreement, "source_accuracy": cmp.source_accuracy,
-            "converted_accuracy": cmp.converted_accuracy, "layers": cmp.layers}
+            "converted_accuracy": cmp.converted_accuracy, "layers": cmp.layers,
+            "top1_degenerate": cmp.top1_degenerate, "top1_note": cmp.top1_note}
+
+
+def _join(parts: list[np.ndarray]) -> np.ndarray:
+    """The slices of one output joined along the batch axis; 0-d outputs (one per slice) stacked."""
+    if len(parts) == 1:
+        return np.asarray(parts[0])
+    return np.concatenate(parts) if np.ndim(parts[0]) else np.stack(parts)
 
 
 def run_checks(r: dict[str, Any], t: Thresholds) -> list[dict[str, Any]]:
@@ -162,7 +172,8 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"  max abs err      {r['max_abs_err']:.3g}")
     print(f"  max rel err      {r['max_rel_err']:.3g}   (|err| / max(1, |source|))")
     print(f"  mean abs err     {r['mean_abs_err']:.3g}")
-    print(f"  top-1 agreement  {_pct(r['top1_agreement'])}")
+    note = f"   ({r['top1_note']})" if r.get("top1_note") else ""
+    print(f"  top-1 agreement  {_pct(r['top1_agreement'])}{note}")
     print(f"  accuracy         source {_pct(r['source_accuracy'])}   converted {_pct(r['converted_accuracy'])}")
     if r.get("layers_note"):
         print(f"\n  {r['layers_note']}")

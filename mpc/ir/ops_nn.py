@@ -116,7 +116,7 @@ def _elementwise(fn):
 for _k, _fn, _s in [("nn.add", np.add, "elementwise a + b (broadcasting)"),
                     ("nn.sub", np.subtract, "elementwise a - b (broadcasting)"),
                     ("nn.mul", np.multiply, "elementwise a * b (broadcasting)"),
-                    ("nn.div", np.divide, "elementwise a / b (broadcasting)")]:
+                    ("nn.div", K.div, "elementwise a / b (broadcasting; integers truncate toward zero)")]:
     define(_k, ("a", "b"), _s, _binary, _elementwise(_fn), traits=FOLDABLE)
 
 define("nn.relu", ("x",), "max(x, 0)", _unary, lambda k, x: np.maximum(x, x.dtype.type(0)), traits=FOLDABLE)
