@@ -194,19 +194,27 @@ def test_calibrating_twice_changes_nothing():
     np.testing.assert_allclose(run(g, x)["y"], once, rtol=1e-6, atol=1e-6)
 
 
-def test_a_mix_of_calibrated_and_fresh_mp_ops_is_refused():
-    from mpc.errors import BadInput
-    from mpc.passmanager import run_pipeline
-    text = """graph @g(%x: f32[N,4]) -> (%y: f32[N,3]) {
+TWO_MATMULS = """graph @g(%x: f32[N,4]) -> (%y: f32[N,3]) {
   weight @a.weight.T : f32[4,4]
   weight @b.weight.T : f32[4,3]
   %0 = nn.matmul(%x, @a.weight.T) : f32[N,4]
   %y = nn.matmul(%0, @b.weight.T) : f32[N,3]
 }
 """
-    rng = np.random.default_rng(1)
-    g = parse(text, {"a.weight.T": rng.standard_normal((4, 4)).astype(np.float32),
-                     "b.weight.T": rng.standard_normal((4, 3)).astype(np.float32)})
+
+
+def _two_matmuls(seed: int):
+    """Two back-to-back matmuls (nothing between them), seeded weights; returns (graph, weights)."""
+    rng = np.random.default_rng(seed)
+    w = {"a.weight.T": rng.standard_normal((4, 4)).astype(np.float32),
+         "b.weight.T": rng.standard_normal((4, 3)).astype(np.float32)}
+    return parse(TWO_MATMULS, w), w
+
+
+def test_a_mix_of_calibrated_and_fresh_mp_ops_is_refused():
+    from mpc.errors import BadInput
+    from mpc.passmanager import run_pipeline
+    g, _ = _two_matmuls(1)
     run_pipeline(g, "mp-rewrite,mp-calibrate")
     second = [op for op in g.ops if op.kind == "mp.dot"][1]   # made fresh again: unit gain, zero offset, c = 1
     fresh = make_op(g, "mp.dot", second.operands[:2] + [
@@ -234,17 +242,8 @@ def test_back_to_back_mp_ops_calibrate_into_valid_ir():
     """Two matmuls with nothing between them: the second calibrated op must read the first calibrated
     op's result (a new op built before the first was swapped in used to keep the old value)."""
     from mpc.passmanager import run_pipeline
-    text = """graph @g(%x: f32[N,4]) -> (%y: f32[N,3]) {
-  weight @a.weight.T : f32[4,4]
-  weight @b.weight.T : f32[4,3]
-  %0 = nn.matmul(%x, @a.weight.T) : f32[N,4]
-  %y = nn.matmul(%0, @b.weight.T) : f32[N,3]
-}
-"""
-    rng = np.random.default_rng(2)
-    w = {"a.weight.T": rng.standard_normal((4, 4)).astype(np.float32),
-         "b.weight.T": rng.standard_normal((4, 3)).astype(np.float32)}
-    g = parse(text, w)
+    g, w = _two_matmuls(2)
+    rng = np.random.default_rng(3)
     run_pipeline(g, "mp-rewrite,mp-calibrate")
     first, second = [op for op in g.ops if op.kind == "mp.dot"]
     assert second.operands[0] is first.result
