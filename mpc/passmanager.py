@@ -69,6 +69,16 @@ def registered() -> list[tuple[str, str, str]]:
     return sorted(rows)
 
 
+def option_defaults(name: str) -> str | None:
+    """A pass's options with their defaults, as pipeline text (`gamma=none,gain_terms=2,...`); None if it has none."""
+    _load()
+    info = _PASSES.get(name)
+    if info is None or info.options is None:
+        return None
+    default = info.options()
+    return ",".join(f"{f.name}={_format(getattr(default, f.name))}" for f in dataclasses.fields(default))
+
+
 def _load() -> None:
     import mpc.passes  # noqa: F401  (explicit import list registers every pass)
 

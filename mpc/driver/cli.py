@@ -246,9 +246,12 @@ def cmd_sweep(args) -> int:
 
 def cmd_passes(args) -> int:
     """List the registered passes and aliases."""
-    from mpc.passmanager import registered
+    from mpc.passmanager import option_defaults, registered
     for name, kind, summary in registered():
         print(f"{name:<22} {kind:<6} {summary}")
+        options = option_defaults(name) if kind == "pass" else None
+        if options:
+            print(f"{'':<29} options (defaults): {name}{{{options}}}")
     return 0
 
 

@@ -25,7 +25,7 @@ from onnx import helper, numpy_helper
 
 from mpc.cli import main
 from mpc.ir import known_kinds, parse, print_graph, run
-from mpc.passmanager import registered
+from mpc.passmanager import parse_pipeline, registered
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "examples" / "models"
@@ -532,7 +532,9 @@ def test_verify_input_too_large_to_sample(tmp_path, capsys, batch):
 def test_passes_lists_every_registered_pass(capsys):
     rc, stdout, err = cli(capsys, "passes")
     assert (rc, err) == (0, "")
-    lines = {line.split()[0]: line for line in stdout.splitlines() if line.strip()}
+    lines = {line.split()[0]: line for line in stdout.splitlines() if line.strip() and not line.startswith(" ")}
+    assert "options (defaults): mp-calibrate{gamma=none,gain_terms=2,gain=shift-add}" in stdout
+    parse_pipeline("mp-calibrate{gamma=none,gain_terms=2,gain=shift-add}")   # the listing reads back
     names = {name for name, _, _ in registered()}
     assert set(CANONICALIZE) | {"canonicalize", "mp-rewrite", "mp-calibrate"} <= names
     assert set(lines) == names
