@@ -210,7 +210,7 @@ def cmd_finetune(args) -> int:
     calibrated = pass_options(compiled.pipeline, "mp-calibrate")
     teacher = None
     if args.distill > 0:
-        out = run_source(loaded.onnx_model, source, data, [], loaded.input_names)
+        out = run_source(loaded.onnx_model, source, data, [], loaded.input_names, loaded.source)
         teacher = out[loaded.onnx_model.graph.output[0].name if loaded.onnx_model else source.outputs[0].name]
     res = finetune(compiled.graph, data, args.epochs, args.lr, args.batch_size, args.learn_gamma,
                    calibrated.gain_terms, calibrated.gain is GainMode.FLOAT, settings.seed, settings.quiet,

@@ -13,7 +13,7 @@ from mpc.errors import BadModel
 from mpc.ir import Graph, run
 
 
-def ort_session(model: onnx.ModelProto, extra_outputs: list[str] = ()):
+def ort_session(model: onnx.ModelProto, extra_outputs: list[str] = (), label: str | None = None):
     """An onnxruntime CPU session of `model` that also returns the named intermediate tensors."""
     import onnxruntime as ort
     m = onnx.ModelProto()
@@ -29,7 +29,7 @@ def ort_session(model: onnx.ModelProto, extra_outputs: list[str] = ()):
     try:
         return ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise BadModel(model.graph.name or "model", f"onnxruntime cannot run it: {_first_line(e)}") from None
+        raise BadModel(label or model.graph.name or "model", f"onnxruntime cannot run it: {_first_line(e)}") from None
 
 
 def _last_by_location(graph: Graph, key) -> dict:
@@ -98,31 +98,31 @@ def _degenerate_note(ts: np.ndarray | None) -> str | None:
 
 
 def run_source(model: onnx.ModelProto | None, source_graph: Graph | None, data: Dataset,
-               tensors: list[str], aliases: dict[str, str]) -> dict[str, np.ndarray]:
+               tensors: list[str], aliases: dict[str, str], label: str | None = None) -> dict[str, np.ndarray]:
     """Outputs (and requested intermediate tensors) of the source: onnxruntime, or the interpreter
-    on the source graph when the source is IR text."""
+    on the source graph when the source is IR text; errors name the model as `label` (its file)."""
     if model is None:
         return run(source_graph, data.feeds)
-    sess = ort_session(model, tensors)
+    sess = ort_session(model, tensors, label)
     ir_to_onnx = {ir: ox for ox, ir in aliases.items()}
     feeds = {ir_to_onnx.get(k, k): v for k, v in data.feeds.items()}
     names = [o.name for o in sess.get_outputs()]
     step = static_batch(model)
     if step is None or data.size <= step:
-        return dict(zip(names, _ort_run(model, sess, names, feeds)))
+        return dict(zip(names, _ort_run(label or model.graph.name or "model", sess, names, feeds)))
     # onnxruntime enforces a static batch: run the samples in slices of it and join them
-    parts = [_ort_run(model, sess, names, {k: v[i:i + step] for k, v in feeds.items()})
+    parts = [_ort_run(label or model.graph.name or "model", sess, names, {k: v[i:i + step] for k, v in feeds.items()})
              for i in range(0, data.size, step)]
     return {name: np.concatenate([p[j] for p in parts]) if parts[0][j].ndim else parts[0][j]
             for j, name in enumerate(names)}
 
 
-def _ort_run(model: onnx.ModelProto, sess, names: list[str], feeds: dict[str, np.ndarray]) -> list:
+def _ort_run(label: str, sess, names: list[str], feeds: dict[str, np.ndarray]) -> list:
     """sess.run, with onnxruntime's run-time failures (integer division by zero, ...) as BadModel."""
     try:
         return sess.run(names, feeds)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise BadModel(model.graph.name or "model", f"onnxruntime failed to run it: {_first_line(e)}") from None
+        raise BadModel(label, f"onnxruntime failed to run it: {_first_line(e)}") from None
 
 
 def _first_line(e: BaseException) -> str:

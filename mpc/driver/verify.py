@@ -109,7 +109,8 @@ def _measure(loaded: Loaded, source_graph: Graph, graph: Graph, data: Dataset, l
     for feeds, _ in progress_bar(batches(data, step), total=total, desc="verify", quiet=settings.quiet,
                                  progress=settings.progress):
         batch = Dataset(feeds, None, data.source)
-        ref = run_source(loaded.onnx_model, source_graph, batch, [t for _, t, _ in layers], loaded.input_names)
+        ref = run_source(loaded.onnx_model, source_graph, batch, [t for _, t, _ in layers], loaded.input_names,
+                         loaded.source)
         got = run(graph, feeds, keep_all=bool(layers))
         for name, tensor, value in layers:
             if tensor in ref and value.name in got:
