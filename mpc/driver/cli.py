@@ -144,9 +144,10 @@ def cmd_convert(args) -> int:
     files = write_outdir(compiled, settings, outdir, args.force)
     log(settings, f"mpc: converted {args.model} for target {settings.target} -> {outdir}/ "
                   f"({', '.join(files)})")
+    width = max([22] + [len(r.name) for r in compiled.records])   # stage names with options are long
     for r in compiled.records:
         stats = ", ".join(f"{k}={v}" for k, v in r.stats.items())
-        log(settings, f"  {r.name:<22} {r.seconds * 1000:8.1f} ms  {stats}")
+        log(settings, f"  {r.name:<{width}} {r.seconds * 1000:8.1f} ms  {stats}")
     return 0
 
 
