@@ -22,25 +22,19 @@ def factory_pkg(tmp_path, monkeypatch):
             torch.manual_seed(0)
             return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
 
-        def lstm():
-            class Net(torch.nn.Module):
-                def __init__(self):
-                    super().__init__()
-                    self.rnn = torch.nn.LSTM(4, 8, batch_first=True)
+        class Recurrent(torch.nn.Module):
+            def __init__(self, layer):
+                super().__init__()
+                self.rnn = layer(4, 8, batch_first=True)
 
-                def forward(self, x):
-                    return self.rnn(x)[0]
-            return Net()
+            def forward(self, x):
+                return self.rnn(x)[0]
+
+        def lstm():
+            return Recurrent(torch.nn.LSTM)
 
         def gru():
-            class Net(torch.nn.Module):
-                def __init__(self):
-                    super().__init__()
-                    self.rnn = torch.nn.GRU(4, 8, batch_first=True)
-
-                def forward(self, x):
-                    return self.rnn(x)[0]
-            return Net()
+            return Recurrent(torch.nn.GRU)
     """))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delitem(__import__("sys").modules, "mpctestpkg9", raising=False)
