@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import numpy_helper
+from onnx import TensorProto, numpy_helper
 
 from mpc.errors import BadModel, Location, MPCError, UnsupportedOp
 from mpc.frontend.batch import HINT, batch_dim, check_batch
@@ -321,10 +321,7 @@ class Importer:
             if vi.name not in self.input_names:
                 continue
             tt = vi.type.tensor_type
-            dtype = ONNX_DTYPES.get(tt.elem_type) if vi.type.HasField("tensor_type") else None
-            if dtype is None:
-                raise BadModel(self.label, f"input '{vi.name}' has an unsupported type (expected a tensor of "
-                                           f"{', '.join(d.value for d in ONNX_DTYPES.values())})")
+            dtype = input_dtype(vi, self.label)
             if not tt.HasField("shape"):
                 raise BadModel(self.label, f"input '{vi.name}' has no shape (its rank must be known)")
             dims = tuple(self.dim(d) for d in tt.shape.dim)
@@ -363,6 +360,40 @@ class Importer:
                 self.graph.ops.append(ident)
                 v = ident.result
             self.graph.outputs.append(v)
+
+
+# element types accepted at the graph boundary: the IR's own, and float16/bfloat16 computed in float32
+BOUNDARY_DTYPES = {**ONNX_DTYPES, TensorProto.INT16: DType.i16, TensorProto.UINT8: DType.u8,
+                   TensorProto.UINT16: DType.u16, TensorProto.UINT32: DType.u32, TensorProto.UINT64: DType.u64,
+                   TensorProto.FLOAT16: DType.f32, TensorProto.BFLOAT16: DType.f32}
+WIDENED = {TensorProto.FLOAT16: "float16", TensorProto.BFLOAT16: "bfloat16"}
+
+
+def elem_name(elem_type: int) -> str:
+    """ONNX's lower-case name of an element type ('float16', 'uint8', 'float8e4m3fn')."""
+    return onnx.TensorProto.DataType.Name(elem_type).lower() if elem_type in onnx.TensorProto.DataType.values() \
+        else f"<element type {elem_type}>"
+
+
+def input_dtype(vi: onnx.ValueInfoProto, label: str) -> DType:
+    """The IR element type of a graph input; BadModel naming the refused type otherwise."""
+    accepted = ", ".join(elem_name(t) for t in sorted(BOUNDARY_DTYPES))
+    kind = vi.type.WhichOneof("value")
+    if kind != "tensor_type":
+        raise BadModel(label, f"input '{vi.name}' is a {kind or 'value of no type'}, not a tensor "
+                              f"(expected a tensor of {accepted})")
+    elem = vi.type.tensor_type.elem_type
+    if elem not in BOUNDARY_DTYPES:
+        raise BadModel(label, f"input '{vi.name}' has element type {elem_name(elem)}, which is not supported "
+                              f"(expected one of {accepted})")
+    return BOUNDARY_DTYPES[elem]
+
+
+def widened(model: onnx.ModelProto) -> dict[str, str]:
+    """Graph inputs and outputs whose element type mpc computes in float32: name -> 'float16'/'bfloat16'."""
+    values = [*model.graph.input, *model.graph.output]
+    return {vi.name: WIDENED[vi.type.tensor_type.elem_type] for vi in values
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type in WIDENED}
 
 
 def _leading_dim(vi: onnx.ValueInfoProto) -> int | None:

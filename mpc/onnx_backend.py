@@ -1,0 +1,155 @@
+"""mpc as an ONNX backend (`onnx.backend.base.Backend`), so that ONNX's own backend test suite
+(`onnx.backend.test.BackendTest`) can run against it.
+
+Not to be confused with `mpc.backends`, the code generators. `prepare` reads and checks the model
+exactly as `mpc convert` does (mpc.frontend.onnx), imports it and runs the `float` target's
+pipeline; `run` feeds the inputs by position (or by ONNX name) to the interpreter and returns the
+outputs in the model's order. For a seeded sample of models (or all, with `check_emitted=True`)
+the rep also writes `model.py` with the NumPy backend into a temporary folder, runs it, requires
+the interpreter to agree with it, and returns model.py's outputs, so that the test suite checks
+the emitted code against ONNX's reference outputs too.
+
+A model mpc cannot import raises its `UnsupportedOp` or `BadModel` from `prepare`, naming the op
+or the element type; nothing else is expected to escape.
+"""
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx.backend.base import Backend, BackendRep, Device, DeviceType
+
+from mpc.errors import BadInput
+from mpc.frontend.onnx import widened
+from mpc.ir import Graph, run
+
+EMIT_EVERY = 8   # one model in EMIT_EVERY (by a hash of its graph name) also checks model.py
+EMIT_RTOL, EMIT_ATOL = 1e-5, 1e-6   # interpreter vs model.py: same kernels, summation order may differ
+
+
+def _sampled(name: str) -> bool:
+    """Whether the model named `name` belongs to the seeded sample that checks model.py."""
+    return zlib.crc32(name.encode()) % EMIT_EVERY == 0
+
+
+class MpcBackendRep(BackendRep):
+    """A prepared model: the converted graph and the names that map ONNX inputs and outputs onto it."""
+
+    def __init__(self, graph: Graph, model: onnx.ModelProto, input_names: dict[str, str],
+                 output_names: dict[str, str], check_emitted: bool):
+        self.graph, self.model = graph, model
+        inits = {t.name for t in model.graph.initializer}
+        self.onnx_inputs = [vi.name for vi in model.graph.input if vi.name not in inits]
+        self.onnx_outputs = [vi.name for vi in model.graph.output]
+        self.input_names, self.output_names = input_names, output_names
+        self.check_emitted = check_emitted
+        self._emitted = None
+        # float16/bfloat16 at the boundary are computed in float32: cast back to what the model declares
+        self.narrow = {vi.name: onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+                       for vi in model.graph.output if vi.name in widened(model)}
+
+    def feeds(self, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """IR feeds from positional inputs (the graph's non-initializer inputs, in order) or a dict."""
+        if isinstance(inputs, Mapping):
+            named = dict(inputs)
+        else:
+            inputs = list(inputs)
+            if len(inputs) != len(self.onnx_inputs):
+                raise BadInput(f"expected {len(self.onnx_inputs)} inputs ({', '.join(self.onnx_inputs)}), "
+                               f"got {len(inputs)}")
+            named = dict(zip(self.onnx_inputs, inputs))
+        return {self.input_names.get(k, k): _widen(np.asarray(v)) for k, v in named.items()}
+
+    def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
+        """The model's outputs, in its declared order (model.py's when this model checks it)."""
+        feeds = self.feeds(inputs)
+        got = run(self.graph, feeds)
+        outs = [np.asarray(got[self.output_names[n]]) for n in self.onnx_outputs]
+        if self.check_emitted:
+            emitted = self.emitted().run(feeds)
+            mine = [np.asarray(emitted[self.output_names[n]]) for n in self.onnx_outputs]
+            for name, a, b in zip(self.onnx_outputs, outs, mine):
+                _agree(name, a, b)
+            outs = mine
+        return tuple(a.astype(self.narrow[n]) if n in self.narrow else a for n, a in zip(self.onnx_outputs, outs))
+
+    def emitted(self):
+        """model.py of the converted graph, written once into a temporary folder and imported."""
+        if self._emitted is None:
+            self._emitted = _emit_module(self.graph)
+        return self._emitted
+
+
+def _widen(a: np.ndarray) -> np.ndarray:
+    """float16 and bfloat16 data as float32, which mpc computes them in."""
+    return a.astype(np.float32) if a.dtype.name in ("float16", "bfloat16") else a
+
+
+def _agree(name: str, interp: np.ndarray, emitted: np.ndarray) -> None:
+    """AssertionError when model.py and the interpreter disagree on output `name`."""
+    if interp.dtype != emitted.dtype or interp.shape != emitted.shape:
+        raise AssertionError(f"output '{name}': interpreter gives {interp.dtype}{list(interp.shape)}, model.py "
+                             f"{emitted.dtype}{list(emitted.shape)}")
+    if interp.dtype.kind in "fc":
+        np.testing.assert_allclose(emitted, interp, rtol=EMIT_RTOL, atol=EMIT_ATOL, err_msg=f"output '{name}'")
+    else:
+        np.testing.assert_array_equal(emitted, interp, err_msg=f"output '{name}'")
+
+
+def _emit_module(graph: Graph):
+    """Render model.py + weights.npz with the NumPy backend and import the module (its weights are
+    read at import, so the folder can go right after)."""
+    from mpc.backends import BACKENDS
+    from mpc.backends.base import emit
+    from mpc.data import npz_bytes
+    with tempfile.TemporaryDirectory(prefix="mpc-onnx-backend-") as tmp:
+        folder = Path(tmp)
+        weights = {w: graph.weights[w] for w in graph.used_weights()}
+        (folder / "weights.npz").write_bytes(npz_bytes(weights))
+        emit(BACKENDS["numpy"], graph, folder)
+        spec = importlib.util.spec_from_file_location(f"_mpc_onnx_backend_{abs(hash(tmp))}", folder / "model.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.weights()   # load now, while the folder exists
+    return module
+
+
+class MpcBackend(Backend):
+    """ONNX backend over mpc's importer, `float` pipeline and interpreter (CPU only)."""
+
+    @classmethod
+    def prepare(cls, model: onnx.ModelProto, device: str = "CPU", check_emitted: bool | None = None,
+                **kwargs: Any) -> MpcBackendRep:
+        """Import and convert `model`; UnsupportedOp/BadModel when mpc cannot."""
+        from mpc.driver.compiler import Settings, pipeline_for
+        from mpc.frontend.onnx import import_model, read_model
+        from mpc.passmanager import PassContext, run_pipeline
+        if not cls.supports_device(device):
+            raise ValueError(f"mpc runs on the CPU only, not on {device}")
+        label = model.graph.name or "model"
+        checked = read_model(model.SerializeToString(), label)
+        graph, inputs, outputs = import_model(checked, label, label, static_batch=True)
+        run_pipeline(graph, pipeline_for(Settings()), PassContext(quiet=True))
+        emit = _sampled(label) if check_emitted is None else check_emitted
+        return MpcBackendRep(graph, checked, inputs, outputs, emit)
+
+    @classmethod
+    def run_model(cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU", **kwargs: Any):
+        """Prepare `model` and run it once on `inputs`."""
+        return cls.prepare(model, device, **kwargs).run(inputs)
+
+    @classmethod
+    def supports_device(cls, device: str) -> bool:
+        """Only the CPU."""
+        return Device(device).type == DeviceType.CPU
+
+
+prepare = MpcBackend.prepare
+run_model = MpcBackend.run_model
+supports_device = MpcBackend.supports_device
