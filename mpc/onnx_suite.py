@@ -104,13 +104,22 @@ _ELEM_NAMES = {v: k.lower() for k, v in onnx.TensorProto.DataType.items()}
 
 
 def rejection_reason(message: str) -> str:
-    """A short class for a rejection message: 'opset < 13', 'dtype <name>', 'no handler', or 'other'."""
+    """A short class for a rejection message: 'opset N', 'dtype <name>', 'no handler', ... or 'other'."""
     m = _OPSET.search(message)
     if m:
         return f"opset {m.group(1)}"
     m = re.search(r"element type (\w+)|unsupported (?:element )?type (\w+)", message)
     if m:
         return f"dtype {m.group(1) or m.group(2)}"
-    if "no handler for this op type" in message:
-        return "no handler"
+    for needle, reason in _REASONS:
+        if needle in message:
+            return reason
     return "other"
+
+
+_REASONS = (("no handler for this op type", "no handler"), ("unsupported attribute", "attribute value"),
+            ("must be a constant", "run-time input that must be constant"),
+            ("only supported on tensors known at import", "run-time input that must be constant"),
+            ("is not supported (only the default ONNX domain)", "non-default domain"),
+            ("recurrent layers", "recurrent layer"), ("ONNX shape inference failed", "ONNX shape inference"),
+            ("only 2-D", "not 2-D"), ("not a tensor", "input not a tensor"))

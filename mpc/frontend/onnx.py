@@ -380,7 +380,9 @@ def input_dtype(vi: onnx.ValueInfoProto, label: str) -> DType:
     accepted = ", ".join(elem_name(t) for t in sorted(BOUNDARY_DTYPES))
     kind = vi.type.WhichOneof("value")
     if kind != "tensor_type":
-        raise BadModel(label, f"input '{vi.name}' is a {kind or 'value of no type'}, not a tensor "
+        what = {"sequence_type": "a sequence", "optional_type": "an optional", "map_type": "a map",
+                "sparse_tensor_type": "a sparse tensor"}.get(kind or "", "a value of no type")
+        raise BadModel(label, f"input '{vi.name}' is {what}, not a tensor "
                               f"(expected a tensor of {accepted})")
     elem = vi.type.tensor_type.elem_type
     if elem not in BOUNDARY_DTYPES:
