@@ -104,3 +104,15 @@ class OutputExists(MPCError):
 
 class KernelError(MPCError):
     """A kernel refused its data (NaN/inf, out of range), named with the op that ran it."""
+
+
+class NeedsConstant(UnsupportedOp):
+    """An op input that mpc must know at import (a shape, axes, a bound) but that is computed at run
+    time from graph inputs: names the input, the graph inputs it comes from and why it must be constant."""
+
+    def __init__(self, op_type: str, loc: Location, what: str, input_name: str, sources: tuple[str, ...],
+                 why: str):
+        self.what, self.input_name, self.sources, self.why = what, input_name, sources, why
+        origin = "it is a graph input, known only at run time" if sources == (input_name,) else \
+            "it is computed at run time from graph input " + ", ".join(f"'{s}'" for s in sources)
+        super().__init__(op_type, loc, f"{what} (input '{input_name}') must be a constant, but {origin}: {why}")

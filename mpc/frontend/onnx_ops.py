@@ -20,6 +20,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from mpc.errors import Location, UnsupportedOp
+from mpc.frontend.constants import constant as const_input
 from mpc.ir import DType, TensorType
 from mpc.ir.ops_nn import (
     AxesAttrs,
@@ -148,19 +149,17 @@ def _fold(node: Node, array) -> Known:
 def _ints(cx, node: Node, i: int, what: str) -> list[int]:
     """A constant integer input (axes, shapes) as Python ints; UnsupportedOp when computed."""
     k = cx.known(node, i)
-    if k is None:
-        raise node.reject(f"{what} (input '{node.inputs[i]}') must be a constant")
-    if k.symbolic:
+    if k is not None and k.symbolic:
         raise node.reject(f"{what} (input '{node.inputs[i]}') depends on a dynamic dim: {_show(k.array)}")
-    return [int(x) for x in np.asarray(k.array).reshape(-1)]
+    return [int(x) for x in const_input(cx, node, i, what).reshape(-1)]
 
 
 def _scalar(cx, node: Node, i: int, what: str) -> float:
-    k = cx.known(node, i)
-    if k is None or k.array.size != 1 or k.array.dtype == object:
-        raise node.reject(f"{what} (input '{node.inputs[i]}') must be a constant scalar")
-    x = k.array.reshape(-1)[0]
-    return float(str(x)) if k.array.dtype == np.float32 else float(x)  # float32 0.7 stays 0.7
+    a = const_input(cx, node, i, what)
+    if a.size != 1 or a.dtype == object:
+        raise node.reject(f"{what} (input '{node.inputs[i]}') must be a constant scalar, got shape {list(a.shape)}")
+    x = a.reshape(-1)[0]
+    return float(str(x)) if a.dtype == np.float32 else float(x)  # float32 0.7 stays 0.7
 
 
 def _show(a: np.ndarray) -> str:
@@ -449,9 +448,8 @@ def _reshape_target(node: Node, shape_in, target: np.ndarray, allowzero: bool) -
 def reshape(cx, node: Node):
     """Reshape(data, shape; allowzero=0): the shape must be known at import."""
     shape = cx.known(node, 1)
-    if shape is None:
-        raise node.reject(f"the shape (input '{node.inputs[1]}') must be a constant, "
-                          f"it is computed at run time")
+    if shape is None:   # folded when computed from constants, else one line naming the input
+        shape = Known(const_input(cx, node, 1, "the shape", "it fixes the output's shape"), node.inputs[1])
     allowzero = bool(node.attr("allowzero", 0))
     data = cx.known(node, 0)
     if data is not None and data.integral and not shape.symbolic:

@@ -101,12 +101,14 @@ UNSUPPORTED_INPUTS = [  # id, node, constants, the whole message[, extra graph o
     ("training_mode", 'y = Dropout (x, r, t)', {"r": np.float32(0.5), "t": np.array(True)},
      "unsupported op 'Dropout' at node 'Dropout_0': training_mode=true is not supported (inference only)"),
     ("min", 'y = Clip (x, x)', {},
-     "unsupported op 'Clip' at node 'Clip_0': min (input 'x') must be a constant scalar"),
+     ("unsupported op 'Clip' at node 'Clip_0': min (input 'x') must be a constant, but it is a graph input, "
+      "known only at run time: mpc fixes it at import (attributes and shapes are static in the IR)")),
     ("Gather", 'y = Gather (x, i)', {"i": np.array([0], np.int64)},
      ("unsupported op 'Gather' at node 'Gather_0': Gather is only supported on tensors known at import "
       "(shape computations)")),
     ("axes", 'y = Unsqueeze (x, x)', {},
-     "unsupported op 'Unsqueeze' at node 'Unsqueeze_0': axes (input 'x') must be a constant"),
+     ("unsupported op 'Unsqueeze' at node 'Unsqueeze_0': axes (input 'x') must be a constant, but it is a graph "
+      "input, known only at run time: mpc fixes it at import (attributes and shapes are static in the IR)")),
     ("only 2-D", 'y = Conv (x, w)', {"w": np.ones((2, 3, 3))},
      "unsupported op 'Conv' at node 'Conv_0': only 2-D convolution is supported, weight is f32[2,3,3]"),
 ]

@@ -386,7 +386,8 @@ def test_non_constant_reshape_shape():
     with pytest.raises(UnsupportedOp) as e:
         load_onnx(model.SerializeToString())
     assert str(e.value) == ("unsupported op 'Reshape' at node 'Reshape_0': the shape (input 'shape') must be "
-                            "a constant, it is computed at run time")
+                            "a constant, but it is a graph input, known only at run time: it fixes the output's "
+                            "shape")
 
 
 def test_float_use_of_a_dynamic_shape_is_refused():
