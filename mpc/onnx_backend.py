@@ -10,7 +10,12 @@ the interpreter to agree with it, and returns model.py's outputs, so that the te
 the emitted code against ONNX's reference outputs too.
 
 A model mpc cannot import raises its `UnsupportedOp` or `BadModel` from `prepare`, naming the op
-or the element type; nothing else is expected to escape.
+or the element type; nothing else is expected to escape. One exception: when an op needs a graph
+input at import (a Clip bound, Reshape's shape, a reduction's axes: `NeedsConstant`, which
+`mpc convert` refuses), the rep is specialized at `run` time instead, on the values given for those
+inputs (they become initializers of a copy of the model, prepared again; `specialized` names them).
+That is what an ONNX backend must do to run such a model at all; it is not something `mpc convert`
+does, and the conformance benchmark counts these passes separately.
 """
 from __future__ import annotations
 
@@ -25,9 +30,9 @@ import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 
-from mpc.errors import BadInput
+from mpc.errors import BadInput, NeedsConstant
 from mpc.frontend.onnx import widened
-from mpc.ir import Graph, run
+from mpc.ir import Graph, run, sanitize
 
 EMIT_EVERY = 8   # one model in EMIT_EVERY (by a hash of its graph name) also checks model.py
 EMIT_RTOL, EMIT_ATOL = 1e-5, 1e-6   # interpreter vs model.py: same kernels, summation order may differ
@@ -120,6 +125,54 @@ def _emit_module(graph: Graph):
     return module
 
 
+class SpecializingRep(BackendRep):
+    """A model whose graph inputs `names` mpc must know at import: each run binds their values as
+    initializers, prepares that copy (cached by the bound values) and runs it on the other inputs."""
+
+    def __init__(self, model: onnx.ModelProto, names: tuple[str, ...], check_emitted: bool | None):
+        self.model, self.specialized, self.check_emitted = model, names, check_emitted
+        inits = {t.name for t in model.graph.initializer}
+        self.onnx_inputs = [vi.name for vi in model.graph.input if vi.name not in inits]
+        self._reps: dict[bytes, BackendRep] = {}
+
+    def bind(self, inputs: Any) -> tuple[BackendRep, dict[str, np.ndarray]]:
+        """The rep prepared for these inputs' specialized values (UnsupportedOp/BadModel when mpc
+        refuses it), and the other inputs by name."""
+        named = dict(inputs) if isinstance(inputs, Mapping) else dict(zip(self.onnx_inputs, inputs))
+        bound = {k: np.asarray(named[k]) for k in self.specialized if k in named}
+        key = b"".join(k.encode() + a.dtype.str.encode() + str(a.shape).encode() + a.tobytes()
+                       for k, a in sorted(bound.items()))
+        if key not in self._reps:
+            self._reps[key] = MpcBackend.prepare(_bind(self.model, bound), check_emitted=self.check_emitted)
+        rep, rest = self._reps[key], {k: v for k, v in named.items() if k not in bound}
+        # binding some inputs can reveal another op that needs one of the rest (Dropout: ratio, then mode)
+        return rep.bind(rest) if isinstance(rep, SpecializingRep) else (rep, rest)
+
+    def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
+        """Bind the specialized inputs' values, then run the prepared copy on the rest."""
+        rep, rest = self.bind(inputs)
+        return rep.run(rest)
+
+
+def _bind(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of `model` whose graph inputs in `values` are initializers holding those values."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    keep = [vi for vi in m.graph.input if vi.name not in values]
+    del m.graph.input[:]
+    m.graph.input.extend(keep)
+    m.graph.initializer.extend(onnx.numpy_helper.from_array(a, k) for k, a in sorted(values.items()))
+    return m
+
+
+def _graph_inputs(model: onnx.ModelProto, ir_names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The ONNX graph inputs behind IR input names, or None when one is not a graph input."""
+    inits = {t.name for t in model.graph.initializer}
+    by_ir = {sanitize(vi.name): vi.name for vi in model.graph.input if vi.name not in inits}
+    found = tuple(by_ir.get(n) for n in ir_names)
+    return None if None in found else found
+
+
 class MpcBackend(Backend):
     """ONNX backend over mpc's importer, `float` pipeline and interpreter (CPU only)."""
 
@@ -134,7 +187,13 @@ class MpcBackend(Backend):
             raise ValueError(f"mpc runs on the CPU only, not on {device}")
         label = model.graph.name or "model"
         checked = read_model(model.SerializeToString(), label)
-        graph, inputs, outputs = import_model(checked, label, label, static_batch=True)
+        try:
+            graph, inputs, outputs = import_model(checked, label, label, static_batch=True)
+        except NeedsConstant as e:
+            names = _graph_inputs(model, e.sources)
+            if names is None:
+                raise
+            return SpecializingRep(model, names, check_emitted)
         run_pipeline(graph, pipeline_for(Settings()), PassContext(quiet=True))
         emit = _sampled(label) if check_emitted is None else check_emitted
         return MpcBackendRep(graph, checked, inputs, outputs, emit)

@@ -20,7 +20,7 @@ import onnx
 from onnx import numpy_helper
 
 from mpc.errors import BadModel, MPCError, UnsupportedOp
-from mpc.onnx_backend import MpcBackend
+from mpc.onnx_backend import MpcBackend, SpecializingRep
 
 OUTCOMES = ("pass", "rejected", "wrong", "crash")
 
@@ -77,26 +77,37 @@ def _normalize(x) -> np.ndarray:
     return numpy_helper.to_array(x) if isinstance(x, onnx.TensorProto) else np.asarray(x)
 
 
+def prepared(case, check_emitted: bool | None = False):
+    """The rep of a case, or mpc's rejection (UnsupportedOp/BadModel) of it. A specializing rep
+    (inputs needed at import) is prepared for real on the first data set's values here, since
+    only then can mpc refuse it; any other exception propagates."""
+    try:
+        rep = MpcBackend.prepare(case.model, check_emitted=check_emitted)
+        if isinstance(rep, SpecializingRep):
+            rep.bind([_normalize(x) for x in case.data_sets[0][0]])
+    except (UnsupportedOp, BadModel) as e:
+        return e
+    return rep
+
+
 def classify(case, check_emitted: bool | None = False) -> Outcome:
     """Prepare and run one case against its reference outputs with the runner's own comparison."""
     from onnx.backend.test.runner import Runner
     try:
-        rep = MpcBackend.prepare(case.model, check_emitted=check_emitted)
-    except (UnsupportedOp, BadModel) as e:
-        return Outcome("rejected", str(e))
+        rep = prepared(case, check_emitted)
     except Exception as e:  # noqa: BLE001 - anything else is what this classification is for
         return Outcome("crash", f"prepare: {type(e).__name__}: {e}")
+    if isinstance(rep, MPCError):
+        return Outcome("rejected", str(rep))
     try:
         for inputs, outputs in case.data_sets:
             got = rep.run([_normalize(x) for x in inputs])
             Runner.assert_similar_outputs([_normalize(y) for y in outputs], got, case.rtol, case.atol)
     except AssertionError as e:
         return Outcome("wrong", " ".join(str(e).split())[:300])
-    except MPCError as e:   # a run-time refusal after a successful prepare is not a clean rejection
+    except Exception as e:  # noqa: BLE001 - a run-time refusal after a successful prepare is not clean either
         return Outcome("crash", f"run: {type(e).__name__}: {e}")
-    except Exception as e:  # noqa: BLE001
-        return Outcome("crash", f"run: {type(e).__name__}: {e}")
-    return Outcome("pass")
+    return Outcome("pass", "specialized" if isinstance(rep, SpecializingRep) else "")
 
 
 _OPSET = re.compile(r"opset version (\S+) of domain")

@@ -24,7 +24,7 @@ from onnx.backend.test.runner import Runner
 from mpc.errors import BadModel, UnsupportedOp
 from mpc.frontend.onnx_ops import supported_ops
 from mpc.onnx_backend import MpcBackend
-from mpc.onnx_suite import node_cases, op_types, write_case
+from mpc.onnx_suite import node_cases, op_types, prepared, write_case
 
 CASES = node_cases()
 SUPPORTED = set(supported_ops())
@@ -34,12 +34,10 @@ def _rejection(case) -> Exception | None:
     """mpc's UnsupportedOp/BadModel from prepare, or None (prepared, or failed in another way,
     which the runner then reports as a failure)."""
     try:
-        MpcBackend.prepare(case.model, check_emitted=False)
-    except (UnsupportedOp, BadModel) as e:
-        return e
+        rep = prepared(case)
     except Exception:  # noqa: BLE001 - selected, so that the runner shows the failure
         return None
-    return None
+    return rep if isinstance(rep, (UnsupportedOp, BadModel)) else None
 
 
 REJECTIONS = {c.name: _rejection(c) for c in CASES}
