@@ -57,6 +57,8 @@ def _conversion_flags(p: argparse.ArgumentParser, need_target: bool = True) -> N
     for flag, targets in all_flags():
         p.add_argument(f"--{flag.name}", type=flag.type, default=None, choices=flag.choices,
                        help=f"{flag.help} (target {', '.join(targets)})")
+    p.add_argument("--outputs", type=_csv, default=(), metavar="NAME,...",
+                   help="keep only these graph outputs and what feeds them (e.g. drop a ZipMap after them)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     p.add_argument("--progress", action="store_true",
                    help="show progress bars even when stderr is not a terminal")
@@ -113,7 +115,7 @@ def _settings(args, **over):
     return Settings(target=target.name, passes=_pipeline(args, target), emit=args.emit, calib=args.calib,
                     dump_ir_after=args.dump_ir_after, input_shape=args.input_shape, exporter=args.exporter,
                     static_batch=args.static_batch, quiet=args.quiet, progress=args.progress, seed=args.seed,
-                    **over)
+                    outputs=args.outputs, **over)
 
 
 def cmd_inspect(args) -> int:
@@ -127,7 +129,8 @@ def cmd_inspect(args) -> int:
         printed = print_graph(loaded.graph)
         sys.stdout.write(text if text == printed else printed)
         return 0
-    loaded = load(args.model, args.input_shape, exporter=args.exporter, static_batch=args.static_batch)
+    loaded = load(args.model, args.input_shape, exporter=args.exporter, static_batch=args.static_batch,
+                  outputs=args.outputs)
     if args.passes:
         run_pipeline(loaded.graph, args.passes)
     sys.stdout.write(print_graph(loaded.graph))
@@ -204,7 +207,8 @@ def cmd_finetune(args) -> int:
     from mpc.passes.mp_calibrate import GainMode
     from mpc.passmanager import pass_options
     from mpc.train.finetune import finetune
-    loaded = load(args.model, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch)
+    loaded = load(args.model, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch,
+                  outputs=settings.outputs)
     source = clone(loaded.graph)
     data = load_data(args.data, loaded.graph, loaded.input_names)
     compiled = compile_model(args.model, settings, loaded=loaded, train=data)
@@ -291,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input-shape", type=_shape)
     s.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy")
     s.add_argument("--static-batch", action="store_true", help="keep a static leading 1 of the inputs")
+    s.add_argument("--outputs", type=_csv, default=(), metavar="NAME,...",
+                   help="keep only these graph outputs and what feeds them")
     s.set_defaults(fn=cmd_inspect)
     s = sub.add_parser("convert", help="convert a model for a target into an output folder")
     _conversion_flags(s)

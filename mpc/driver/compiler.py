@@ -44,6 +44,7 @@ class Settings:
     quiet: bool = False
     progress: bool = False   # show progress bars even when stderr is not a terminal
     seed: int = 0
+    outputs: tuple[str, ...] = ()   # keep only these graph outputs (and what feeds them), before import
 
 
 @dataclass
@@ -102,7 +103,7 @@ def compile_model(spec: str, settings: Settings, loaded: Loaded | None = None,
         if e not in BACKENDS:
             raise BadFlag(f"--emit: unknown backend '{e}' (expected one of: {', '.join(sorted(BACKENDS))})")
     loaded = loaded or load(spec, settings.input_shape, exporter=settings.exporter,
-                            static_batch=settings.static_batch)
+                            static_batch=settings.static_batch, outputs=settings.outputs)
     graph = loaded.graph
     dataset = calibration_data(settings, loaded, train) if needs_data(pipeline) else None
     ctx = PassContext(dataset=dataset, seed=settings.seed, quiet=settings.quiet, progress=settings.progress,

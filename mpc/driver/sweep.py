@@ -32,7 +32,8 @@ def accuracy(graph, data) -> float:
 
 def sweep(spec: str, settings: Settings, data_path: str, gammas: list[float]) -> dict:
     """Accuracy per global γ, plus the calibrated per-layer choice."""
-    loaded = load(spec, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch)
+    loaded = load(spec, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch,
+                  outputs=settings.outputs)
     data = load_data(data_path, loaded.graph, loaded.input_names)
     if data.labels is None:
         raise BadInput(f"{data_path}: sweep-gamma needs 'labels' in the data file")

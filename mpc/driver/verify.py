@@ -33,7 +33,8 @@ def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 
            thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
     """Convert `spec` in memory and compare it with its source; returns the `--json` object."""
     _labels_given(thresholds, data_path)
-    loaded = load(spec, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch)
+    loaded = load(spec, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch,
+                  outputs=settings.outputs)
     if loaded.onnx_model is None and any(op.kind.startswith("mp.") for op in loaded.graph.ops):
         raise BadInput(f"{spec} is already converted (it has mp ops): converting it again compares it with "
                        f"itself; check it against its source with: mpc verify {spec} --source MODEL.onnx")
@@ -66,7 +67,8 @@ def verify_converted(path: str, source: str, settings: Settings, data_path: str 
     if p.is_dir() and not mpc_file.is_file() or not p.is_dir() and p.suffix != ".mpc":
         raise BadInput(f"{path}: not a converted output folder or .mpc file (no model.mpc)")
     graph = load_mpc(str(mpc_file)).graph
-    loaded = load(source, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch)
+    loaded = load(source, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch,
+                  outputs=settings.outputs)
     names = {v.name for v in loaded.graph.inputs}
     for v in graph.inputs:
         if v.name not in names:

@@ -33,35 +33,38 @@ class Loaded:
 
 
 def load(spec: str, input_shape: tuple[int, ...] | None = None, exporter: str = "legacy",
-         static_batch: bool = False) -> Loaded:
+         static_batch: bool = False, outputs: tuple[str, ...] = ()) -> Loaded:
     """Load a model spec into a verified graph (see the module docstring for the forms).
 
     `input_shape` (batch dim first; exported dynamic as `N`) is needed by the PyTorch forms, and
     `exporter` ('legacy' or 'dynamo') picks the torch.onnx exporter there. An ONNX model whose
     inputs all lead with a static 1 gets a symbolic batch `N` instead, unless `static_batch`.
+    `outputs` keeps only those graph outputs of an ONNX model (and what feeds them), before import.
     """
     spec = str(spec)
     lower = spec.lower()
     if lower.endswith(".onnx"):
-        return load_onnx(spec, static_batch=static_batch)
+        return load_onnx(spec, static_batch=static_batch, outputs=outputs)
     if lower.endswith(".mpc"):
+        if outputs:
+            raise BadInput(f"--outputs applies to ONNX and PyTorch models, not to IR text ({spec})")
         return load_mpc(spec)
     if lower.endswith((".pt", ".pth")) or _FACTORY.match(spec):
         if exporter not in EXPORTERS:
             raise BadInput(f"unknown exporter '{exporter}' (expected one of: {', '.join(EXPORTERS)})")
         from mpc.frontend import torch as torch_frontend
         data, name = torch_frontend.export(spec, input_shape, exporter)
-        return load_onnx(data, label=spec, name=name, static_batch=static_batch)
+        return load_onnx(data, label=spec, name=name, static_batch=static_batch, outputs=outputs)
     raise BadInput(f"unknown model spec '{spec}' (expected a .onnx, .pt/.pth or .mpc file, "
                    f"or pkg.module:factory)")
 
 
 def load_onnx(source: str | bytes, label: str | None = None, name: str | None = None,
-              static_batch: bool = False) -> Loaded:
-    """Read, check and import an ONNX model from a path or bytes."""
+              static_batch: bool = False, outputs: tuple[str, ...] = ()) -> Loaded:
+    """Read, check and import an ONNX model from a path or bytes (only `outputs`, when given)."""
     from mpc.frontend.onnx import import_model, read_model
     label = label or (source if isinstance(source, str) else "<bytes>")
-    model = read_model(source, label)
+    model = read_model(source, label, tuple(outputs))
     if name:
         model.graph.name = name
     stem = Path(label).stem if isinstance(source, str) else "model"

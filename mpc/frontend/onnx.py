@@ -19,7 +19,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import TensorProto, numpy_helper
 
-from mpc.errors import BadModel, Location, MPCError, UnsupportedOp
+from mpc.errors import BadFlag, BadModel, Location, MPCError, UnsupportedOp
 from mpc.frontend.batch import HINT, batch_dim, check_batch
 from mpc.frontend.onnx_ops import HANDLERS, ONNX_DTYPES, Known, Node, supported_ops
 from mpc.ir import Graph, InferError, Op, TensorType, Value, lookup, sanitize, verify_graph
@@ -34,8 +34,11 @@ _ROLES = {"Conv": ("input", "weight", "bias"), "Gemm": ("input", "weight", "bias
 
 
 # -- reading ------------------------------------------------------------------------------
-def read_model(source: str | os.PathLike | bytes, label: str | None = None) -> onnx.ModelProto:
-    """Decode, check and shape-infer an ONNX model from a path or bytes; BadModel when it cannot."""
+def read_model(source: str | os.PathLike | bytes, label: str | None = None,
+               outputs: tuple[str, ...] = ()) -> onnx.ModelProto:
+    """Decode, check and shape-infer an ONNX model from a path or bytes; BadModel when it cannot.
+    With `outputs`, only those graph outputs are kept, and the nodes, inputs and initializers that
+    feed them (see `keep_outputs`), before anything else is checked."""
     label = label or (str(source) if not isinstance(source, bytes) else "<bytes>")
     data = source if isinstance(source, bytes) else _read_bytes(Path(source), label)
     try:
@@ -47,6 +50,8 @@ def read_model(source: str | os.PathLike | bytes, label: str | None = None) -> o
         raise BadModel(label, "not a valid ONNX model (no ir_version or no graph)")
     base = None if isinstance(source, bytes) else Path(source).parent
     _load_external_data(model, base, label)
+    if outputs:
+        keep_outputs(model, outputs, label)
     _check_decoded(model.graph, label)
     _check_opsets(model)
     _check_recurrent(model)
@@ -151,8 +156,57 @@ def _check_opsets(model: onnx.ModelProto) -> None:
                                                  f"(expected {MIN_OPSET} to {MAX_OPSET})")
     for i, node in enumerate(model.graph.node):
         if node.domain not in ("", "ai.onnx"):
+            outs = ", ".join(o.name for o in model.graph.output)
             raise UnsupportedOp(node.op_type, Location(node=node.name or f"{node.op_type}_{i}"),
-                                f"domain '{node.domain}' is not supported (only the default ONNX domain)")
+                                f"domain '{node.domain}' is not supported (only the default ONNX domain); if it "
+                                f"only post-processes the outputs (like scikit-learn's ZipMap), keep the outputs "
+                                f"before it with --outputs NAME,... (graph outputs: {outs})")
+
+
+def _subgraph_inputs(node: onnx.NodeProto) -> set[str]:
+    """Every name the subgraphs of a node (If, Loop, Scan bodies) read, outer-scope names included."""
+    names: set[str] = set()
+    for a in node.attribute:
+        for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+            for n in g.node:
+                names.update(n.input)
+                names |= _subgraph_inputs(n)
+    return names
+
+
+def keep_outputs(model: onnx.ModelProto, names: tuple[str, ...], label: str) -> None:
+    """Keep only the graph outputs `names` (in that order; a tensor a node computes becomes an output)
+    and drop, in place, the nodes, graph inputs, initializers and value infos that no longer feed them;
+    BadFlag for a name that is neither."""
+    graph = model.graph
+    outputs = {o.name: o for o in graph.output}
+    inner = {o for n in graph.node for o in n.output if o} - set(outputs)
+    for n in names:
+        if n not in outputs and n not in inner:
+            raise BadFlag(f"--outputs: '{n}' is not a graph output or a tensor computed by {label} (its outputs: "
+                          f"{', '.join(outputs) or 'none'})")
+    if any(n in inner for n in names):   # an inner tensor becomes an output, typed by ONNX shape inference
+        try:
+            typed = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+        except (onnx.shape_inference.InferenceError, ValueError) as e:
+            raise BadModel(label, f"ONNX shape inference failed: {_first_line(e)}") from None
+        outputs |= {n: typed.get(n, onnx.ValueInfoProto(name=n)) for n in names if n in inner}
+    if len(set(names)) != len(names):
+        raise BadFlag(f"--outputs: a name is given twice ({', '.join(names)})")
+    needed, kept = set(names), []
+    for node in reversed(graph.node):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(i for i in node.input if i)
+            needed |= _subgraph_inputs(node)
+    keep = [outputs[n] for n in names]
+    for field, items in (("output", keep), ("node", kept[::-1]),
+                         ("input", [v for v in graph.input if v.name in needed]),
+                         ("initializer", [t for t in graph.initializer if t.name in needed]),
+                         ("value_info", [v for v in graph.value_info if v.name in needed])):
+        items = list(items)
+        del getattr(graph, field)[:]
+        getattr(graph, field).extend(items)
 
 
 RECURRENT = ("LSTM", "GRU", "RNN")

@@ -423,7 +423,9 @@ def test_other_domain_refused():
     with pytest.raises(UnsupportedOp) as e:
         load_onnx(model.SerializeToString())
     assert str(e.value) == ("unsupported op 'Gelu' at node 'Gelu_0': domain 'com.microsoft' is not supported "
-                            "(only the default ONNX domain)")
+                            "(only the default ONNX domain); if it only post-processes the outputs (like "
+                            "scikit-learn's ZipMap), keep the outputs before it with --outputs NAME,... (graph "
+                            "outputs: y)")
 
 
 @pytest.mark.parametrize("cut", [0.5, 0.9])
