@@ -105,7 +105,7 @@ def run_source(model: onnx.ModelProto | None, source_graph: Graph | None, data: 
         return run(source_graph, data.feeds)
     sess = ort_session(model, tensors, label)
     ir_to_onnx = {ir: ox for ox, ir in aliases.items()}
-    feeds = {ir_to_onnx.get(k, k): v for k, v in data.feeds.items()}
+    feeds = _source_dtypes(model, {ir_to_onnx.get(k, k): v for k, v in data.feeds.items()})
     names = [o.name for o in sess.get_outputs()]
     step = static_batch(model)
     if step is None or data.size <= step:
@@ -115,6 +115,14 @@ def run_source(model: onnx.ModelProto | None, source_graph: Graph | None, data: 
              for i in range(0, data.size, step)]
     return {name: np.concatenate([p[j] for p in parts]) if parts[0][j].ndim else parts[0][j]
             for j, name in enumerate(names)}
+
+
+def _source_dtypes(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Feeds of inputs that mpc computes in float32 (float16, bfloat16) cast to the type the source declares."""
+    from mpc.frontend.onnx import widened
+    narrow = {vi.name: onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+              for vi in model.graph.input if vi.name in widened(model)}
+    return {k: v.astype(narrow[k]) if k in narrow else v for k, v in feeds.items()}
 
 
 def _ort_run(label: str, sess, names: list[str], feeds: dict[str, np.ndarray]) -> list:

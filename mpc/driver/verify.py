@@ -108,7 +108,7 @@ def _measure(loaded: Loaded, source_graph: Graph, graph: Graph, data: Dataset, l
     # slice into 256 samples only along a symbolic batch dim: a static shape takes its data whole
     step = 256 if any(v.type.rank and isinstance(v.type.shape[0], str) for v in graph.inputs) else max(1, data.size)
     total = (data.size + step - 1) // step
-    for feeds, _ in progress_bar(batches(data, step), total=total, desc="verify", quiet=settings.quiet,
+    for feeds, _ in progress_bar(_slices(data, graph, step), total=total, desc="verify", quiet=settings.quiet,
                                  progress=settings.progress):
         batch = Dataset(feeds, None, data.source)
         ref = run_source(loaded.onnx_model, source_graph, batch, [t for _, t, _ in layers], loaded.input_names,
@@ -130,6 +130,17 @@ def _measure(loaded: Loaded, source_graph: Graph, graph: Graph, data: Dataset, l
             "max_rel_err": rel, "top1_agreement": cmp.top1_agreement, "source_accuracy": cmp.source_accuracy,
             "converted_accuracy": cmp.converted_accuracy, "layers": cmp.layers,
             "top1_degenerate": cmp.top1_degenerate, "top1_note": cmp.top1_note}
+
+
+def _slices(data: Dataset, graph: Graph, step: int):
+    """batches(data, step), but an input without a symbolic leading (batch) dim is passed whole in every
+    slice: a [5] bias next to a [3, 4, 5] input is not a batch of 5 samples."""
+    whole = {v.name for v in graph.inputs if not (v.type.rank and isinstance(v.type.shape[0], str))}
+    if len(whole) == len(graph.inputs):
+        yield data.feeds, data.labels
+        return
+    for feeds, labels in batches(data, step):
+        yield {k: data.feeds[k] if k in whole else a for k, a in feeds.items()}, labels
 
 
 def _join(parts: list[np.ndarray]) -> np.ndarray:
