@@ -133,6 +133,9 @@ def cmd_inspect(args) -> int:
                   outputs=args.outputs)
     if args.passes:
         run_pipeline(loaded.graph, args.passes)
+    from mpc.driver.compiler import widened_note
+    for name, note in (widened_note(loaded.onnx_model) if loaded.onnx_model is not None else {}).items():
+        sys.stdout.write(f"// '{name}': {note}\n")   # a comment: the text still parses back
     sys.stdout.write(print_graph(loaded.graph))
     return 0
 

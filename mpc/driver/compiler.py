@@ -128,6 +128,8 @@ def build_report(c: Compiled, settings: Settings, files: list[str], emitted: dic
     sections = dict(c.ctx.report.sections) if c.ctx else {}
     if c.ctx and c.ctx.report.notes:
         sections["Notes"] = list(c.ctx.report.notes)
+    if c.loaded.onnx_model is not None and widened_note(c.loaded.onnx_model):
+        sections["Element types"] = widened_note(c.loaded.onnx_model)
     for e in emitted.values():
         sections.update(e.report_sections)
     from mpc.backends import BACKENDS
@@ -136,6 +138,12 @@ def build_report(c: Compiled, settings: Settings, files: list[str], emitted: dic
     return {"model": c.graph.name, "source": c.loaded.source, "target": settings.target,
             "pipeline": c.pipeline, "mpc_version": __version__, "summary": graph_summary(c.graph),
             "passes": stages(c.records), "backends": backends, "sections": sections, "files": sorted(files)}
+
+
+def widened_note(model) -> dict[str, str]:
+    """Inputs and outputs the source declares float16/bfloat16, which mpc computes in float32."""
+    from mpc.frontend.onnx import widened
+    return {name: f"{t} in the source, computed in float32" for name, t in sorted(widened(model).items())}
 
 
 def write_outdir(c: Compiled, settings: Settings, outdir: Path, force: bool) -> list[str]:
