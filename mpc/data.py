@@ -93,11 +93,14 @@ def _random(rng: np.random.Generator, dtype: np.dtype, shape: list[int], low: fl
     # U(0, 1) cast to an integer type is all zeros (then an integer Div fails): small nonzero integers
     if np.issubdtype(dtype, np.integer):
         return np.asarray(rng.integers(1, 10, size=shape), dtype)
+    if dtype == np.bool_:   # U(0, 1) cast to bool is all True: fair coin flips instead
+        return rng.integers(0, 2, size=shape).astype(bool)
     return np.asarray(rng.uniform(low, high, size=shape)).astype(dtype)
 
 
 def random_data(graph: Graph, n: int = 256, seed: int = 0, low: float = 0.0, high: float = 1.0) -> Dataset:
-    """Seeded U(low, high) inputs, integers uniform in [1, 9]; the first symbolic dim is bound to n."""
+    """Seeded U(low, high) inputs, integers uniform in [1, 9], bools fair coin flips; the first symbolic
+    dim is bound to n."""
     rng = np.random.default_rng(seed)
     feeds, batch = {}, None
     for v in graph.inputs:

@@ -166,11 +166,10 @@ def _check_opsets(model: onnx.ModelProto) -> None:
 def _subgraph_inputs(node: onnx.NodeProto) -> set[str]:
     """Every name the subgraphs of a node (If, Loop, Scan bodies) read, outer-scope names included."""
     names: set[str] = set()
-    for a in node.attribute:
-        for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-            for n in g.node:
-                names.update(n.input)
-                names |= _subgraph_inputs(n)
+    graphs = [g for a in node.attribute for g in ([a.g] if a.HasField("g") else []) + list(a.graphs)]
+    for n in (n for g in graphs for n in g.node):
+        names.update(n.input)
+        names |= _subgraph_inputs(n)
     return names
 
 

@@ -70,3 +70,14 @@ def test_a_refused_element_type_is_named(tmp_path, capsys):
     assert rc == 2 and msg.startswith(f"{path}: input 'x' has element type float8e4m3fn, which is not supported "
                                       "(expected one of float, uint8, int8, uint16, int16, int32, int64, bool,")
     assert "float16" in msg and "bfloat16" in msg
+
+
+def test_bool_inputs_get_both_values_and_verify(tmp_path, capsys):
+    from mpc.data import random_data
+    path = tmp_path / "b.onnx"
+    path.write_bytes(_relu(TensorProto.BOOL, "Identity").SerializeToString())
+    feeds = random_data(load_onnx(str(path)).graph, 256, seed=0).feeds["x"]
+    assert feeds.dtype == np.bool_ and 0.4 < feeds.mean() < 0.6   # 1,024 fair coin flips
+    rc, out, err = run_cli(capsys, "verify", path, "--target", "float", "--json")
+    assert rc == 0, err
+    assert json.loads(out)["max_abs_err"] == 0.0

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from mpc.frontend import load_mpc
+from mpc.frontend import load_mpc, load_onnx
 from mpc.ir import run
 from tests.cli_helpers import error_line, run_cli
 
@@ -86,3 +86,21 @@ def test_zipmap_is_refused_with_a_hint_and_an_inner_tensor_can_be_kept(sklearn_m
     got = _model_py(tmp_path / "b").run({"X": x})["out_activations_result"]
     ref = _onnxruntime(root / "plain.onnx", x, "probabilities")
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_what_no_longer_feeds_the_kept_outputs_is_dropped(tmp_path):
+    from mpc.frontend.onnx import keep_outputs
+    from tests.frontend import models as M
+    model = M.build("""
+    g (float[N, 4] x, float[N, 4] z) => (float[N, 4] a, float[N, 4] b) {
+        s = Sigmoid (x)
+        a = Relu (s)
+        t = Mul (s, z)
+        b = Tanh (t)
+    }""")
+    keep_outputs(model, ("a",), "m.onnx")
+    assert [o.name for o in model.graph.output] == ["a"] and [i.name for i in model.graph.input] == ["x"]
+    assert [n.op_type for n in model.graph.node] == ["Sigmoid", "Relu"]
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    got = run(load_onnx(model.SerializeToString()).graph, {"x": x})["a"]
+    np.testing.assert_allclose(got, np.maximum(1 / (1 + np.exp(-x.astype(np.float64))), 0), rtol=1e-6)
