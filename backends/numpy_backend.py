@@ -458,3 +458,12 @@ def write(graph: Graph, folder: Path, target: str = "float") -> Emitted:
 
 
 BACKEND = Backend("numpy", LOWERING, RENDER, write)
+
+
+# -- tensor, elementwise, logic and reduction ops: renderings in backends/numpy_tensor.py, kernels embedded
+from mpc.backends import numpy_tensor as _tensor
+
+RENDER.update(_tensor.RENDER)
+_EMBEDS[_tensor.kernel_source] = ()
+for _kind in _tensor.RENDER:
+    EXTRA_SOURCE[_kind] = _tensor.kernel_source
