@@ -37,8 +37,8 @@ def _reduce(a, x):
     dims, keep, mode = _dims(a, x), a.keepdims, a.mode.value
     if x.dtype == torch.bool:
         return (torch.any if mode == "max" else torch.all)(x, dim=dims, keepdim=keep)
-    if mode == "prod":
-        return _prod(x, dims, keep)
+    if mode == "prod":   # torch.prod promotes integers to int64
+        return _prod(x, dims, keep).to(x.dtype)
     if mode == "log_sum_exp":
         return torch.logsumexp(x, dim=dims, keepdim=keep)
     if mode in ("max", "min"):
