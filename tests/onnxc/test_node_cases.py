@@ -119,12 +119,21 @@ def test_model_py_agrees_on_a_seeded_sample(outcomes, tmp_path):
                 assert _agrees(np.asarray(got[k]), w), (case.name, k)
 
 
+def _torch_lacks_arithmetic(graph) -> bool:
+    """torch has no arithmetic kernels for uint16/32/64 (they are storage types there): the torch lowering,
+    which exists for training, is not checked on graphs that use them."""
+    types = [v.type for v in graph.inputs] + [r.type for op in graph.ops for r in op.results]
+    return any(t.dtype.kind == "u" and t.dtype.width > 8 for t in types)
+
+
 def test_torch_lowering_agrees_with_the_expected_outputs(outcomes):
     torch = pytest.importorskip("torch")
     from mpc.backends.torch_backend import lower
     checked = 0
     for case in _sample(outcomes, 1):
         for graph, feeds, want in _import(case):
+            if _torch_lacks_arithmetic(graph):
+                continue
             with torch.no_grad():
                 got = lower(graph, trainable=False)({k: torch.from_numpy(np.array(v)) for k, v in feeds.items()})
             for k, w in want.items():
