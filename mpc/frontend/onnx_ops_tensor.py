@@ -181,7 +181,8 @@ def _reduce(mode: ReduceMode):
         if not axes and node.attr("noop_with_empty_axes", 0):
             return _apply(cx, node, "nn.identity", 1)
         t = cx.type(node, 0)
-        spatial = sorted({a % t.rank for a in axes or []}) == list(range(2, t.rank)) and len(axes) == t.rank - 2
+        given = axes or []
+        spatial = sorted({a % t.rank for a in given}) == list(range(2, t.rank)) and len(given) == t.rank - 2
         if mode == ReduceMode.MEAN and t.rank >= 3 and t.dtype.kind == "f" and spatial:
             return base.reduce_mean(cx, node)   # nn.global_avgpool: the form the MP target knows
         attrs = ReduceAttrs(mode, tuple(axes or ()), bool(node.attr("keepdims", 1)))
@@ -344,6 +345,8 @@ def range_(cx, node: Node):
     if any(k is None or k.symbolic for k in ks):
         raise node.reject("Range is only supported on inputs known at import")
     start, limit, delta = (k.array.reshape(-1)[0] for k in ks)
+    if delta == 0 or not np.isfinite(float(limit - start) / float(delta)):
+        raise node.reject(f"Range({start}, {limit}, {delta}) has no finite length")
     n = max(math.ceil((limit - start) / delta), 0)
     dtype = ks[0].array.dtype
     return Known((start + np.arange(n, dtype=np.float64 if dtype.kind == "f" else dtype) * delta).astype(dtype),

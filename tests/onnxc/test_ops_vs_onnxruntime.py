@@ -63,6 +63,8 @@ CASES = {
                               "pr = ReduceProd <axes = [0], keepdims = 0> (t) "
                               "x4 = Unsqueeze(x, three) sp = ReduceMean <axes = [2, 3]> (x4) }"), 17,
                               {"three": np.array([3], np.int64)}, {"x": X, "t": TIES}),
+    "reduce_rank2_no_axes": (("g (float[3,4] x) => (float[1,1] m, float[1,1] s) "
+                             "{ m = ReduceMean(x) s = ReduceSum(x) }"), 18, {}, {"x": X[0]}),
     "arg_ties": (("g (int32[3,4] t) => (int64[3,1] a, int64[3] b, int64[1,4] c) "
                  "{ a = ArgMax <axis = 1, select_last_index = 1> (t) b = ArgMin <axis = -1, keepdims = 0> (t) "
                  "c = ArgMax (t) }"), 17, {}, {"t": TIES}),
@@ -178,6 +180,16 @@ def test_integer_shape_computations_fold_at_import():
     graph = import_model(model, "m")[0]
     assert sorted(op.kind for op in graph.ops) == ["nn.identity", "nn.reshape"]
     np.testing.assert_array_equal(ref["r"], [0, 4, 8])
+
+
+@pytest.mark.parametrize("delta", [0, 0.0])
+def test_range_of_zero_step_is_one_error_line(delta):
+    from mpc.errors import UnsupportedOp
+    dtype = np.int64 if isinstance(delta, int) else np.float32
+    model = _model("g (float[1] x) => (float[1] y) { r = Range(a, b, d) y = Identity(x) }", 17,
+                   {"a": np.array(0, dtype), "b": np.array(5, dtype), "d": np.array(delta, dtype)})
+    with pytest.raises(UnsupportedOp, match="has no finite length"):
+        import_model(model, "m")
 
 
 def test_mod_signs_follow_the_definition():
