@@ -162,9 +162,10 @@ class ReduceAttrs:
 
 
 def _reduced_shape(x: TensorType, axes, keepdims: bool) -> tuple:
-    axes = {_axis(a, x.rank, "axes") for a in axes} if axes else set(range(x.rank))
+    given = axes
+    axes = [_axis(a, x.rank, "axes") for a in axes] if axes else list(range(x.rank))
     if len(axes) != len(set(axes)):
-        raise InferError(f"repeated axes {list(axes)}")
+        raise InferError(f"repeated axes {list(given)}")
     if keepdims:
         return tuple(1 if i in axes else d for i, d in enumerate(x.shape))
     return tuple(d for i, d in enumerate(x.shape) if i not in axes)
@@ -174,8 +175,6 @@ def _reduce_infer(types, a):
     x = types[0]
     if not (x.dtype == DType.bool and a.mode in (ReduceMode.MAX, ReduceMode.MIN)):   # bool max/min: any/all
         _check(x, "float" if a.mode in FLOAT_ONLY_MODES else "numeric")
-    if len(set(a.axes)) != len(a.axes):
-        raise InferError(f"repeated axes {list(a.axes)}")
     return [x.with_shape(_reduced_shape(x, a.axes, a.keepdims))]
 
 
