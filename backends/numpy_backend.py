@@ -461,9 +461,10 @@ BACKEND = Backend("numpy", LOWERING, RENDER, write)
 
 
 # -- tensor, elementwise, logic and reduction ops: renderings in backends/numpy_tensor.py, kernels embedded
-from mpc.backends import numpy_tensor as _tensor
+from mpc.backends.numpy_tensor import RENDER as _TENSOR_RENDER
+from mpc.backends.numpy_tensor import kernel_source as _tensor_source
 
-RENDER.update(_tensor.RENDER)
-_EMBEDS[_tensor.kernel_source] = ()
-for _kind in _tensor.RENDER:
-    EXTRA_SOURCE[_kind] = _tensor.kernel_source
+RENDER.update(_TENSOR_RENDER)
+_EMBEDS[_tensor_source] = ()
+for _kind in _TENSOR_RENDER:
+    EXTRA_SOURCE[_kind] = _tensor_source

@@ -14,8 +14,10 @@ import math
 import numpy as np
 
 from mpc.errors import Location
-from mpc.frontend import onnx_ops as base
-from mpc.frontend.onnx_ops import ONNX_DTYPES, Known, Node, handler
+from mpc.frontend.onnx_ops import HANDLERS, ONNX_DTYPES, Known, Node, _ints, _scalar, handler
+from mpc.frontend.onnx_ops import gather as _fold_gather
+from mpc.frontend.onnx_ops import reduce_mean as _spatial_mean
+from mpc.frontend.onnx_ops import slice_ as _fold_slice
 from mpc.ir import DType, InferError, KernelContext, Op, Value, lookup
 from mpc.ir.ops_nn import CastAttrs
 from mpc.ir.ops_nn_tensor import (
@@ -84,7 +86,7 @@ def _emit_output(cx, node: Node, j: int, kind: str, operands: list[Value], attrs
 def _axes(cx, node: Node, input_index: int) -> list[int] | None:
     """Axes from the attribute (older opsets) or the optional input (newer); None when absent."""
     if node.has_input(input_index):
-        return base._ints(cx, node, input_index, "axes")
+        return _ints(cx, node, input_index, "axes")
     axes = node.attr("axes")
     return None if axes is None else [int(a) for a in axes]
 
@@ -184,7 +186,7 @@ def _reduce(mode: ReduceMode):
         given = axes or []
         spatial = sorted({a % t.rank for a in given}) == list(range(2, t.rank)) and len(given) == t.rank - 2
         if mode == ReduceMode.MEAN and t.rank >= 3 and t.dtype.kind == "f" and spatial:
-            return base.reduce_mean(cx, node)   # nn.global_avgpool: the form the MP target knows
+            return _spatial_mean(cx, node)   # nn.global_avgpool: the form the MP target knows
         attrs = ReduceAttrs(mode, tuple(axes or ()), bool(node.attr("keepdims", 1)))
         return _apply(cx, node, "nn.reduce", 1, attrs)
     return fn
@@ -211,20 +213,20 @@ handler("ArgMin", ("axis", "keepdims", "select_last_index"))(_arg(False))
 @handler("Expand")
 def expand(cx, node: Node):
     """Expand(input, shape): the shape must be known at import."""
-    shape = tuple(base._ints(cx, node, 1, "shape"))
+    shape = tuple(_ints(cx, node, 1, "shape"))
     return _apply(cx, node, "nn.expand", 1, ExpandAttrs(shape))
 
 
 @handler("Tile")
 def tile(cx, node: Node):
     """Tile(input, repeats): the repeats must be known at import."""
-    repeats = tuple(base._ints(cx, node, 1, "repeats"))
+    repeats = tuple(_ints(cx, node, 1, "repeats"))
     return _apply(cx, node, "nn.tile", 1, TileAttrs(repeats))
 
 
 def _split_sizes(cx, node: Node, dim, axis: int) -> list[int]:
     if node.has_input(1):
-        return base._ints(cx, node, 1, "split")
+        return _ints(cx, node, 1, "split")
     n = int(node.attr("num_outputs", len(node.outputs)))
     if not isinstance(dim, int):
         raise node.reject(f"splitting symbolic dim '{dim}' needs the split sizes", "axis")
@@ -264,11 +266,11 @@ def slice_(cx, node: Node):
     """Slice(data, starts, ends, axes?, steps?): starts, ends, axes and steps known at import."""
     data = cx.known(node, 0)
     if data is not None and data.integral:
-        return base.slice_(cx, node)
+        return _fold_slice(cx, node)
     rank = cx.type(node, 0).rank
-    starts, ends = base._ints(cx, node, 1, "starts"), base._ints(cx, node, 2, "ends")
-    axes = base._ints(cx, node, 3, "axes") if node.has_input(3) else list(range(len(starts)))
-    steps = base._ints(cx, node, 4, "steps") if node.has_input(4) else [1] * len(starts)
+    starts, ends = _ints(cx, node, 1, "starts"), _ints(cx, node, 2, "ends")
+    axes = _ints(cx, node, 3, "axes") if node.has_input(3) else list(range(len(starts)))
+    steps = _ints(cx, node, 4, "steps") if node.has_input(4) else [1] * len(starts)
     clip = [min(max(v, -INT64_MAX), INT64_MAX) for v in ends]
     attrs = SliceAttrs(tuple(starts), tuple(clip), tuple(a % rank if rank else a for a in axes), tuple(steps))
     return cx.emit(node, "nn.slice", [cx.value(node, 0)], attrs)
@@ -276,9 +278,10 @@ def slice_(cx, node: Node):
 
 @handler("Gather", ("axis",))
 def gather(cx, node: Node):
-    """Gather(data, indices; axis=0)."""
-    if _foldable(cx, node, [0, 1]) is not None:
-        return base.gather(cx, node)
+    """Gather(data, indices; axis=0): folded on known integer tensors (symbolic shapes included)."""
+    ks = [cx.known(node, i) for i in (0, 1)]
+    if all(k is not None and k.integral for k in ks):
+        return _fold_gather(cx, node)
     return cx.emit(node, "nn.gather", [cx.value(node, 0), cx.value(node, 1)], GatherAttrs(int(node.attr("axis", 0))))
 
 
@@ -295,8 +298,8 @@ def pad(cx, node: Node):
     if mode not in {m.value for m in PadMode}:
         raise node.reject(f"expected one of {sorted(m.value for m in PadMode)}", "mode")
     rank = cx.type(node, 0).rank
-    given = base._ints(cx, node, 1, "pads")
-    axes = [a % rank for a in base._ints(cx, node, 3, "axes")] if node.has_input(3) else list(range(rank))
+    given = _ints(cx, node, 1, "pads")
+    axes = [a % rank for a in _ints(cx, node, 3, "axes")] if node.has_input(3) else list(range(rank))
     if len(given) != 2 * len(axes):
         raise node.reject(f"pads {given} must have 2 entries per padded axis ({len(axes)} axes)")
     pads = [0] * (2 * rank)
@@ -304,7 +307,7 @@ def pad(cx, node: Node):
         pads[a], pads[a + rank] = given[i], given[i + len(axes)]
     if any(p < 0 for p in pads):
         raise node.reject(f"negative pads {given} (cropping) are not supported")
-    value = base._scalar(cx, node, 2, "constant_value") if node.has_input(2) else 0.0
+    value = _scalar(cx, node, 2, "constant_value") if node.has_input(2) else 0.0
     attrs = PadAttrs(tuple(pads), PadMode(mode), float(value))
     return _apply(cx, node, "nn.pad", 1, attrs)
 
@@ -351,3 +354,7 @@ def range_(cx, node: Node):
     dtype = ks[0].array.dtype
     return Known((start + np.arange(n, dtype=np.float64 if dtype.kind == "f" else dtype) * delta).astype(dtype),
                  node.outputs[0])
+
+
+# the op types whose handlers live here (mpc/frontend/onnx.py imports this name to register them)
+TENSOR_OPS = tuple(sorted(op for op, h in HANDLERS.items() if h.fn.__module__ == __name__))
