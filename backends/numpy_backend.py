@@ -458,3 +458,13 @@ def write(graph: Graph, folder: Path, target: str = "float") -> Emitted:
 
 
 BACKEND = Backend("numpy", LOWERING, RENDER, write)
+
+
+# -- tensor, elementwise, logic and reduction ops: renderings in backends/numpy_tensor.py, kernels embedded
+from mpc.backends.numpy_tensor import RENDER as _TENSOR_RENDER
+from mpc.backends.numpy_tensor import kernel_source as _tensor_source
+
+RENDER.update(_TENSOR_RENDER)
+_EMBEDS[_tensor_source] = ()
+for _kind in _TENSOR_RENDER:
+    EXTRA_SOURCE[_kind] = _tensor_source

@@ -304,3 +304,9 @@ def _trained_attrs(op, module: LoweredGraph, gain_terms: int | None):
     if gain_terms is not None:
         changes["gain_terms"] = gain_terms
     return with_attrs(op.attrs, **changes)
+
+
+# -- tensor, elementwise, logic and reduction ops: lowerings in backends/torch_tensor.py
+from mpc.backends.torch_tensor import LOWERINGS as _TENSOR_LOWERINGS
+
+LOWERINGS.update(_TENSOR_LOWERINGS)

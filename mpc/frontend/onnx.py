@@ -22,6 +22,7 @@ from onnx import TensorProto, numpy_helper
 from mpc.errors import BadFlag, BadModel, Location, MPCError, UnsupportedOp
 from mpc.frontend.batch import HINT, batch_dim, check_batch
 from mpc.frontend.onnx_ops import HANDLERS, ONNX_DTYPES, Known, Node, supported_ops
+from mpc.frontend.onnx_ops_tensor import TENSOR_OPS  # noqa: F401  (registers the tensor/logic/reduction handlers)
 from mpc.ir import Graph, InferError, Op, TensorType, Value, lookup, sanitize, verify_graph
 from mpc.ir.types import DType
 

@@ -97,8 +97,8 @@ def _clip_infer(types, a):
 
 
 def _cast_infer(types, a):
-    if a.to not in FLOATS:
-        raise InferError(f"cast only to f16, f32 or f64, got {a.to}")
+    if a.to.is_fixed:
+        raise InferError(f"cast to fixed point {a.to} is not defined (use an fx op)")
     if types[0].dtype.is_fixed:  # the kernel would convert the stored integer, not the real value
         raise InferError(f"cast from fixed point {types[0].dtype} is not defined (use an fx op)")
     return [TensorType(a.to, types[0].shape)]
@@ -131,7 +131,7 @@ define("nn.clip", ("x",), "clamp to [min, max]", _clip_infer, _clip, ClipAttrs, 
 define("nn.identity", ("x",), "the operand unchanged", lambda t, a: [t[0]], lambda k, x: x, traits=PURE)
 define("nn.dropout", ("x",), "inference-mode dropout (identity)", lambda t, a: [t[0]], lambda k, x: x,
        DropoutAttrs, traits=FOLDABLE)
-define("nn.cast", ("x",), "convert to a float dtype", _cast_infer,
+define("nn.cast", ("x",), "convert to another element type (ONNX Cast)", _cast_infer,
        lambda k, x: x.astype(k.out_types[0].dtype.numpy), CastAttrs, traits=FOLDABLE)
 
 

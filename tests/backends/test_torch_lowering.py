@@ -19,6 +19,7 @@ from mpc.backends import torch_backend as tb
 
 from mpc.errors import UnsupportedOp
 from mpc.ir import known_kinds, parse, print_graph, run
+from tests.onnxc.torch_cases import CASES as ONNXC_CASES
 
 # Op kinds that cannot train and so need no torch lowering (documented here; none so far).
 # kinds that never reach the torch lowering, and why
@@ -162,6 +163,9 @@ dilations = [1, 2], group = 2} : {t}[2,6,3,3]
   %y = mp.conv2d(%x, @w, @gain) {gamma = 1.0, group = 2} : {t}[2,2,6,4,4]
 }""",
 }
+
+# the tensor, elementwise, logic and reduction op kinds (mpc/ir/ops_nn_tensor.py)
+CASES.update(ONNXC_CASES)
 
 TOL = {"f32": {"rtol": 1e-5, "atol": 2e-5}, "f64": {"rtol": 1e-10, "atol": 1e-10}}
 

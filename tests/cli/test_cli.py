@@ -405,7 +405,7 @@ ERRORS = {  # case -> regex the message must match
     "garbage bytes": r"garbage\.onnx",
     "truncated": r"half\.onnx",
     "unsupported op": r"^unsupported op 'Hardmax' at node 'my_hardmax': no handler for this op type \(supported: "
-                      r"[A-Za-z]+(, [A-Za-z]+)*\)$",
+                      r"[A-Za-z0-9]+(, [A-Za-z0-9]+)*\)$",
     "wrong data shape (verify)": r"'input'.*N, ?64",
     "wrong data shape (run)": r"'input'.*N, ?64",
     "data without the input": r"nokey\.npz.*'input'.*N, ?64",
