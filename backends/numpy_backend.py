@@ -458,3 +458,5 @@ def write(graph: Graph, folder: Path, target: str = "float") -> Emitted:
 
 
 BACKEND = Backend("numpy", LOWERING, RENDER, write)
+
+from mpc.backends import numpy_spatial  # noqa: F401  (renders the ops of mpc.ir.ops_nn_spatial)
