@@ -304,3 +304,6 @@ def _trained_attrs(op, module: LoweredGraph, gain_terms: int | None):
     if gain_terms is not None:
         changes["gain_terms"] = gain_terms
     return with_attrs(op.attrs, **changes)
+
+
+from mpc.backends import torch_spatial  # noqa: F401  (lowers the ops of mpc.ir.ops_nn_spatial)
