@@ -83,6 +83,13 @@ def _layernorm(op, a):
     return f"layernorm({a[0]}, {a[1]}, {_opt(a, 2)}, {_values(op.attrs)})"
 
 
+@renders("nn.layernorm_stats")
+def _layernorm_stats(op, a):
+    at = op.attrs
+    return (f"layernorm_stats({a[0]}, {a[1]}, {_opt(a, 2)}, {at.axis}, {_lit(at.epsilon)}, "
+            f"{at.stash.numpy.name!r})")
+
+
 @renders("nn.instancenorm")
 def _instancenorm(op, a):
     return f"instancenorm({a[0]}, {a[1]}, {a[2]}, {_values(op.attrs)})"
@@ -109,5 +116,5 @@ for _kind, (_fn, _attrs, _summary) in ACTIVATIONS.items():
     renders(_kind)(_activation(_fn))
 
 for _kind in ("nn.conv", "nn.conv_transpose", "nn.maxpool", "nn.maxpool_indices", "nn.avgpool", "nn.global_maxpool",
-              "nn.resize", "nn.layernorm", "nn.instancenorm", "nn.lrn", "nn.prelu", *ACTIVATIONS):
+              "nn.resize", "nn.layernorm", "nn.layernorm_stats", "nn.instancenorm", "nn.lrn", "nn.prelu", *ACTIVATIONS):
     EXTRA_SOURCE[_kind] = _spatial_source

@@ -124,6 +124,15 @@ def _layernorm(a, x, scale, bias=None):
     return y + bias if bias is not None else y
 
 
+def _layernorm_stats(a, x, scale, bias=None):
+    dims = tuple(range(a.axis % x.dim(), x.dim()))
+    mean = x.mean(dims, keepdim=True)
+    inv = torch.rsqrt(((x - mean) ** 2).mean(dims, keepdim=True) + a.epsilon)
+    y = (x - mean) * inv * scale
+    stash = getattr(torch, np.dtype(a.stash.numpy).name)
+    return (y + bias if bias is not None else y), mean.to(stash), inv.to(stash)
+
+
 def _instancenorm(a, x, scale, bias):
     dims = tuple(range(2, x.dim()))
     shape = (1, -1) + (1,) * (x.dim() - 2)
@@ -155,6 +164,7 @@ LOWERINGS.update({
     "nn.global_maxpool": lambda a, x: x.amax(tuple(range(2, x.dim())), keepdim=True),
     "nn.resize": _resize,
     "nn.layernorm": _layernorm,
+    "nn.layernorm_stats": _layernorm_stats,
     "nn.instancenorm": _instancenorm,
     "nn.lrn": _lrn,
     "nn.prelu": lambda a, x, s: torch.where(x < 0, x * s, x),

@@ -222,6 +222,19 @@ def layernorm(x, scale, bias, axis, epsilon):
     return y.astype(x.dtype)
 
 
+def layernorm_stats(x, scale, bias, axis, epsilon, stash):
+    """LayerNormalization with its Mean and InvStdDev outputs (size 1 over the normalized dims), those
+    two in the `stash` dtype (a NumPy dtype name)."""
+    axes = tuple(range(axis % x.ndim, x.ndim))
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=axes, keepdims=True)
+    inv = 1 / np.sqrt(((x64 - mean) ** 2).mean(axis=axes, keepdims=True) + epsilon)
+    y = (x64 - mean) * inv * scale
+    if bias is not None:
+        y = y + bias
+    return y.astype(x.dtype), mean.astype(stash), inv.astype(stash)
+
+
 def instancenorm(x, scale, bias, epsilon):
     """ONNX InstanceNormalization: each (sample, channel) normalized over its spatial dims."""
     axes = tuple(range(2, x.ndim))

@@ -12,7 +12,7 @@ import math
 
 from mpc.errors import Location
 from mpc.frontend.onnx_ops import Node, handler
-from mpc.ir import Op, Value, lookup
+from mpc.ir import DType, Op, Value, lookup
 from mpc.ir.ops_nn import ConvAttrs, PoolAttrs
 from mpc.ir.ops_nn_spatial import (
     ConvNdAttrs,
@@ -24,6 +24,7 @@ from mpc.ir.ops_nn_spatial import (
     GeluAttrs,
     HardSigmoidAttrs,
     LayerNormAttrs,
+    LayerNormStatsAttrs,
     LogSoftmaxAttrs,
     LrnAttrs,
     NearestMode,
@@ -98,12 +99,6 @@ def _second_output_used(cx, node: Node) -> bool:
     return len(node.outputs) > 1 and node.outputs[1] != "" and cx.used(node.outputs[1])
 
 
-def _reject_used_outputs(cx, node: Node, names: tuple[str, ...]) -> None:
-    for i, (out, what) in enumerate(zip(node.outputs[1:], names), 1):
-        if out and cx.used(out):
-            raise node.reject(f"the {what} output '{node.outputs[i]}' is not supported")
-
-
 # -- convolution and pooling --------------------------------------------------------------
 @handler("Conv", ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"))
 def conv(cx, node: Node):
@@ -130,17 +125,20 @@ def _pool_nd(cx, node: Node, count_include_pad=False, storage_order=0) -> PoolNd
                        storage_order)
 
 
-def _emit_two(cx, node: Node, kind: str, operands: list[Value], attrs) -> Value:
-    """An op with two results named after the node's two outputs; the second goes into the import
-    environment here (the importer records the first)."""
+def _emit_results(cx, node: Node, kind: str, operands: list[Value], attrs) -> Value:
+    """An op with several results, named after the node's outputs (an unnamed optional output gets a
+    step name); the importer records the first in its environment, the others go there here."""
     opdef = lookup(kind)
     try:
         types = opdef.infer([v.type for v in operands], attrs)
     except ValueError as e:
         raise node.reject(str(e)) from None
-    results = [Value(cx.result_name(name), t) for name, t in zip(node.outputs, types)]
+    results = [Value(cx.result_name(node.outputs[i]) if i < len(node.outputs) and node.outputs[i]
+                     else cx.unique(f"{node.outputs[0]}.{i}"), t) for i, t in enumerate(types)]
     cx.graph.ops.append(Op(kind, operands, results, attrs, Location(node=node.name)))
-    cx.env[node.outputs[1]] = results[1]
+    for out, v in zip(node.outputs[1:], results[1:]):
+        if out:
+            cx.env[out] = v
     return results[0]
 
 
@@ -152,7 +150,7 @@ def maxpool(cx, node: Node):
         raise node.reject("expected 0 (row major) or 1 (column major)", "storage_order")
     a = _pool_nd(cx, node, storage_order=order)
     if _second_output_used(cx, node):
-        return _emit_two(cx, node, "nn.maxpool_indices", [cx.value(node, 0)], a)
+        return _emit_results(cx, node, "nn.maxpool_indices", [cx.value(node, 0)], a)
     if len(a.kernel) == 2:
         attrs = PoolAttrs(a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode)
         return cx.emit(node, "nn.maxpool2d", [cx.value(node, 0)], attrs)
@@ -257,9 +255,11 @@ def _resize_target(cx, node: Node, x) -> tuple[tuple[int, ...], tuple[float, ...
                 raise node.reject(f"resizing symbolic dim '{x.shape[a]}' is not supported")
             sizes[a], scales[a] = int(s), int(s) / x.shape[a]
         return tuple(1 if isinstance(d, str) else d for d in sizes), tuple(scales)
-    given = cx.known(node, 2) if node.has_input(2) else None
+    if not node.has_input(2):
+        raise node.reject("scales or sizes must be given")
+    given = cx.known(node, 2)
     if given is None or given.array.size == 0:
-        raise node.reject("scales or sizes must be a constant input")
+        raise node.reject(f"scales (input '{node.inputs[2]}') must be a non-empty constant")
     for a, s in zip(axes, given.array.reshape(-1)):
         scales[a] = float(s)
         if isinstance(x.shape[a], int):
@@ -290,9 +290,12 @@ def layer_norm(cx, node: Node):
     in float64 whatever stash_type says; the Mean and InvStdDev outputs are rejected when used."""
     if int(node.attr("stash_type", 1)) not in (1, 11):   # float32 or double
         raise node.reject("expected stash_type 1 (float) or 11 (double)", "stash_type")
-    _reject_used_outputs(cx, node, ("Mean", "InvStdDev"))
-    attrs = LayerNormAttrs(int(node.attr("axis", -1)), float(node.attr("epsilon", 1e-5)))
-    return cx.emit(node, "nn.layernorm", _operands(cx, node, 3), attrs)
+    axis, epsilon = int(node.attr("axis", -1)), float(node.attr("epsilon", 1e-5))
+    if not any(out and cx.used(out) for out in node.outputs[1:]):
+        return cx.emit(node, "nn.layernorm", _operands(cx, node, 3), LayerNormAttrs(axis, epsilon))
+    stash = DType.f32 if int(node.attr("stash_type", 1)) == 1 else DType.f64
+    attrs = LayerNormStatsAttrs(axis, epsilon, stash)
+    return _emit_results(cx, node, "nn.layernorm_stats", _operands(cx, node, 3), attrs)
 
 
 @handler("InstanceNormalization", ("epsilon",))

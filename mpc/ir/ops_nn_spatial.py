@@ -212,6 +212,13 @@ class LayerNormAttrs:
 
 
 @dataclass(frozen=True)
+class LayerNormStatsAttrs:
+    axis: int = -1
+    epsilon: float = 1e-5
+    stash: DType = DType.f32   # the dtype of Mean and InvStdDev (ONNX stash_type)
+
+
+@dataclass(frozen=True)
 class EpsilonAttrs:
     epsilon: float = 1e-5
 
@@ -232,6 +239,15 @@ def _layernorm_infer(types, a):
         if t.dtype != x.dtype or broadcast_shapes(t.shape, x.shape[ax:]) != x.shape[ax:]:
             raise InferError(f"layernorm scale/bias {t} must broadcast to {x.shape[ax:]}")
     return [x]
+
+
+def _layernorm_stats_infer(types, a):
+    y = _layernorm_infer(types, a)[0]
+    if a.stash not in (DType.f32, DType.f64):
+        raise InferError(f"layernorm statistics in f32 or f64, got {a.stash}")
+    ax = _axis(a.axis, y.rank)
+    stats = TensorType(a.stash, y.shape[:ax] + (1,) * (y.rank - ax))
+    return [y, stats, stats]
 
 
 def _instancenorm_infer(types, a):
@@ -256,6 +272,10 @@ define("nn.layernorm", ("x", "scale", "bias?"), "normalize over dims axis..last,
        "(ONNX LayerNormalization, statistics in float64)", _layernorm_infer,
        lambda k, x, s, b=None: S.layernorm(x, s, b, k.attrs.axis, k.attrs.epsilon), LayerNormAttrs,
        traits=FOLDABLE)
+define("nn.layernorm_stats", ("x", "scale", "bias?"), "nn.layernorm that also returns the mean and "
+       "1 / sqrt(variance + epsilon) (ONNX LayerNormalization's Mean and InvStdDev outputs)", _layernorm_stats_infer,
+       lambda k, x, s, b=None: S.layernorm_stats(x, s, b, k.attrs.axis, k.attrs.epsilon, k.attrs.stash.numpy),
+       LayerNormStatsAttrs, results=3, traits=FOLDABLE)
 define("nn.instancenorm", ("x", "scale", "bias"), "normalize each sample and channel over its spatial dims "
        "(ONNX InstanceNormalization)", _instancenorm_infer,
        lambda k, x, s, b: S.instancenorm(x, s, b, k.attrs.epsilon), EpsilonAttrs, traits=FOLDABLE)

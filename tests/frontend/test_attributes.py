@@ -96,9 +96,8 @@ def test_unsupported_attribute_values(attribute, node, consts, message):
 
 
 UNSUPPORTED_INPUTS = [  # id, node, constants, the whole message[, extra graph outputs]
-    ("Mean", 'y, m = LayerNormalization (x, s)', {"s": np.ones(6)},
-     "unsupported op 'LayerNormalization' at node 'LayerNormalization_0': the Mean output 'm' is not supported",
-     "m"),
+    ("scales", 'y = Resize (x, x, x)', {},
+     "unsupported op 'Resize' at node 'Resize_0': scales (input 'x') must be a non-empty constant"),
     ("mask output", 'y, m = Dropout (x)', {},
      ("unsupported op 'Dropout' at node 'Dropout_0': the mask output 'm' is used; only inference dropout is "
       "supported"), "m"),

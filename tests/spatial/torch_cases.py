@@ -74,4 +74,9 @@ nearest_mode = ceil} : {t}[2,3,6,2]
   %f = nn.mish(%x) : {t}[2,3,4]
   %g = nn.thresholded_relu(%x) {alpha = 0.3} : {t}[2,3,4]
 }""",
+    "layernorm_stats": """graph @g(%x: {t}[2,3,4]) -> (%y: {t}[2,3,4], %m: f32[2,1,1], %v: f64[2,1,1]) {
+  weight @s : {t}[4]
+  %y, %m, %0 = nn.layernorm_stats(%x, @s) {axis = 1} : {t}[2,3,4], f32[2,1,1], f32[2,1,1]
+  %1, %2, %v = nn.layernorm_stats(%x, @s) {axis = -2, epsilon = 0.01, stash = f64} : {t}[2,3,4], f64[2,1,1], f64[2,1,1]
+}""",
 }
