@@ -126,10 +126,11 @@ def _layernorm(a, x, scale, bias=None):
 
 def _layernorm_stats(a, x, scale, bias=None):
     dims = tuple(range(a.axis % x.dim(), x.dim()))
-    mean = x.mean(dims, keepdim=True)
-    inv = torch.rsqrt(((x - mean) ** 2).mean(dims, keepdim=True) + a.epsilon)
-    y = (x - mean) * inv * scale
     stash = getattr(torch, np.dtype(a.stash.numpy).name)
+    xs = x.to(stash) if stash == torch.float64 else x   # statistics at least as precise as the stash type
+    mean = xs.mean(dims, keepdim=True)
+    inv = torch.rsqrt(((xs - mean) ** 2).mean(dims, keepdim=True) + a.epsilon)
+    y = ((xs - mean) * inv * scale).to(x.dtype)
     return (y + bias if bias is not None else y), mean.to(stash), inv.to(stash)
 
 

@@ -15,6 +15,7 @@ from mpc.frontend.onnx_ops import Node, handler
 from mpc.ir import DType, Op, Value, lookup
 from mpc.ir.ops_nn import ConvAttrs, PoolAttrs
 from mpc.ir.ops_nn_spatial import (
+    AvgPoolNdAttrs,
     ConvNdAttrs,
     ConvTransposeAttrs,
     CoordMode,
@@ -27,6 +28,7 @@ from mpc.ir.ops_nn_spatial import (
     LayerNormStatsAttrs,
     LogSoftmaxAttrs,
     LrnAttrs,
+    MaxPoolIndicesAttrs,
     NearestMode,
     PoolNdAttrs,
     ResizeAttrs,
@@ -117,12 +119,12 @@ def conv(cx, node: Node):
     return cx.emit(node, "nn.conv", _operands(cx, node, 3), ConvNdAttrs(strides, pads, dilations, group))
 
 
-def _pool_nd(cx, node: Node, count_include_pad=False, storage_order=0) -> PoolNdAttrs:
+def _pool_nd(cx, node: Node) -> tuple:
+    """(kernel, strides, pads, dilations, ceil_mode) of a pooling node, 1-D to 3-D."""
     n = _spatial_rank(cx, node)
     kernel = _kernel_attr(node, n)
     strides, pads, dilations = _window(cx, node, kernel)
-    return PoolNdAttrs(kernel, strides, pads, dilations, bool(node.attr("ceil_mode", 0)), count_include_pad,
-                       storage_order)
+    return kernel, strides, pads, dilations, bool(node.attr("ceil_mode", 0))
 
 
 def _emit_results(cx, node: Node, kind: str, operands: list[Value], attrs) -> Value:
@@ -148,28 +150,22 @@ def maxpool(cx, node: Node):
     order = int(node.attr("storage_order", 0))
     if order not in (0, 1):
         raise node.reject("expected 0 (row major) or 1 (column major)", "storage_order")
-    a = _pool_nd(cx, node, storage_order=order)
+    window = _pool_nd(cx, node)
     if _second_output_used(cx, node):
-        return _emit_results(cx, node, "nn.maxpool_indices", [cx.value(node, 0)], a)
-    if len(a.kernel) == 2:
-        attrs = PoolAttrs(a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode)
-        return cx.emit(node, "nn.maxpool2d", [cx.value(node, 0)], attrs)
-    return cx.emit(node, "nn.maxpool", [cx.value(node, 0)], PoolNdAttrs(*_core(a)))
-
-
-def _core(a: PoolNdAttrs) -> tuple:
-    return a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode
+        return _emit_results(cx, node, "nn.maxpool_indices", [cx.value(node, 0)], MaxPoolIndicesAttrs(*window, order))
+    if len(window[0]) == 2:
+        return cx.emit(node, "nn.maxpool2d", [cx.value(node, 0)], PoolAttrs(*window))
+    return cx.emit(node, "nn.maxpool", [cx.value(node, 0)], PoolNdAttrs(*window))
 
 
 @handler("AveragePool", ("auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads",
                          "strides"))
 def avgpool(cx, node: Node):
     """AveragePool(X; ...), 1-D to 3-D, dilations included."""
-    a = _pool_nd(cx, node, count_include_pad=bool(node.attr("count_include_pad", 0)))
-    if len(a.kernel) == 2:
-        attrs = PoolAttrs(*_core(a), a.count_include_pad)
-        return cx.emit(node, "nn.avgpool2d", [cx.value(node, 0)], attrs)
-    return cx.emit(node, "nn.avgpool", [cx.value(node, 0)], a)
+    window, include = _pool_nd(cx, node), bool(node.attr("count_include_pad", 0))
+    if len(window[0]) == 2:
+        return cx.emit(node, "nn.avgpool2d", [cx.value(node, 0)], PoolAttrs(*window, include))
+    return cx.emit(node, "nn.avgpool", [cx.value(node, 0)], AvgPoolNdAttrs(*window, include))
 
 
 @handler("GlobalMaxPool")

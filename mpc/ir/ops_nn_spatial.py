@@ -34,8 +34,26 @@ class PoolNdAttrs:
     pads: tuple[int, ...]
     dilations: tuple[int, ...]
     ceil_mode: bool = False
-    count_include_pad: bool = False   # average pooling only
-    storage_order: int = 0            # max pooling's indices only: 0 row-major, 1 column-major
+
+
+@dataclass(frozen=True)
+class AvgPoolNdAttrs:
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    pads: tuple[int, ...]
+    dilations: tuple[int, ...]
+    ceil_mode: bool = False
+    count_include_pad: bool = False
+
+
+@dataclass(frozen=True)
+class MaxPoolIndicesAttrs:
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    pads: tuple[int, ...]
+    dilations: tuple[int, ...]
+    ceil_mode: bool = False
+    storage_order: int = 0   # how Indices flatten the spatial dims: 0 row-major, 1 column-major
 
 
 @dataclass(frozen=True)
@@ -138,9 +156,10 @@ define("nn.maxpool", ("x",), "N-D max pooling (ONNX MaxPool)", _pool_infer,
        lambda k, x: S.maxpool_nd(x, *_pool_args(k.attrs)), PoolNdAttrs, traits=FOLDABLE)
 define("nn.maxpool_indices", ("x",), "N-D max pooling and the flat index of each max (ONNX MaxPool's Indices)",
        _pool_indices_infer, lambda k, x: S.maxpool_indices(x, *_pool_args(k.attrs), k.attrs.storage_order),
-       PoolNdAttrs, results=2, traits=FOLDABLE)
+       MaxPoolIndicesAttrs, results=2, traits=FOLDABLE)
 define("nn.avgpool", ("x",), "N-D average pooling (ONNX AveragePool)", _pool_infer,
-       lambda k, x: S.avgpool_nd(x, *_pool_args(k.attrs), k.attrs.count_include_pad), PoolNdAttrs, traits=FOLDABLE)
+       lambda k, x: S.avgpool_nd(x, *_pool_args(k.attrs), k.attrs.count_include_pad), AvgPoolNdAttrs,
+       traits=FOLDABLE)
 define("nn.conv_transpose", ("x", "w", "b?"), "N-D transposed convolution, weights [C, M/group, k...] "
        "(ONNX ConvTranspose, pads and output_shape resolved)", _conv_transpose_infer,
        lambda k, x, w, b=None: S.conv_transpose_nd(x, w, b, k.attrs.strides, k.attrs.pads, k.attrs.dilations,
