@@ -262,20 +262,31 @@ _ERFC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.2788680
          -0.82215223, 0.17087277)
 
 
+# erf(z) = 2 / sqrt(pi) * sum_n (-1)^n z^(2n+1) / (n! (2n+1)): eight terms reach 4e-10 at |z| = 0.5
+_SERIES = tuple((-1) ** n / (math.factorial(n) * (2 * n + 1)) * 2 / math.sqrt(math.pi) for n in range(8))
+
+
 def _erf_fast(z):
     """erf of float64 values to float32 accuracy (relative error < 6e-8): the Maclaurin series below
-    |z| = 0.5, where 1 - erfc would lose the small values' digits, Numerical Recipes' erfc above."""
+    |z| = 0.5, where 1 - erfc would lose the small values' digits, Numerical Recipes' erfc above;
+    each only on its own elements, Horner's scheme in place."""
     a = np.abs(z)
-    t = 1 / (1 + 0.5 * a)
-    poly = np.zeros_like(t)
-    for c in reversed(_ERFC):
-        poly = poly * t + c
-    big = 1 - t * np.exp(-a * a + poly)
-    term, small = a.copy(), a.copy()
-    for n in range(1, 12):
-        term = term * (-a * a) / n
-        small = small + term / (2 * n + 1)
-    return np.sign(z) * np.where(a < 0.5, small * (2 / math.sqrt(math.pi)), big)
+    out = np.empty_like(a)
+    small = a < 0.5
+    s, big = a[small], a[~small]
+    s2, acc = s * s, np.full_like(s, _SERIES[-1])
+    for c in reversed(_SERIES[:-1]):
+        acc *= s2
+        acc += c
+    out[small] = acc * s
+    t = 1 / (1 + 0.5 * big)
+    poly = np.full_like(t, _ERFC[-1])
+    for c in reversed(_ERFC[:-1]):
+        poly *= t
+        poly += c
+    poly -= big * big
+    out[~small] = 1 - t * np.exp(poly)
+    return np.copysign(out, z)
 
 
 def _erf64(x64, exact):
