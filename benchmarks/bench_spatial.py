@@ -104,15 +104,15 @@ def plot(counts: dict[str, Counter], rows: list[dict], path: Path) -> None:
         bottom += v
     a.invert_yaxis()
     a.set_xlabel("ONNX node test cases")
-    a.legend(loc="lower right")
+    a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=4)
     a.set_title("ONNX node tests of the spatial/normalization/activation ops")
     names = [r["model"] for r in rows]
     b.barh(names, [r["ratio"] for r in rows], color="tab:blue")
     b.axvline(1.0, color="black", lw=0.8)
     b.invert_yaxis()
     b.set_xscale("log")
-    b.set_xlabel("model.py time / onnxruntime time (batch 32, log scale)")
-    b.set_title("model.py speed")
+    b.set_xlabel("model.py / onnxruntime time (log scale)")
+    b.set_title("model.py speed, batch 32")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -223,8 +223,8 @@ def _resize_reject(node: Node) -> None:
         raise node.reject("only nearest and linear modes are supported", "mode")
     if node.attr("antialias", 0):
         raise node.reject("antialiased resize is not supported", "antialias")
-    if node.attr("keep_aspect_ratio_policy", "stretch") != "stretch":
-        raise node.reject("only keep_aspect_ratio_policy=stretch is supported", "keep_aspect_ratio_policy")
+    if node.attr("keep_aspect_ratio_policy", "stretch") not in ("stretch", "not_larger", "not_smaller"):
+        raise node.reject("expected stretch, not_larger or not_smaller", "keep_aspect_ratio_policy")
     modes = {m.value for m in CoordMode}
     if node.attr("coordinate_transformation_mode", "half_pixel") not in modes:
         raise node.reject(f"expected one of {', '.join(sorted(modes))}", "coordinate_transformation_mode")
@@ -250,6 +250,7 @@ def _resize_target(cx, node: Node, x) -> tuple[tuple[int, ...], tuple[float, ...
             if not isinstance(x.shape[a], int):
                 raise node.reject(f"resizing symbolic dim '{x.shape[a]}' is not supported")
             sizes[a], scales[a] = int(s), int(s) / x.shape[a]
+        _keep_aspect_ratio(node, x, axes, sizes, scales)
         return tuple(1 if isinstance(d, str) else d for d in sizes), tuple(scales)
     if not node.has_input(2):
         raise node.reject("scales or sizes must be given")
@@ -263,6 +264,17 @@ def _resize_target(cx, node: Node, x) -> tuple[tuple[int, ...], tuple[float, ...
         elif float(s) != 1.0:
             raise node.reject(f"resizing symbolic dim '{x.shape[a]}' is not supported")
     return tuple(1 if isinstance(d, str) else d for d in sizes), tuple(scales)
+
+
+def _keep_aspect_ratio(node: Node, x, axes: list[int], sizes: list, scales: list[float]) -> None:
+    """keep_aspect_ratio_policy not_larger / not_smaller: one scale for every resized axis, the smallest
+    or largest of size / input size, and sizes round(scale * input size) rounding halves up (in place)."""
+    policy = node.attr("keep_aspect_ratio_policy", "stretch")
+    if policy == "stretch":
+        return
+    scale = (min if policy == "not_larger" else max)(scales[a] for a in axes)
+    for a in axes:
+        scales[a], sizes[a] = scale, int(scale * x.shape[a] + 0.5)
 
 
 @handler("Resize", ("antialias", "axes", "coordinate_transformation_mode", "cubic_coeff_a", "exclude_outside",

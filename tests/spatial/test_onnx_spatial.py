@@ -133,6 +133,10 @@ for _n, (_a, _x, _y, _s) in RESIZES.items():
 CASES["resize_sizes_linear"] = _resize('mode = "linear"', X4, "[2, 3, 4, 11]", sizes=[2, 3, 4, 11])
 CASES["resize_sizes_symmetric"] = _resize('mode = "linear", coordinate_transformation_mode = "half_pixel_symmetric"',
                                           X4, "[2, 3, 5, 10]", sizes=[2, 3, 5, 10], opset=19)
+CASES["resize_sizes_not_smaller"] = _resize('keep_aspect_ratio_policy = "not_smaller"', X4, "[2, 3, 12, 10]",
+                                           sizes=[2, 3, 10, 10], opset=18)
+CASES["resize_sizes_not_larger_linear"] = _resize('mode = "linear", keep_aspect_ratio_policy = "not_larger", '
+                                                  'axes = [2, 3]', X4, "[2, 3, 5, 4]", sizes=[5, 5], opset=18)
 CASES["resize_sizes_axes_nearest"] = (
     _one("Resize", X4, "[2, 3, 10, 4]", "axes = [2, 3]", ", float[0] roi, int64[2] sizes", "x, roi, , sizes"),
     (), {"roi": np.zeros(0, np.float32), "sizes": np.array([10, 4], np.int64)}, 18)
