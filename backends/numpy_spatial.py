@@ -95,6 +95,11 @@ def _instancenorm(op, a):
     return f"instancenorm({a[0]}, {a[1]}, {a[2]}, {_values(op.attrs)})"
 
 
+@renders("nn.groupnorm")
+def _groupnorm(op, a):
+    return f"groupnorm({a[0]}, {a[1]}, {a[2]}, {_values(op.attrs)})"
+
+
 @renders("nn.lrn")
 def _lrn(op, a):
     return f"lrn({a[0]}, {_values(op.attrs)})"
@@ -116,5 +121,5 @@ for _kind, (_fn, _attrs, _summary) in ACTIVATIONS.items():
     renders(_kind)(_activation(_fn))
 
 for _kind in ("nn.conv", "nn.conv_transpose", "nn.maxpool", "nn.maxpool_indices", "nn.avgpool", "nn.global_maxpool",
-              "nn.resize", "nn.layernorm", "nn.layernorm_stats", "nn.instancenorm", "nn.lrn", "nn.prelu", *ACTIVATIONS):
+              "nn.resize", "nn.layernorm", "nn.layernorm_stats", "nn.instancenorm", "nn.groupnorm", "nn.lrn", "nn.prelu", *ACTIVATIONS):
     EXTRA_SOURCE[_kind] = _spatial_source

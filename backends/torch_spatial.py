@@ -142,6 +142,14 @@ def _instancenorm(a, x, scale, bias):
     return (x - mean) / torch.sqrt(var + a.epsilon) * scale.reshape(shape) + bias.reshape(shape)
 
 
+def _groupnorm(a, x, scale, bias):
+    g = x.reshape(x.shape[0], a.num_groups, -1)
+    mean = g.mean(2, keepdim=True)
+    var = ((g - mean) ** 2).mean(2, keepdim=True)
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    return ((g - mean) / torch.sqrt(var + a.epsilon)).reshape(x.shape) * scale.reshape(shape) + bias.reshape(shape)
+
+
 def _lrn(a, x):
     sq = F.pad(x * x, (0, 0) * (x.dim() - 2) + ((a.size - 1) // 2, a.size // 2))
     total = sum(sq[:, i:i + x.shape[1]] for i in range(a.size))
@@ -167,6 +175,7 @@ LOWERINGS.update({
     "nn.layernorm": _layernorm,
     "nn.layernorm_stats": _layernorm_stats,
     "nn.instancenorm": _instancenorm,
+    "nn.groupnorm": _groupnorm,
     "nn.lrn": _lrn,
     "nn.prelu": lambda a, x, s: torch.where(x < 0, x * s, x),
     "nn.erf": lambda a, x: torch.erf(x),

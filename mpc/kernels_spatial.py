@@ -247,6 +247,18 @@ def instancenorm(x, scale, bias, epsilon):
     return y.astype(x.dtype)
 
 
+def groupnorm(x, scale, bias, num_groups, epsilon):
+    """ONNX GroupNormalization (opset 21): each sample's channels split into num_groups groups, each
+    group normalized over its channels and spatial dims, then a per-channel scale and shift."""
+    n, c = x.shape[:2]
+    g = x.astype(np.float64).reshape((n, num_groups, -1))
+    mean = g.mean(axis=2, keepdims=True)
+    var = ((g - mean) ** 2).mean(axis=2, keepdims=True)
+    y = ((g - mean) / np.sqrt(var + epsilon)).reshape(x.shape)
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    return (y * scale.reshape(shape) + bias.reshape(shape)).astype(x.dtype)
+
+
 def lrn(x, size, alpha, beta, bias):
     """ONNX LRN: x / (bias + alpha / size * sum of squares over a window of channels) ** beta."""
     x64 = x.astype(np.float64)

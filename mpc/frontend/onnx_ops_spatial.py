@@ -23,6 +23,7 @@ from mpc.ir.ops_nn_spatial import (
     EpsilonAttrs,
     GeluApprox,
     GeluAttrs,
+    GroupNormAttrs,
     HardSigmoidAttrs,
     LayerNormAttrs,
     LayerNormStatsAttrs,
@@ -310,6 +311,16 @@ def layer_norm(cx, node: Node):
 def instance_norm(cx, node: Node):
     """InstanceNormalization(input, scale, B; epsilon=1e-5)."""
     return cx.emit(node, "nn.instancenorm", _operands(cx, node, 3), EpsilonAttrs(float(node.attr("epsilon", 1e-5))))
+
+
+@handler("GroupNormalization", ("epsilon", "num_groups", "stash_type"))
+def group_norm(cx, node: Node):
+    """GroupNormalization(X, scale, bias; epsilon=1e-5, num_groups, stash_type=1), opset 21's per-channel
+    scale and bias (onnx.checker refuses the deprecated opset 18 form, whose scale is per group)."""
+    if int(node.attr("stash_type", 1)) not in (1, 11):
+        raise node.reject("expected stash_type 1 (float) or 11 (double)", "stash_type")
+    attrs = GroupNormAttrs(int(node.attr("num_groups")), float(node.attr("epsilon", 1e-5)))
+    return cx.emit(node, "nn.groupnorm", _operands(cx, node, 3), attrs)
 
 
 @handler("LRN", ("alpha", "beta", "bias", "size"))

@@ -243,6 +243,12 @@ class EpsilonAttrs:
 
 
 @dataclass(frozen=True)
+class GroupNormAttrs:
+    num_groups: int
+    epsilon: float = 1e-5
+
+
+@dataclass(frozen=True)
 class LrnAttrs:
     size: int
     alpha: float = 0.0001
@@ -280,6 +286,13 @@ def _instancenorm_infer(types, a):
     return [x]
 
 
+def _groupnorm_infer(types, a):
+    x = _instancenorm_infer(types, a)[0]
+    if a.num_groups < 1 or not isinstance(x.shape[1], int) or x.shape[1] % a.num_groups:
+        raise InferError(f"groupnorm: channels {x.shape[1]} must split into num_groups={a.num_groups} groups")
+    return [x]
+
+
 def _lrn_infer(types, a):
     _float(types[0])
     if types[0].rank < 3 or a.size < 1:
@@ -298,6 +311,10 @@ define("nn.layernorm_stats", ("x", "scale", "bias?"), "nn.layernorm that also re
 define("nn.instancenorm", ("x", "scale", "bias"), "normalize each sample and channel over its spatial dims "
        "(ONNX InstanceNormalization)", _instancenorm_infer,
        lambda k, x, s, b: S.instancenorm(x, s, b, k.attrs.epsilon), EpsilonAttrs, traits=FOLDABLE)
+define("nn.groupnorm", ("x", "scale", "bias"), "normalize each sample's channel groups over their channels and "
+       "spatial dims, then a per-channel scale and shift (ONNX GroupNormalization-21)", _groupnorm_infer,
+       lambda k, x, s, b: S.groupnorm(x, s, b, k.attrs.num_groups, k.attrs.epsilon), GroupNormAttrs,
+       traits=FOLDABLE)
 define("nn.lrn", ("x",), "local response normalization across channels (ONNX LRN)", _lrn_infer,
        lambda k, x: S.lrn(x, k.attrs.size, k.attrs.alpha, k.attrs.beta, k.attrs.bias), LrnAttrs, traits=FOLDABLE)
 

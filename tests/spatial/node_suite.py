@@ -29,7 +29,7 @@ from mpc.ir import run
 MODULES = {
     "conv": "Conv", "convtranspose": "ConvTranspose", "maxpool": "MaxPool", "averagepool": "AveragePool",
     "globalmaxpool": "GlobalMaxPool", "globalaveragepool": "GlobalAveragePool", "resize": "Resize",
-    "lrn": "LRN", "layernormalization": "LayerNormalization", "instance_normalization": "InstanceNormalization",
+    "lrn": "LRN", "groupnormalization": "GroupNormalization", "layernormalization": "LayerNormalization", "instance_normalization": "InstanceNormalization",
     "erf": "Erf", "gelu": "Gelu", "prelu": "PRelu", "logsoftmax": "LogSoftmax", "hardmax": "Hardmax",
     "hardsigmoid": "HardSigmoid", "hardswish": "HardSwish", "softplus": "Softplus", "softsign": "Softsign",
     "elu": "Elu", "selu": "Selu", "celu": "Celu", "mish": "Mish", "thresholdedrelu": "ThresholdedRelu",

@@ -25,7 +25,7 @@ REJECTED = {
     "antialiased resize is not supported": 2,
     "coordinate_transformation_mode='tf_crop_and_resize'": 4,
 }
-MIN_PASSING = 144
+MIN_PASSING = 146
 SAMPLE = 16
 
 

@@ -52,6 +52,11 @@ nearest_mode = ceil} : {t}[2,3,6,2]
   %b = nn.instancenorm(%x, @cs, @cb) : {t}[2,3,4,5]
   %c = nn.lrn(%x) {size = 3, alpha = 0.1, beta = 0.5, bias = 2.0} : {t}[2,3,4,5]
 }""",
+    "groupnorm": """graph @g(%x: {t}[2,4,3,2]) -> (%y: {t}[2,4,3,2]) {
+  weight @s : {t}[4]
+  weight @b : {t}[4]
+  %y = nn.groupnorm(%x, @s, @b) {num_groups = 2, epsilon = 0.001} : {t}[2,4,3,2]
+}""",
     "activations": """graph @g(%x: {t}[2,3,4]) -> (%a: {t}[2,3,4], %b: {t}[2,3,4], %c: {t}[2,3,4], %d: {t}[2,3,4], \
 %e: {t}[2,3,4], %f: {t}[2,3,4], %g: {t}[2,3,4], %h: {t}[2,3,4]) {
   weight @slope : {t}[3,1]
