@@ -128,15 +128,16 @@ def conv_transpose_nd(x, w, b, strides, pads, dilations, group, output_padding):
     sizes = x.shape[2:]
     full = [(s - 1) * st + (k - 1) * d + 1 + op for s, st, k, d, op in zip(sizes, strides, kernel, dilations,
                                                                              output_padding)]
-    wg = w.reshape(group, c // group, mg * taps).transpose(0, 2, 1)
-    cols = np.matmul(wg, x.reshape(n, group, c // group, math.prod(sizes)))
-    cols = cols.reshape((n, group, mg, taps) + tuple(sizes))
-    y = np.zeros((n, group, mg) + tuple(full), dtype=x.dtype)
+    # contiguous operands: NumPy's matmul leaves BLAS for a slow loop on transposed views
+    wg = np.ascontiguousarray(w.reshape(group, c // group, mg * taps).transpose(0, 2, 1))
+    xg = np.ascontiguousarray(np.moveaxis(x.reshape(n, group, c // group, -1), 0, 2)).reshape(group, c // group, -1)
+    cols = np.matmul(wg, xg).reshape((group, mg, taps, n) + tuple(sizes))
+    y = np.zeros((group, mg, n) + tuple(full), dtype=x.dtype)
     for t, tap in enumerate(itertools.product(*(range(k) for k in kernel))):
         index = tuple(slice(i * d, i * d + (s - 1) * st + 1, st) for i, d, s, st in zip(tap, dilations, sizes,
                                                                                       strides))
-        y[(slice(None),) * 3 + index] += cols[:, :, :, t]
-    y = y.reshape((n, group * mg) + tuple(full))
+        y[(slice(None),) * 3 + index] += cols[:, :, t]
+    y = np.moveaxis(y, 2, 0).reshape((n, group * mg) + tuple(full))
     grow = [(0, 0), (0, 0)] + [(max(0, -pads[i]), max(0, -pads[i + r])) for i in range(r)]
     y = np.pad(y, grow)
     crop = tuple(slice(max(0, pads[i]), y.shape[2 + i] - max(0, pads[i + r])) for i in range(r))

@@ -260,6 +260,8 @@ def _resize_target(cx, node: Node, x) -> tuple[tuple[int, ...], tuple[float, ...
         raise node.reject(f"scales (input '{node.inputs[2]}') must be a non-empty constant")
     for a, s in zip(axes, given.array.reshape(-1)):
         scales[a] = float(s)
+        if not 0 < scales[a] < math.inf:
+            raise node.reject(f"scales must be positive and finite, got {_show_floats(given.array)}")
         if isinstance(x.shape[a], int):
             sizes[a] = math.floor(x.shape[a] * float(s))
         elif float(s) != 1.0:
@@ -276,6 +278,10 @@ def _keep_aspect_ratio(node: Node, x, axes: list[int], sizes: list, scales: list
     scale = (min if policy == "not_larger" else max)(scales[a] for a in axes)
     for a in axes:
         scales[a], sizes[a] = scale, int(scale * x.shape[a] + 0.5)
+
+
+def _show_floats(a) -> str:
+    return "[" + ", ".join(str(float(v)) for v in a.reshape(-1)) + "]"
 
 
 @handler("Resize", ("antialias", "axes", "coordinate_transformation_mode", "cubic_coeff_a", "exclude_outside",
