@@ -75,7 +75,7 @@ def _resize(op, a):
     dims = "".join(f"{a[0]}.shape[{i}], " if isinstance(d, str) else f"{s}, "
                    for i, (d, s) in enumerate(zip(op.operands[0].type.shape, at.sizes)))
     return (f"resize({a[0]}, ({dims}), {_lit(at.scales)}, {at.mode.value!r}, {at.coord_mode.value!r}, "
-            f"{at.nearest_mode.value!r})")
+            f"{at.nearest_mode.value!r}, {_lit(at.cubic_coeff_a)}, {at.exclude_outside})")
 
 
 @renders("nn.layernorm")

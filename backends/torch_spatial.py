@@ -104,15 +104,14 @@ def _resize(a, x):
         out = size if (scale, out) == (1.0, 1) else out   # a symbolic dim keeps its size
         if out == size and scale == 1.0:
             continue
-        coords = S.resize_coords(size, out, scale, a.coord_mode.value)
-        if a.mode.value == "nearest":
-            index = S.resize_nearest_index(coords, size, a.nearest_mode.value)
-            y = y.index_select(axis, torch.from_numpy(index).to(x.device))
+        taps = S.resize_taps(size, out, scale, a.mode.value, a.coord_mode.value, a.nearest_mode.value,
+                             a.cubic_coeff_a, a.exclude_outside)
+        if taps[0][1] is None:
+            y = y.index_select(axis, torch.from_numpy(taps[0][0]).to(x.device))
             continue
-        lo, hi, frac = S.resize_linear_taps(coords, size)
-        frac = torch.from_numpy(frac).to(x.dtype).reshape((-1,) + (1,) * (x.dim() - axis - 1))
-        y = (y.index_select(axis, torch.from_numpy(lo)) * (1 - frac)
-             + y.index_select(axis, torch.from_numpy(hi)) * frac)
+        shape = (-1,) + (1,) * (x.dim() - axis - 1)
+        y = sum(y.index_select(axis, torch.from_numpy(i).to(x.device))
+                * torch.from_numpy(w).to(x.dtype).reshape(shape) for i, w in taps)
     return y
 
 

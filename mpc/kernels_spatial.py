@@ -195,19 +195,47 @@ def resize_linear_taps(coords, size):
     return lo, hi, c - lo
 
 
-def resize(x, sizes, scales, mode, coord_mode, nearest_mode):
-    """ONNX Resize in nearest or (multi)linear mode: one separable pass per resized axis."""
-    y = x.astype(np.float64) if mode == "linear" else x
+def resize_cubic_taps(coords, size, a, exclude_outside):
+    """Cubic convolution (Keys, coefficient a): four (index, weight) pairs per output position around
+    floor(coordinate), indices clamped to the input; with exclude_outside the taps outside the input
+    get weight 0 and the others are renormalized."""
+    base = np.floor(coords)
+    r = coords - base
+    dist = [1 + r, r, 1 - r, 2 - r]
+    near = [((a + 2) * d - (a + 3)) * d * d + 1 for d in dist[1:3]]
+    far = [((a * d - 5 * a) * d + 8 * a) * d - 4 * a for d in (dist[0], dist[3])]
+    weights = [far[0], near[0], near[1], far[1]]
+    index = [base.astype(np.int64) + k for k in (-1, 0, 1, 2)]
+    if exclude_outside:
+        weights = [np.where((i >= 0) & (i < size), w, 0.0) for i, w in zip(index, weights)]
+        total = sum(weights)
+        weights = [w / total for w in weights]
+    return [(np.clip(i, 0, size - 1), w) for i, w in zip(index, weights)]
+
+
+def resize_taps(size, out, scale, mode, coord_mode, nearest_mode, cubic_a, exclude_outside):
+    """(input index, weight) pairs that make one resized axis; the weight is None for nearest."""
+    coords = resize_coords(size, out, scale, coord_mode)
+    if mode == "nearest":
+        return [(resize_nearest_index(coords, size, nearest_mode), None)]
+    if mode == "linear":
+        lo, hi, frac = resize_linear_taps(coords, size)
+        return [(lo, 1 - frac), (hi, frac)]
+    return resize_cubic_taps(coords, size, cubic_a, exclude_outside)
+
+
+def resize(x, sizes, scales, mode, coord_mode, nearest_mode, cubic_a=-0.75, exclude_outside=False):
+    """ONNX Resize in nearest, (multi)linear or cubic mode: one separable pass per resized axis."""
+    y = x if mode == "nearest" else x.astype(np.float64)
     for axis, (size, out, scale) in enumerate(zip(x.shape, sizes, scales)):
         if out == size and scale == 1.0:
             continue
-        coords = resize_coords(size, out, scale, coord_mode)
-        if mode == "nearest":
-            y = np.take(y, resize_nearest_index(coords, size, nearest_mode), axis=axis)
+        taps = resize_taps(size, out, scale, mode, coord_mode, nearest_mode, cubic_a, exclude_outside)
+        if taps[0][1] is None:
+            y = np.take(y, taps[0][0], axis=axis)
             continue
-        lo, hi, frac = resize_linear_taps(coords, size)
-        frac = frac.reshape((-1,) + (1,) * (x.ndim - axis - 1))
-        y = np.take(y, lo, axis=axis) * (1 - frac) + np.take(y, hi, axis=axis) * frac
+        shape = (-1,) + (1,) * (x.ndim - axis - 1)
+        y = sum(np.take(y, i, axis=axis) * w.reshape(shape) for i, w in taps)
     return np.ascontiguousarray(y, dtype=x.dtype)
 
 

@@ -220,8 +220,8 @@ def conv_transpose(cx, node: Node):
 
 # -- resize -------------------------------------------------------------------------------
 def _resize_reject(node: Node) -> None:
-    if node.attr("mode", "nearest") not in ("nearest", "linear"):
-        raise node.reject("only nearest and linear modes are supported", "mode")
+    if node.attr("mode", "nearest") not in ("nearest", "linear", "cubic"):
+        raise node.reject("expected nearest, linear or cubic", "mode")
     if node.attr("antialias", 0):
         raise node.reject("antialiased resize is not supported", "antialias")
     if node.attr("keep_aspect_ratio_policy", "stretch") not in ("stretch", "not_larger", "not_smaller"):
@@ -287,14 +287,15 @@ def _show_floats(a) -> str:
 @handler("Resize", ("antialias", "axes", "coordinate_transformation_mode", "cubic_coeff_a", "exclude_outside",
                     "extrapolation_value", "keep_aspect_ratio_policy", "mode", "nearest_mode"))
 def resize(cx, node: Node):
-    """Resize(X, roi?, scales?, sizes?), nearest or linear, scales/sizes constant; cubic_coeff_a,
-    exclude_outside and extrapolation_value only affect cubic and tf_crop_and_resize (rejected)."""
+    """Resize(X, roi?, scales?, sizes?), nearest, linear or cubic, scales/sizes constant; roi and
+    extrapolation_value only affect tf_crop_and_resize (rejected)."""
     _resize_reject(node)
     x = cx.type(node, 0)
     sizes, scales = _resize_target(cx, node, x)
     attrs = ResizeAttrs(sizes, scales, ResizeMode(node.attr("mode", "nearest")),
                         CoordMode(node.attr("coordinate_transformation_mode", "half_pixel")),
-                        NearestMode(node.attr("nearest_mode", "round_prefer_floor")))
+                        NearestMode(node.attr("nearest_mode", "round_prefer_floor")),
+                        float(node.attr("cubic_coeff_a", -0.75)), bool(node.attr("exclude_outside", 0)))
     return cx.emit(node, "nn.resize", [cx.value(node, 0)], attrs)
 
 

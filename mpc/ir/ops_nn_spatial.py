@@ -173,6 +173,7 @@ define("nn.global_maxpool", ("x",), "max over all spatial dims, kept as size 1",
 class ResizeMode(enum.Enum):
     nearest = "nearest"
     linear = "linear"
+    cubic = "cubic"
 
 
 class CoordMode(enum.Enum):
@@ -198,6 +199,8 @@ class ResizeAttrs:
     mode: ResizeMode = ResizeMode.nearest
     coord_mode: CoordMode = CoordMode.half_pixel
     nearest_mode: NearestMode = NearestMode.round_prefer_floor
+    cubic_coeff_a: float = -0.75
+    exclude_outside: bool = False
 
 
 def _resize_infer(types, a):
@@ -216,10 +219,11 @@ def _resize_infer(types, a):
 def _resize(k, x):
     a = k.attrs
     sizes = tuple(x.shape[i] if isinstance(d, str) else a.sizes[i] for i, d in enumerate(k.in_types[0].shape))
-    return S.resize(x, sizes, a.scales, a.mode.value, a.coord_mode.value, a.nearest_mode.value)
+    return S.resize(x, sizes, a.scales, a.mode.value, a.coord_mode.value, a.nearest_mode.value, a.cubic_coeff_a,
+                    a.exclude_outside)
 
 
-define("nn.resize", ("x",), "nearest or (multi)linear resize to static sizes (ONNX Resize)", _resize_infer,
+define("nn.resize", ("x",), "nearest, (multi)linear or cubic resize to static sizes (ONNX Resize)", _resize_infer,
        _resize, ResizeAttrs, traits=FOLDABLE)
 
 

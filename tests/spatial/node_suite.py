@@ -39,6 +39,7 @@ ORT_REFERENCE = {
     "test_resize_downsample_scales_linear_align_corners":
         "align_corners with a non-integer input size * scale: onnxruntime (and torch) divide by the integer "
         "output size minus 1, the ONNX reference by input size * scale minus 1",
+    "test_resize_downsample_scales_cubic_align_corners": "the same, in cubic mode",
 }
 
 

@@ -127,6 +127,11 @@ RESIZES = {
                           [1, 1, 2, 0.5]),
     "linear_pytorch_half_pixel": ('mode = "linear", coordinate_transformation_mode = "pytorch_half_pixel"', X4,
                                   "[2, 3, 1, 5]", [1, 1, 0.2, 0.9]),
+    "cubic_up_half_pixel": ('mode = "cubic"', X4, "[2, 3, 14, 9]", [1, 1, 2, 1.5]),
+    "cubic_down_exclude_outside": ('mode = "cubic", cubic_coeff_a = -0.5, exclude_outside = 1', X4,
+                                   "[2, 3, 3, 4]", [1, 1, 0.5, 0.7]),
+    "cubic_align_corners": ('mode = "cubic", coordinate_transformation_mode = "align_corners"', X4,
+                            "[2, 3, 14, 3]", [1, 1, 2, 0.5]),
     "linear_1d": ('mode = "linear"', "[2, 3, 7]", "[2, 3, 17]", [1, 1, 2.5]),
     "linear_3d": ('mode = "linear"', "[1, 2, 3, 4, 2]", "[1, 2, 6, 6, 4]", [1, 1, 2, 1.5, 2]),
 }

@@ -38,10 +38,12 @@ output_padding = [1, 1], group = 2} : {t}[2,6,9,6]
   %y = nn.conv_transpose(%x, @w) {strides = [2], pads = [-1, -1], dilations = [1], output_padding = [0]} \
 : {t}[2,2,13]
 }""",
-    "resize": """graph @g(%x: {t}[2,3,4,5]) -> (%a: {t}[2,3,8,7], %b: {t}[2,3,6,2]) {
+    "resize": """graph @g(%x: {t}[2,3,4,5]) -> (%a: {t}[2,3,8,7], %b: {t}[2,3,6,2], %c: {t}[2,3,3,9]) {
   %a = nn.resize(%x) {sizes = [2, 3, 8, 7], scales = [1.0, 1.0, 2.0, 1.4], mode = linear} : {t}[2,3,8,7]
   %b = nn.resize(%x) {sizes = [2, 3, 6, 2], scales = [1.0, 1.0, 1.5, 0.5], coord_mode = asymmetric, \
 nearest_mode = ceil} : {t}[2,3,6,2]
+  %c = nn.resize(%x) {sizes = [2, 3, 3, 9], scales = [1.0, 1.0, 0.75, 1.8], mode = cubic, cubic_coeff_a = -0.5, \
+exclude_outside = true} : {t}[2,3,3,9]
 }""",
     "norms": """graph @g(%x: {t}[2,3,4,5]) -> (%a: {t}[2,3,4,5], %b: {t}[2,3,4,5], %c: {t}[2,3,4,5]) {
   weight @s : {t}[4,5]
