@@ -118,6 +118,7 @@ def plot(counts: dict[str, Counter], rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
+    """Print both tables and write bench_spatial.png."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=6)
     args = p.parse_args()

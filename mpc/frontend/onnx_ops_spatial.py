@@ -240,33 +240,40 @@ def _resize_axes(cx, node: Node, rank: int) -> list[int]:
 
 def _resize_target(cx, node: Node, x) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """(sizes, scales) over every dim from the constant scales or sizes input (ONNX: sizes win and
-    then scale = size / input size)."""
+    then scale = size / input size); a symbolic dim keeps size 1 and scale 1 (it is not resized)."""
     axes = _resize_axes(cx, node, x.rank)
     sizes, scales = list(x.shape), [1.0] * x.rank
     if node.has_input(3):
-        given = cx.known(node, 3)
-        if given is None or given.symbolic:
-            raise node.reject(f"sizes (input '{node.inputs[3]}') must be a constant")
-        for a, s in zip(axes, given.array.reshape(-1)):
-            if not isinstance(x.shape[a], int):
-                raise node.reject(f"resizing symbolic dim '{x.shape[a]}' is not supported")
-            sizes[a], scales[a] = int(s), int(s) / x.shape[a]
+        _from_sizes(cx, node, x, axes, sizes, scales)
         _keep_aspect_ratio(node, x, axes, sizes, scales)
-        return tuple(1 if isinstance(d, str) else d for d in sizes), tuple(scales)
-    if not node.has_input(2):
-        raise node.reject("scales or sizes must be given")
-    given = cx.known(node, 2)
+    else:
+        _from_scales(cx, node, x, axes, sizes, scales)
+    return tuple(1 if isinstance(d, str) else d for d in sizes), tuple(scales)
+
+
+def _from_sizes(cx, node: Node, x, axes: list[int], sizes: list, scales: list[float]) -> None:
+    given = cx.known(node, 3)
+    if given is None or given.symbolic:
+        raise node.reject(f"sizes (input '{node.inputs[3]}') must be a constant")
+    for a, s in zip(axes, given.array.reshape(-1)):
+        if not isinstance(x.shape[a], int):
+            raise node.reject(f"resizing symbolic dim '{x.shape[a]}' is not supported")
+        sizes[a], scales[a] = int(s), int(s) / x.shape[a]
+
+
+def _from_scales(cx, node: Node, x, axes: list[int], sizes: list, scales: list[float]) -> None:
+    given = cx.known(node, 2) if node.has_input(2) else None
     if given is None or given.array.size == 0:
-        raise node.reject(f"scales (input '{node.inputs[2]}') must be a non-empty constant")
+        raise node.reject(f"scales (input '{node.inputs[2] if node.has_input(2) else ''}') or sizes must be a "
+                          f"non-empty constant")
     for a, s in zip(axes, given.array.reshape(-1)):
         scales[a] = float(s)
         if not 0 < scales[a] < math.inf:
             raise node.reject(f"scales must be positive and finite, got {_show_floats(given.array)}")
         if isinstance(x.shape[a], int):
-            sizes[a] = math.floor(x.shape[a] * float(s))
-        elif float(s) != 1.0:
+            sizes[a] = math.floor(x.shape[a] * scales[a])
+        elif scales[a] != 1.0:
             raise node.reject(f"resizing symbolic dim '{x.shape[a]}' is not supported")
-    return tuple(1 if isinstance(d, str) else d for d in sizes), tuple(scales)
 
 
 def _keep_aspect_ratio(node: Node, x, axes: list[int], sizes: list, scales: list[float]) -> None:

@@ -97,7 +97,7 @@ def test_unsupported_attribute_values(attribute, node, consts, message):
 
 UNSUPPORTED_INPUTS = [  # id, node, constants, the whole message[, extra graph outputs]
     ("scales", 'y = Resize (x, x, x)', {},
-     "unsupported op 'Resize' at node 'Resize_0': scales (input 'x') must be a non-empty constant"),
+     "unsupported op 'Resize' at node 'Resize_0': scales (input 'x') or sizes must be a non-empty constant"),
     ("mask output", 'y, m = Dropout (x)', {},
      ("unsupported op 'Dropout' at node 'Dropout_0': the mask output 'm' is used; only inference dropout is "
       "supported"), "m"),

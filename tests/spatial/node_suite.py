@@ -119,13 +119,11 @@ def run_case(case, model_py=None) -> Outcome:
     kinds = frozenset(op.kind for op in loaded.graph.ops)
     ir_feeds = {loaded.input_names[k]: v for k, v in feeds.items()}
     names = [loaded.output_names[vi.name] for vi in model.graph.output]
-    try:
-        runners = [run] + ([model_py] if model_py is not None else [])
-        for runner in runners:
-            detail = _compare(case, runner(loaded.graph, ir_feeds), names)
-            if detail:
-                return Outcome(case.name, op_type, "wrong", f"{getattr(runner, '__name__', 'model.py')}: {detail}",
-                               kinds)
-    except Exception as e:  # noqa: BLE001
-        return Outcome(case.name, op_type, "crash", f"run: {type(e).__name__}: {e}", kinds)
-    return Outcome(case.name, op_type, "pass", "", kinds)
+    details = []
+    for label, runner in [("interpreter", run), ("model.py", model_py)]:
+        try:
+            details.append(runner and _compare(case, runner(loaded.graph, ir_feeds), names))
+        except Exception as e:  # noqa: BLE001
+            return Outcome(case.name, op_type, "crash", f"{label}: {type(e).__name__}: {e}", kinds)
+    wrong = [f"{label}: {d}" for label, d in zip(("interpreter", "model.py"), details) if d]
+    return Outcome(case.name, op_type, "wrong" if wrong else "pass", "; ".join(wrong), kinds)
