@@ -459,4 +459,10 @@ def write(graph: Graph, folder: Path, target: str = "float") -> Emitted:
 
 BACKEND = Backend("numpy", LOWERING, RENDER, write)
 
-from mpc.backends import numpy_spatial  # noqa: F401  (renders the ops of mpc.ir.ops_nn_spatial)
+# the spatial, normalization and activation ops (mpc.ir.ops_nn_spatial) render through their own table
+from mpc.backends.numpy_spatial import RENDER as _SPATIAL_RENDER
+from mpc.backends.numpy_spatial import source as _spatial_source
+
+RENDER.update(_SPATIAL_RENDER)
+EXTRA_SOURCE.update(dict.fromkeys(_SPATIAL_RENDER, _spatial_source))
+_EMBEDS[_spatial_source] = ()   # binds no compiled kernel: the report lists none for it

@@ -1,26 +1,45 @@
 """NumPy-backend renderings of the spatial, normalization and activation ops (mpc.ir.ops_nn_spatial).
 
 Each op renders as one call into `mpc.kernels_spatial`, whose source model.py embeds whole (it is
-NumPy-only and self-contained), so model.py runs exactly the interpreter's reference kernels.
+NumPy-only and self-contained), so model.py runs exactly the interpreter's reference kernels. The
+NumPy backend merges `RENDER` into its table and embeds `source()` for these kinds (this module does
+not import the backend, so that the two do not import each other).
 """
 from __future__ import annotations
 
 import enum
 import inspect
-
-from mpc.backends.numpy_backend import _EMBEDS, EXTRA_SOURCE, _lit, renders
+import math
+from collections.abc import Callable
 
 from mpc import kernels_spatial
 from mpc.ir.ops_nn_spatial import ACTIVATIONS
+from mpc.ir.printer import format_literal
+
+RENDER: dict[str, Callable] = {}
 
 
-def _spatial_source() -> str:
+def source() -> str:
     """The kernels of mpc.kernels_spatial, embedded as plain code (no numba, no cache needed)."""
     return ("# ---- spatial kernels: copied from mpc.kernels_spatial (the interpreter runs the same code) ----\n"
             + inspect.getsource(kernels_spatial))
 
 
-_EMBEDS[_spatial_source] = ()   # binds no compiled kernel: the report lists none for it
+def renders(*kinds: str):
+    """Register a render function for op kinds."""
+    def deco(fn):
+        for k in kinds:
+            RENDER[k] = fn
+        return fn
+    return deco
+
+
+def _lit(v) -> str:
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else f"float('{format_literal(v)}')"
+    if isinstance(v, tuple):
+        return "(" + "".join(f"{_lit(x)}, " for x in v) + ")"
+    return repr(v)
 
 
 def _values(attrs) -> str:
@@ -119,7 +138,3 @@ def _activation(fn: str):
 
 for _kind, (_fn, _attrs, _summary) in ACTIVATIONS.items():
     renders(_kind)(_activation(_fn))
-
-for _kind in ("nn.conv", "nn.conv_transpose", "nn.maxpool", "nn.maxpool_indices", "nn.avgpool", "nn.global_maxpool",
-              "nn.resize", "nn.layernorm", "nn.layernorm_stats", "nn.instancenorm", "nn.groupnorm", "nn.lrn", "nn.prelu", *ACTIVATIONS):
-    EXTRA_SOURCE[_kind] = _spatial_source

@@ -306,4 +306,7 @@ def _trained_attrs(op, module: LoweredGraph, gain_terms: int | None):
     return with_attrs(op.attrs, **changes)
 
 
-from mpc.backends import torch_spatial  # noqa: F401  (lowers the ops of mpc.ir.ops_nn_spatial)
+# the spatial, normalization and activation ops (mpc.ir.ops_nn_spatial) lower through their own table
+from mpc.backends.torch_spatial import LOWERINGS as _SPATIAL_LOWERINGS
+
+LOWERINGS.update(_SPATIAL_LOWERINGS)

@@ -5,6 +5,7 @@ convNd / conv_transposeNd on explicitly padded (or afterwards cropped) tensors; 
 kernel tap by tap over strided views as the reference does (any rank, dilations, ceil-mode
 overhang); Resize gathers with the index and weight tables the reference computes, so every
 coordinate and rounding mode matches it exactly and stays differentiable in the data.
+`mpc.backends.torch_backend` merges `LOWERINGS` into its table (this module does not import it).
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mpc.backends.torch_backend import LOWERINGS
 
 from mpc import kernels_spatial as S
 
@@ -163,7 +163,8 @@ def _gelu(a, x):
     return F.gelu(x, approximate=a.approximate.value)
 
 
-LOWERINGS.update({
+# kind -> fn(attrs, *tensors); the torch lowering merges this table into its own
+LOWERINGS = {
     "nn.conv": _conv,
     "nn.maxpool": _maxpool,
     "nn.maxpool_indices": _maxpool_indices,
@@ -190,4 +191,4 @@ LOWERINGS.update({
     "nn.celu": lambda a, x: F.celu(x, a.alpha),
     "nn.mish": lambda a, x: x * torch.tanh(F.softplus(x)),
     "nn.thresholded_relu": lambda a, x: torch.where(x > a.alpha, x, torch.zeros_like(x)),
-})
+}

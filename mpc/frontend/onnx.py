@@ -19,8 +19,8 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
+import mpc.frontend.onnx_ops_spatial  # noqa: F401  (registers the spatial/normalization/activation handlers)
 from mpc.errors import BadModel, Location, MPCError, UnsupportedOp
-from mpc.frontend import onnx_ops_spatial  # noqa: F401  (spatial/normalization/activation handlers)
 from mpc.frontend.batch import HINT, batch_dim, check_batch
 from mpc.frontend.onnx_ops import HANDLERS, ONNX_DTYPES, Known, Node, supported_ops
 from mpc.ir import Graph, InferError, Op, TensorType, Value, lookup, sanitize, verify_graph
