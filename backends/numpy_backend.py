@@ -468,3 +468,11 @@ RENDER.update(_TENSOR_RENDER)
 _EMBEDS[_tensor_source] = ()
 for _kind in _TENSOR_RENDER:
     EXTRA_SOURCE[_kind] = _tensor_source
+
+# the spatial, normalization and activation ops (mpc.ir.ops_nn_spatial) render through their own table
+from mpc.backends.numpy_spatial import RENDER as _SPATIAL_RENDER
+from mpc.backends.numpy_spatial import source as _spatial_source
+
+RENDER.update(_SPATIAL_RENDER)
+EXTRA_SOURCE.update(dict.fromkeys(_SPATIAL_RENDER, _spatial_source))
+_EMBEDS[_spatial_source] = ()   # binds no compiled kernel: the report lists none for it

@@ -310,3 +310,8 @@ def _trained_attrs(op, module: LoweredGraph, gain_terms: int | None):
 from mpc.backends.torch_tensor import LOWERINGS as _TENSOR_LOWERINGS
 
 LOWERINGS.update(_TENSOR_LOWERINGS)
+
+# the spatial, normalization and activation ops (mpc.ir.ops_nn_spatial) lower through their own table
+from mpc.backends.torch_spatial import LOWERINGS as _SPATIAL_LOWERINGS
+
+LOWERINGS.update(_SPATIAL_LOWERINGS)

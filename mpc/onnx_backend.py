@@ -69,14 +69,14 @@ class MpcBackendRep(BackendRep):
                 raise BadInput(f"expected {len(self.onnx_inputs)} inputs ({', '.join(self.onnx_inputs)}), "
                                f"got {len(inputs)}")
             named = dict(zip(self.onnx_inputs, inputs))
-        return {self.input_names.get(k, k): _widen(np.asarray(v)) for k, v in named.items()}
+        return {self.input_names.get(k, k): widen(np.asarray(v)) for k, v in named.items()}
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
         """The model's outputs, in its declared order (model.py's when this model checks it)."""
         feeds = self.feeds(inputs)
         got = run(self.graph, feeds)
         outs = [np.asarray(got[self.output_names[n]]) for n in self.onnx_outputs]
-        if self.check_emitted:
+        if self.check_emitted and _finite(feeds):  # model.py refuses non-finite data by design
             emitted = self.emitted().run(feeds)
             mine = [np.asarray(emitted[self.output_names[n]]) for n in self.onnx_outputs]
             for name, a, b in zip(self.onnx_outputs, outs, mine):
@@ -91,9 +91,19 @@ class MpcBackendRep(BackendRep):
         return self._emitted
 
 
-def _widen(a: np.ndarray) -> np.ndarray:
+def _finite(feeds: Mapping[str, np.ndarray]) -> bool:
+    """True when every float feed is finite: model.py rejects NaN/inf inputs as bad data."""
+    return all(np.isfinite(a).all() for a in feeds.values() if a.dtype.kind in "fc")
+
+
+def widen(a: np.ndarray) -> np.ndarray:
     """float16 and bfloat16 data as float32, which mpc computes them in."""
     return a.astype(np.float32) if a.dtype.name in ("float16", "bfloat16") else a
+
+
+def narrow(got: np.ndarray, declared: np.dtype) -> np.ndarray:
+    """An output computed in float32 for a float16/bfloat16 graph, in the type the model declares."""
+    return got.astype(declared) if declared.name in ("float16", "bfloat16") and got.dtype == np.float32 else got
 
 
 def _agree(name: str, interp: np.ndarray, emitted: np.ndarray) -> None:

@@ -19,6 +19,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import TensorProto, numpy_helper
 
+import mpc.frontend.onnx_ops_spatial  # noqa: F401  (registers the spatial/normalization/activation handlers)
 from mpc.errors import BadFlag, BadModel, Location, MPCError, UnsupportedOp
 from mpc.frontend.batch import HINT, batch_dim, check_batch
 from mpc.frontend.onnx_ops import HANDLERS, ONNX_DTYPES, Known, Node, supported_ops

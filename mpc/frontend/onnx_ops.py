@@ -21,20 +21,18 @@ from onnx import TensorProto, numpy_helper
 
 from mpc.errors import Location, UnsupportedOp
 from mpc.frontend.constants import constant as const_input
-from mpc.ir import DType, TensorType
+from mpc.ir import DType
 from mpc.ir.ops_nn import (
     AxesAttrs,
     AxisAttrs,
     BatchNormAttrs,
     CastAttrs,
     ClipAttrs,
-    ConvAttrs,
     DropoutAttrs,
     FlattenAttrs,
     GemmAttrs,
     LeakyReluAttrs,
     PermAttrs,
-    PoolAttrs,
     ReshapeAttrs,
 )
 
@@ -182,45 +180,6 @@ def _int_div(a, b):
     return np.where((a < 0) ^ (b < 0), -(np.abs(a) // np.abs(b)), np.abs(a) // np.abs(b)).astype(a.dtype)
 
 
-def _two(node: Node, key: str, default: tuple[int, ...], n: int = 2) -> tuple[int, ...]:
-    v = tuple(node.attr(key, default))
-    if len(v) != n:
-        raise node.reject(f"only 2-D windows are supported ({key} must have {n} values)", key)
-    return v
-
-
-def _rank4(cx, node: Node):
-    t = cx.type(node, 0)
-    if t.rank != 4:
-        raise node.reject(f"only 2-D (NCHW) inputs are supported, got {t}")
-    return t
-
-
-def _pads(node: Node, t: TensorType, kernel, strides, dilations) -> tuple[int, int, int, int]:
-    """Explicit pads [top, left, bottom, right], resolving auto_pad as the ONNX spec does."""
-    auto = node.attr("auto_pad", "NOTSET")
-    if auto == "NOTSET":
-        return _two(node, "pads", (0, 0, 0, 0), 4)
-    if any(node.attr("pads", ())):
-        raise node.reject(f"pads cannot be combined with auto_pad={auto}", "pads")
-    if auto == "VALID":
-        return (0, 0, 0, 0)
-    if auto not in ("SAME_UPPER", "SAME_LOWER"):
-        raise node.reject("expected NOTSET, VALID, SAME_UPPER or SAME_LOWER", "auto_pad")
-    if any(d != 1 for d in dilations):
-        raise node.reject(f"auto_pad={auto} with dilations > 1 is not supported (onnxruntime refuses it too)",
-                          "auto_pad")
-    if not all(isinstance(d, int) for d in t.shape[2:]):
-        raise node.reject(f"auto_pad={auto} needs static spatial dims, got {t}", "auto_pad")
-    begin, end = [], []
-    for size, k, s, d in zip(t.shape[2:], kernel, strides, dilations):
-        total = max(0, (math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size)
-        small, big = total // 2, total - total // 2
-        begin.append(small if auto == "SAME_UPPER" else big)
-        end.append(big if auto == "SAME_UPPER" else small)
-    return (begin[0], begin[1], end[0], end[1])
-
-
 def _no_extra_outputs(node: Node, what: str) -> None:
     for name in node.outputs[1:]:
         if name:
@@ -340,54 +299,7 @@ def gemm(cx, node: Node):
     return cx.emit(node, "nn.gemm", operands, attrs)
 
 
-# -- convolution and pooling --------------------------------------------------------------
-@handler("Conv", ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"))
-def conv(cx, node: Node):
-    """Conv(X, W, B?; auto_pad, dilations, group, kernel_shape, pads, strides), 2-D only."""
-    t = _rank4(cx, node)
-    w = cx.type(node, 1)
-    if w.rank != 4:
-        raise node.reject(f"only 2-D convolution is supported, weight is {w}")
-    kernel = tuple(w.shape[2:])
-    if "kernel_shape" in node.attrs and tuple(node.attr("kernel_shape")) != kernel:
-        raise node.reject(f"kernel_shape does not match the weight {w}", "kernel_shape")
-    strides, dilations = _two(node, "strides", (1, 1)), _two(node, "dilations", (1, 1))
-    pads = _pads(node, t, kernel, strides, dilations)
-    operands = [cx.value(node, 0), cx.value(node, 1)] + ([cx.value(node, 2)] if node.has_input(2) else [])
-    attrs = ConvAttrs(strides, pads, dilations, int(node.attr("group", 1)))
-    return cx.emit(node, "nn.conv2d", operands, attrs)
-
-
-def _pool_attrs(cx, node: Node, count_include_pad: bool = False) -> PoolAttrs:
-    t = _rank4(cx, node)
-    if "kernel_shape" not in node.attrs:
-        raise node.reject("kernel_shape is required")
-    kernel = _two(node, "kernel_shape", ())
-    strides, dilations = _two(node, "strides", (1, 1)), _two(node, "dilations", (1, 1))
-    pads = _pads(node, t, kernel, strides, dilations)
-    return PoolAttrs(kernel, strides, pads, dilations, bool(node.attr("ceil_mode", 0)), count_include_pad)
-
-
-@handler("MaxPool", ("auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order",
-                     "strides"))
-def maxpool(cx, node: Node):
-    """MaxPool(X; ...), 2-D, row-major storage order, no Indices output."""
-    if node.attr("storage_order", 0) != 0:
-        raise node.reject("only storage_order=0 is supported", "storage_order")
-    _no_extra_outputs(node, "the Indices")
-    return cx.emit(node, "nn.maxpool2d", [cx.value(node, 0)], _pool_attrs(cx, node))
-
-
-@handler("AveragePool", ("auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads",
-                         "strides"))
-def avgpool(cx, node: Node):
-    """AveragePool(X; ...), 2-D, without dilation."""
-    if any(d != 1 for d in node.attr("dilations", ())):
-        raise node.reject("dilated average pooling is not supported", "dilations")
-    attrs = _pool_attrs(cx, node, bool(node.attr("count_include_pad", 0)))
-    return cx.emit(node, "nn.avgpool2d", [cx.value(node, 0)], attrs)
-
-
+# -- normalization (convolution and pooling: onnx_ops_spatial) -------------------------
 @handler("BatchNormalization", ("epsilon", "momentum", "training_mode"))
 def batchnorm(cx, node: Node):
     """BatchNormalization(X, scale, B, mean, var; epsilon=1e-5) in inference mode (momentum unused)."""

@@ -5,6 +5,7 @@ Other code imports from `mpc.ir` only. Op families are imported here by an expli
 from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.* kinds)
            ops_mp,
            ops_nn,
+           ops_nn_spatial,
            ops_nn_tensor,
            ops_np,
 )

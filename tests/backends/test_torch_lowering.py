@@ -16,6 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mpc.backends import torch_backend as tb
+from spatial.torch_cases import SPATIAL_CASES  # tests/spatial (pytest puts tests/ on sys.path)
 
 from mpc.errors import UnsupportedOp
 from mpc.ir import known_kinds, parse, print_graph, run
@@ -166,6 +167,8 @@ dilations = [1, 2], group = 2} : {t}[2,6,3,3]
 
 # the tensor, elementwise, logic and reduction op kinds (mpc/ir/ops_nn_tensor.py)
 CASES.update(ONNXC_CASES)
+# the spatial, normalization and activation ops (mpc.ir.ops_nn_spatial) keep their cases beside their tests
+CASES.update(SPATIAL_CASES)
 
 TOL = {"f32": {"rtol": 1e-5, "atol": 2e-5}, "f64": {"rtol": 1e-10, "atol": 1e-10}}
 

@@ -344,8 +344,8 @@ def test_verify_float_against_onnxruntime(capsys, model, data):
 
 
 # -- errors -------------------------------------------------------------------------------
-def _hardmax_model(path: Path) -> None:
-    node = helper.make_node("Hardmax", ["x"], ["y"], name="my_hardmax", axis=1)
+def _unsupported_model(path: Path) -> None:
+    node = helper.make_node("Sin", ["x"], ["y"], name="my_sin")
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 4])
     y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])
     graph = helper.make_graph([node], "g", [x], [y])
@@ -372,8 +372,8 @@ def _setup(tmp: Path, case: str) -> list:
         (tmp / "half.onnx").write_bytes(blob[:len(blob) // 2])
         return ["convert", tmp / "half.onnx", "--target", "float", "-o", out]
     if case == "unsupported op":
-        _hardmax_model(tmp / "hardmax.onnx")
-        return ["convert", tmp / "hardmax.onnx", "--target", "float", "-o", out]
+        _unsupported_model(tmp / "sin.onnx")
+        return ["convert", tmp / "sin.onnx", "--target", "float", "-o", out]
     if case == "wrong data shape (verify)":
         return ["verify", MLP, "--target", "float", "--data", CNN_DATA]
     if case == "wrong data shape (run)":
@@ -404,7 +404,7 @@ ERRORS = {  # case -> regex the message must match
     "missing model": r"nope\.onnx",
     "garbage bytes": r"garbage\.onnx",
     "truncated": r"half\.onnx",
-    "unsupported op": r"^unsupported op 'Hardmax' at node 'my_hardmax': no handler for this op type \(supported: "
+    "unsupported op": r"^unsupported op 'Sin' at node 'my_sin': no handler for this op type \(supported: "
                       r"[A-Za-z0-9]+(, [A-Za-z0-9]+)*\)$",
     "wrong data shape (verify)": r"'input'.*N, ?64",
     "wrong data shape (run)": r"'input'.*N, ?64",
