@@ -24,7 +24,7 @@ from mpc.errors import BadFlag, UnsupportedOp
 from mpc.hop import analysis
 from mpc.hop import kernels as HK
 from mpc.ir import Graph, make_op
-from mpc.ir.ops_hop import Act, Schedule
+from mpc.ir.ops_hop import Act, Schedule, couplings
 from mpc.passmanager import register_pass
 
 ACTS = {"nn.relu": Act.RELU, "nn.sigmoid": Act.SIGMOID, "nn.tanh": Act.TANH}
@@ -102,25 +102,32 @@ def graph_loc(graph: Graph):
     return graph.ops[-1].loc if graph.ops else UNKNOWN
 
 
-def _convergence(graph: Graph, ctx, args, layers, relax_attrs) -> dict:
-    """Iterations and final residual of the relaxation on the calibration data (or seeded samples)."""
+def _samples(graph: Graph, ctx, dtype) -> tuple[np.ndarray, str]:
+    """Up to REPORT_SAMPLES inputs: the calibration data, or seeded U(0, 1) samples."""
     x_val = graph.inputs[0]
-    dtype = layers[0].weight.dtype
     if ctx.dataset is not None and x_val.name in ctx.dataset.feeds:
         x = np.asarray(ctx.dataset.feeds[x_val.name][:REPORT_SAMPLES], dtype)
-        source = f"{x.shape[0]} samples of {ctx.dataset.source}"
-    else:
-        x = np.random.default_rng(ctx.seed).uniform(0, 1, (REPORT_SAMPLES, layers[0].weight.shape[1])).astype(dtype)
-        source = f"{REPORT_SAMPLES} seeded U(0, 1) samples"
-    theta0, bias, pairs, blocks = args
-    acts = [a.value for a in relax_attrs["acts"]]
-    jacobi = relax_attrs["schedule"] is Schedule.JACOBI
+        return x, f"{x.shape[0]} samples of {ctx.dataset.source}"
+    x = np.random.default_rng(ctx.seed).uniform(0, 1, (REPORT_SAMPLES, x_val.type.shape[1])).astype(dtype)
+    return x, f"{REPORT_SAMPLES} seeded U(0, 1) samples"
+
+
+def hop_report(graph: Graph, op, ctx) -> dict:
+    """The report section of a hop.relax op: structure, Lipschitz bounds, convergence on data."""
+    a = op.attrs
+    theta0, bias, *blocks = [np.asarray(graph.weights[v.name]) for v in op.operands[1:]]
+    pairs, acts = couplings(a), [f.value for f in a.acts]
+    section = {"sizes": list(a.sizes), "lambda": a.lam, "blocks": list(a.blocks)}
+    section |= analysis.lipschitz(analysis.assemble(a.sizes, pairs, blocks))
+    ff = [b for p, b in zip(pairs, blocks) if p[0] == p[1] + 1]
+    section["feedforward_lipschitz"] = analysis.feedforward_bound([theta0, *ff])
+    x, source = _samples(graph, ctx, theta0.dtype)
     with np.errstate(over="ignore", invalid="ignore"):
-        s, iters, ok = HK.hop_relax_stats(x, theta0, bias, blocks, relax_attrs["sizes"], acts, pairs, jacobi,
-                                          relax_attrs["tol"], relax_attrs["max_iter"])
-        res = HK.hop_residual(s, x, theta0, bias, blocks, relax_attrs["sizes"], acts, pairs)
-    return {"data": source, "schedule": relax_attrs["schedule"].value, "iterations": iters, "converged": ok,
-            "final_residual": res}
+        s, iters, ok = HK.hop_relax_stats(x, theta0, bias, blocks, a.sizes, acts, pairs,
+                                          a.schedule is Schedule.JACOBI, a.tol, a.max_iter)
+        res = HK.hop_residual(s, x, theta0, bias, blocks, a.sizes, acts, pairs)
+    return section | {"data": source, "schedule": a.schedule.value, "iterations": iters, "converged": ok,
+                      "final_residual": res}
 
 
 @register_pass("lower-hopfield", summary="turn a dense feedforward chain into one Hopfield relaxation (W_lam)",
@@ -143,13 +150,8 @@ def lower_hopfield(graph: Graph, ctx, options: LowerHopfieldOptions) -> dict:
     readout.results[0].name = out.name
     graph.ops = [relax, readout]   # the whole chain is replaced; dce drops its weights
     graph.outputs = [readout.result]
-    w = analysis.assemble(sizes, pairs, blocks)
-    section = {"sizes": list(sizes), "lambda": options.lam, "blocks": list(attrs["blocks"])}
-    section |= analysis.lipschitz(w)
-    section["feedforward_lipschitz"] = analysis.feedforward_bound([layer.weight for layer in layers])
-    section |= _convergence(graph, ctx, (theta0, bias, pairs, blocks), layers, attrs)
-    ctx.report.section("Hopfield", section)
+    ctx.report.section("Hopfield", hop_report(graph, relax, ctx))
     return {"layers": len(layers), "units": sum(sizes), "blocks": len(pairs)}
 
 
-__all__ = ["LowerHopfieldOptions", "chain", "lower_hopfield"]
+__all__ = ["LowerHopfieldOptions", "chain", "hop_report", "lower_hopfield"]

@@ -59,8 +59,17 @@ def hop_step(states, blocks, couplings, c, acts, jacobi):
     for k in range(len(states)):
         src = old if jacobi else new
         new[k] = hop_act(acts[k], hop_drive(k, src, blocks, couplings, c))
-    change = max(float(np.max(np.abs(a - b), initial=0.0)) for a, b in zip(new, old))
-    return new, change
+    return new, hop_maxabs(a - b for a, b in zip(new, old))
+
+
+def hop_maxabs(arrays):
+    """The largest |entry| over arrays; nan when any entry is nan (a diverged state must not read as 0)."""
+    worst = 0.0
+    for a in arrays:
+        m = float(np.max(np.abs(a), initial=0.0))
+        if not m <= worst:   # also true for nan, so nan propagates
+            worst = m
+    return worst
 
 
 def hop_relax_stats(x, theta0, bias, blocks, sizes, acts, couplings, jacobi, tol, max_iter):
@@ -87,8 +96,5 @@ def hop_residual(s, x, theta0, bias, blocks, sizes, acts, couplings):
     """max |s - f(W s + theta0 x + b)| over units and samples: how far s is from the equilibrium."""
     states = hop_split(s, sizes)
     c = hop_constants(x, theta0, bias, sizes)
-    worst = 0.0
-    for k in range(len(states)):
-        f = hop_act(acts[k], hop_drive(k, states, blocks, couplings, c))
-        worst = max(worst, float(np.max(np.abs(f - states[k]), initial=0.0)))
-    return worst
+    return hop_maxabs(hop_act(acts[k], hop_drive(k, states, blocks, couplings, c)) - states[k]
+                      for k in range(len(states)))

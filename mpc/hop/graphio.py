@@ -1,0 +1,48 @@
+"""Between the IR and mpc.hop.dyadic: the HopNet of a graph's hop.relax op, and writing a trained one back."""
+from __future__ import annotations
+
+import numpy as np
+
+from mpc.errors import BadInput
+from mpc.hop import kernels as HK
+from mpc.hop.dyadic import HopNet
+from mpc.ir import Graph, Op
+from mpc.ir.ops_hop import couplings
+
+
+def relax_op(graph: Graph) -> Op:
+    """The one hop.relax op of a graph lowered by lower-hopfield; BadInput otherwise."""
+    ops = [op for op in graph.ops if op.kind == "hop.relax"]
+    if len(ops) != 1:
+        raise BadInput(f"expected one hop.relax op (a graph lowered for --target hopfield), found {len(ops)}")
+    return ops[0]
+
+
+def net_of(graph: Graph, op: Op) -> HopNet:
+    """The HopNet of a hop.relax op whose blocks are W_lam's (theta_k at k+1<k); BadInput otherwise."""
+    a = op.attrs
+    arrays = [np.asarray(graph.weights[v.name]) for v in op.operands[1:]]
+    pairs = couplings(a)
+    by_pair = dict(zip(pairs, arrays[2:]))
+    missing = [f"{k + 1}<{k}" for k in range(len(a.sizes) - 1) if (k + 1, k) not in by_pair]
+    if missing:
+        raise BadInput(f"hop.relax at {op.loc}: no feedforward block {missing[0]}: not a layered W_lambda net")
+    thetas = tuple(by_pair[(k + 1, k)] for k in range(len(a.sizes) - 1))
+    biases = tuple(HK.hop_split(arrays[1], a.sizes))
+    return HopNet(arrays[0], thetas, biases, tuple(f.value for f in a.acts), a.lam)
+
+
+def write_net(graph: Graph, op: Op, net: HopNet, suffix: str) -> None:
+    """Point `op` at new weights (`<name>.<suffix>`) holding `net`'s W_lam blocks; drop the unused old ones."""
+    pairs, blocks = net.blocks()
+    dtype = op.operands[0].type.dtype.numpy
+    arrays = [net.theta0, np.concatenate(net.biases)] + list(blocks)
+    names = ["hop.theta0", "hop.bias"] + [f"hop.w{k}_{j}" for k, j in pairs]
+    if [f"{k}<{j}" for k, j in pairs] != list(op.attrs.blocks):
+        raise BadInput(f"hop.relax at {op.loc}: its blocks {list(op.attrs.blocks)} are not W_lambda's")
+    old = [v.name for v in op.operands[1:]]
+    op.operands[1:] = [graph.add_weight(f"{n}.{suffix}", np.asarray(a, dtype)) for n, a in zip(names, arrays)]
+    used = set(graph.used_weights())
+    for name in old:
+        if name not in used:
+            graph.remove_weight(name)
