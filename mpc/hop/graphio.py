@@ -1,6 +1,8 @@
 """Between the IR and mpc.hop.dyadic: the HopNet of a graph's hop.relax op, and writing a trained one back."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from mpc.errors import BadInput
@@ -46,3 +48,26 @@ def write_net(graph: Graph, op: Op, net: HopNet, suffix: str) -> None:
     for name in old:
         if name not in used:
             graph.remove_weight(name)
+
+
+def mlp_graph(sizes: tuple[int, ...], seed: int = 0, dtype=np.float32, name: str = "mlp") -> Graph:
+    """A freshly initialised ReLU MLP (matmul + bias + relu, linear output) with torch.nn.Linear's init
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) drawn from a seeded NumPy generator: the common start of the
+    training comparisons."""
+    from mpc.ir import parse
+    rng = np.random.default_rng(seed)
+    t = "f32" if np.dtype(dtype) == np.float32 else "f64"
+    weights, decls, ops, cur = {}, [], [], "%x"
+    last = len(sizes) - 2
+    for k, (m, n) in enumerate(itertools.pairwise(sizes)):
+        bound = 1 / np.sqrt(m)
+        weights[f"fc{k}.w"] = rng.uniform(-bound, bound, (m, n)).astype(dtype)
+        weights[f"fc{k}.b"] = rng.uniform(-bound, bound, n).astype(dtype)
+        decls += [f"  weight @fc{k}.w : {t}[{m},{n}]", f"  weight @fc{k}.b : {t}[{n}]"]
+        ops.append(f"  %m{k} = nn.matmul({cur}, @fc{k}.w) : {t}[N,{n}]")
+        ops.append(f"  {'%y' if k == last else f'%a{k}'} = nn.add(%m{k}, @fc{k}.b) : {t}[N,{n}]")
+        if k < last:
+            ops.append(f"  %h{k} = nn.relu(%a{k}) : {t}[N,{n}]")
+            cur = f"%h{k}"
+    head = f"graph @{name}(%x: {t}[N,{sizes[0]}]) -> (%y: {t}[N,{sizes[-1]}]) {{"
+    return parse("\n".join([head, *decls, *ops, "}"]) + "\n", weights)

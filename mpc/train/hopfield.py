@@ -142,6 +142,7 @@ def train_dyadic(method: str, net: HopNet, x, labels, cfg: HopTrainConfig, test=
 def train_backprop(graph, x, labels, cfg: HopTrainConfig, test=None) -> HopTrainResult:
     """Train a feedforward graph (in place: new weights) by backprop through the torch lowering."""
     import torch
+
     from mpc.backends.torch_backend import lower, write_back
     torch.manual_seed(cfg.seed)
     model = lower(graph, trainable=True)
@@ -170,3 +171,24 @@ def train_backprop(graph, x, labels, cfg: HopTrainConfig, test=None) -> HopTrain
         result.history.append(row)
     write_back(graph, model)
     return result
+
+
+RUNS = (("backprop", 0.5), ("dualprop", 0.5), ("ep", 1.0), ("dualprop", 0.0))
+
+
+def compare(graph, train, test, cfg: HopTrainConfig, runs=RUNS) -> dict[str, tuple[HopTrainResult, HopNet | None]]:
+    """Train copies of one feedforward graph by each (method, lambda) of `runs` from the same weights,
+    batch order and optimizer; `train`/`test` are (x, labels). Keys are 'method@lambda'."""
+    from mpc.hop.graphio import net_of, relax_op
+    from mpc.ir import clone
+    from mpc.passmanager import run_pipeline
+    out = {}
+    for method, lam in runs:
+        g = clone(graph)
+        if method == "backprop":
+            out[f"{method}@{lam:g}"] = (train_backprop(g, *train, cfg, test=test), None)
+            continue
+        run_pipeline(g, f"canonicalize,lower-hopfield{{lam={lam!r}}},dce")
+        net, result = train_dyadic(method, net_of(g, relax_op(g)), *train, cfg, test=test)
+        out[f"{method}@{lam:g}"] = (result, net)
+    return out
