@@ -476,7 +476,7 @@ def _hop_relax(op, a):
     at = op.attrs
     return (f"hop_relax({a[0]}, {a[1]}, {a[2]}, ({''.join(f'{b}, ' for b in a[3:])}), {_lit(at.sizes)}, "
             f"{_lit(tuple(f.value for f in at.acts))}, {_lit(tuple(couplings(at)))}, "
-            f"{at.schedule is Schedule.JACOBI}, {_lit(at.tol)}, {at.max_iter})")
+            f"{at.schedule is Schedule.JACOBI}, {_lit(at.tol)}, {at.max_iter}, {_lit(at.damping)})")
 
 
 @renders("hop.readout")

@@ -33,16 +33,19 @@ REPORT_SAMPLES = 64
 
 @dataclass(frozen=True)
 class LowerHopfieldOptions:
-    """Options of lower-hopfield: lam (W_lam's interpolation), the relaxation schedule, tol, max_iter."""
+    """Options of lower-hopfield: lam (W_lam's interpolation), the relaxation schedule, tol, max_iter, damping."""
 
     lam: float = 0.5
     schedule: Schedule = Schedule.SWEEPS
     tol: float = 1e-6
     max_iter: int = 100
+    damping: float = 1.0
 
     def __post_init__(self):
         if not (math.isfinite(self.lam) and 0.0 <= self.lam <= 1.0):
             raise BadFlag(f"lower-hopfield: option lam must be in [0, 1], got {self.lam!r}")
+        if not 0 < self.damping <= 1:
+            raise BadFlag(f"lower-hopfield: option damping must be in (0, 1], got {self.damping!r}")
         if not (math.isfinite(self.tol) and self.tol >= 0) or self.max_iter < 1:
             raise BadFlag(f"lower-hopfield: tol must be >= 0 and max_iter >= 1, got {self.tol!r}, {self.max_iter!r}")
 
@@ -124,7 +127,7 @@ def hop_report(graph: Graph, op, ctx) -> dict:
     x, source = _samples(graph, ctx, theta0.dtype)
     with np.errstate(over="ignore", invalid="ignore"):
         s, iters, ok = HK.hop_relax_stats(x, theta0, bias, blocks, a.sizes, acts, pairs,
-                                          a.schedule is Schedule.JACOBI, a.tol, a.max_iter)
+                                          a.schedule is Schedule.JACOBI, a.tol, a.max_iter, a.damping)
         res = HK.hop_residual(s, x, theta0, bias, blocks, a.sizes, acts, pairs)
     return section | {"data": source, "schedule": a.schedule.value, "iterations": iters, "converged": ok,
                       "final_residual": res}
@@ -141,7 +144,7 @@ def lower_hopfield(graph: Graph, ctx, options: LowerHopfieldOptions) -> dict:
     theta0, bias = layers[0].weight, np.concatenate([layer.bias for layer in layers])
     attrs = {"sizes": sizes, "acts": tuple(layer.act for layer in layers),
              "blocks": tuple(f"{k}<{j}" for k, j in pairs), "lam": options.lam, "schedule": options.schedule,
-             "tol": options.tol, "max_iter": options.max_iter}
+             "tol": options.tol, "max_iter": options.max_iter, "damping": options.damping}
     operands = [graph.add_weight(name, arr) for name, arr in
                 [("hop.theta0", theta0), ("hop.bias", bias)] + [(f"hop.w{k}_{j}", b) for (k, j), b in
                                                                zip(pairs, blocks)]]

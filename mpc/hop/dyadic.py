@@ -97,7 +97,50 @@ def dualprop_states(net: HopNet, x, y, beta: float, extra: int = 0, free_iter: i
     return _dualprop(net, x, y, beta, extra, free_iter)[:2]
 
 
+def damping_for(net: HopNet) -> float:
+    """A forward-backward step size 1/(1 + |W|_2)^2 that makes the damped relaxation converge whenever its
+    operator is strongly monotone (skew-symmetric W: the free and the dyadic systems both are)."""
+    pairs, blocks = net.blocks()
+    return float(1.0 / (1.0 + np.linalg.norm(analysis.assemble(net.sizes, pairs, blocks), 2)) ** 2)
+
+
+def _dp_damped(k, sp, sm, c, pairs, blocks, acts, y, beta, g):
+    """Damped (forward-backward) update of layer k's (s+, s-) pair, for nets where plain sweeps diverge."""
+    u, d = c[k].copy(), np.zeros_like(c[k])
+    for (dst, src), b in zip(pairs, blocks):
+        if dst == k:
+            u += ((sp[src] + sm[src]) / 2) @ b.T
+        if src == k:
+            d += (sp[dst] - sm[dst]) @ b
+    if k < len(sp) - 1:
+        return (HK.hop_act(acts[k], (1 - g) * sp[k] + g * (u + d / 2)),
+                HK.hop_act(acts[k], (1 - g) * sm[k] + g * (u - d / 2)))
+    # output: a gradient step on s+ - (u + d/2) + beta/2 (s+ - y) = 0 and s- - (u - d/2) - beta/2 (s- - y) = 0
+    return (sp[k] - g * (sp[k] - u - d / 2 + beta / 2 * (sp[k] - y)),
+            sm[k] - g * (sm[k] - u + d / 2 - beta / 2 * (sm[k] - y)))
+
+
+def _dualprop_damped(net: HopNet, x, y, beta: float, iters: int, tol: float = 1e-6):
+    """(s+, s-, free output) by damped Jacobi iterations: the free phase, then the nudged dyadic system."""
+    pairs, blocks = net.blocks()
+    g = damping_for(net)
+    s, _, _ = HK.hop_relax_stats(x, net.theta0, np.concatenate(net.biases), blocks, net.sizes, net.acts, pairs,
+                                 True, tol, iters, g)
+    c = _drives(net, x)
+    free = HK.hop_split(s, net.sizes)
+    sp, sm = list(free), list(free)
+    for _ in range(iters):
+        new = [_dp_damped(k, sp, sm, c, pairs, blocks, net.acts, y, beta, g) for k in range(len(sp))]
+        change = HK.hop_maxabs([a - b for (a, _), b in zip(new, sp)] + [a - b for (_, a), b in zip(new, sm)])
+        sp, sm = [a for a, _ in new], [b for _, b in new]
+        if change <= tol:
+            break
+    return sp, sm, free[-1]
+
+
 def _dualprop(net: HopNet, x, y, beta: float, extra: int = 0, free_iter: int = 100):
+    if net.lam != 0.5 and extra < 0:   # extra < 0 selects the damped joint iteration (see dualprop_grads)
+        return _dualprop_damped(net, x, y, beta, free_iter)
     pairs, blocks = net.blocks()
     c = _drives(net, x)
     free = relax(net, x, 1 if net.lam == 0.5 else free_iter)   # feedforward: one sweep is exact
@@ -121,10 +164,13 @@ def _theta_grads(net: HopNet, gw: dict[tuple[int, int], np.ndarray]) -> list[np.
     return out
 
 
-def dualprop_grads(net: HopNet, x, y, beta: float = 0.5, extra: int = 0, keep_free: bool = False):
+def dualprop_grads(net: HopNet, x, y, beta: float = 0.5, extra: int = 0, keep_free: bool = False,
+                   free_iter: int = 100):
     """Dual-propagation gradient estimates of the mean squared loss, in the order of net.params() (and the
-    free output when keep_free)."""
-    sp, sm, free = _dualprop(net, x, y, beta, extra)
+    free output when keep_free). extra >= 0: Gauss-Seidel sweeps (free relaxation, a top-down sweep, then
+    `extra` bottom-up/top-down pairs); extra = -1: damped Jacobi iterations of the whole dyadic system
+    (up to free_iter), which converge for skew-symmetric W where the sweeps diverge."""
+    sp, sm, free = _dualprop(net, x, y, beta, extra, free_iter)
     n = x.shape[0]
     diff = [(a - b) / (beta * n) for a, b in zip(sp, sm)]
     mean = [(a + b) / 2 for a, b in zip(sp, sm)]

@@ -1,15 +1,16 @@
 """Between the IR and mpc.hop.dyadic: the HopNet of a graph's hop.relax op, and writing a trained one back."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
 
 from mpc.errors import BadInput
 from mpc.hop import kernels as HK
-from mpc.hop.dyadic import HopNet
+from mpc.hop.dyadic import HopNet, damping_for
 from mpc.ir import Graph, Op
-from mpc.ir.ops_hop import couplings
+from mpc.ir.ops_hop import Schedule, couplings
 
 
 def relax_op(graph: Graph) -> Op:
@@ -35,7 +36,8 @@ def net_of(graph: Graph, op: Op) -> HopNet:
 
 
 def write_net(graph: Graph, op: Op, net: HopNet, suffix: str) -> None:
-    """Point `op` at new weights (`<name>.<suffix>`) holding `net`'s W_lam blocks; drop the unused old ones."""
+    """Point `op` at new weights (`<name>.<suffix>`) holding `net`'s W_lam blocks; drop the unused old ones.
+    For lambda other than 1/2 and 1 the op also gets the damped Jacobi schedule training relaxed with."""
     pairs, blocks = net.blocks()
     dtype = op.operands[0].type.dtype.numpy
     arrays = [net.theta0, np.concatenate(net.biases)] + list(blocks)
@@ -44,6 +46,9 @@ def write_net(graph: Graph, op: Op, net: HopNet, suffix: str) -> None:
         raise BadInput(f"hop.relax at {op.loc}: its blocks {list(op.attrs.blocks)} are not W_lambda's")
     old = [v.name for v in op.operands[1:]]
     op.operands[1:] = [graph.add_weight(f"{n}.{suffix}", np.asarray(a, dtype)) for n, a in zip(names, arrays)]
+    if net.lam not in (0.5, 1.0):   # trained with damped Jacobi iterations: the exported op relaxes the same way
+        op.attrs = dataclasses.replace(op.attrs, schedule=Schedule.JACOBI, damping=damping_for(net),
+                                       max_iter=max(op.attrs.max_iter, 1000))
     used = set(graph.used_weights())
     for name in old:
         if name not in used:

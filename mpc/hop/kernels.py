@@ -51,14 +51,18 @@ def hop_constants(x, theta0, bias, sizes):
     return c
 
 
-def hop_step(states, blocks, couplings, c, acts, jacobi):
+def hop_step(states, blocks, couplings, c, acts, jacobi, damping=1.0):
     """One iteration (one Gauss-Seidel sweep, or one Jacobi update); returns the new states and the
-    largest change of any unit."""
+    largest change of any unit. With damping g < 1 a layer takes f((1 - g) s_k + g u_k) instead of f(u_k):
+    for relu and identity layers this is a forward-backward step, which converges for every small
+    enough g when I - W is strongly monotone (e.g. W skew-symmetric) even where the plain iteration
+    diverges."""
     old = list(states)
     new = list(states)
     for k in range(len(states)):
         src = old if jacobi else new
-        new[k] = hop_act(acts[k], hop_drive(k, src, blocks, couplings, c))
+        u = hop_drive(k, src, blocks, couplings, c)
+        new[k] = hop_act(acts[k], u if damping == 1.0 else (1 - damping) * old[k] + damping * u)
     return new, hop_maxabs(a - b for a, b in zip(new, old))
 
 
@@ -72,24 +76,24 @@ def hop_maxabs(arrays):
     return worst
 
 
-def hop_relax_stats(x, theta0, bias, blocks, sizes, acts, couplings, jacobi, tol, max_iter):
+def hop_relax_stats(x, theta0, bias, blocks, sizes, acts, couplings, jacobi, tol, max_iter, damping=1.0):
     """Relax from s = 0: returns (s [N, S], iterations, converged), where `iterations` is the first t
     whose state s_t moves by at most `tol` in the next iteration (the fixed point up to tol); without
     convergence, s_max_iter, max_iter and False."""
     c = hop_constants(x, theta0, bias, sizes)
     states = [np.zeros_like(ck) for ck in c]
-    states, _ = hop_step(states, blocks, couplings, c, acts, jacobi)
+    states, _ = hop_step(states, blocks, couplings, c, acts, jacobi, damping)
     for t in range(1, max_iter):
-        nxt, change = hop_step(states, blocks, couplings, c, acts, jacobi)
+        nxt, change = hop_step(states, blocks, couplings, c, acts, jacobi, damping)
         if change <= tol:
             return np.concatenate(states, axis=-1), t, True
         states = nxt
     return np.concatenate(states, axis=-1), max_iter, False
 
 
-def hop_relax(x, theta0, bias, blocks, sizes, acts, couplings, jacobi, tol, max_iter):
+def hop_relax(x, theta0, bias, blocks, sizes, acts, couplings, jacobi, tol, max_iter, damping=1.0):
     """The relaxed state [N, S] (see hop_relax_stats); at most max_iter iterations."""
-    return hop_relax_stats(x, theta0, bias, blocks, sizes, acts, couplings, jacobi, tol, max_iter)[0]
+    return hop_relax_stats(x, theta0, bias, blocks, sizes, acts, couplings, jacobi, tol, max_iter, damping)[0]
 
 
 def hop_residual(s, x, theta0, bias, blocks, sizes, acts, couplings):

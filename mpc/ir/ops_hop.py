@@ -11,7 +11,9 @@ theta0 [n_0, D] couples the input into layer 0 only. `acts` gives each layer's a
 `lam` records the connectivity W_lam = theta - theta^T + 2 lam theta^T the blocks were built with
 (theta: the feedforward, block lower-triangular part): 0.5 feedforward, 1 symmetric, 0 skew-symmetric.
 `schedule` is `sweeps` (layer-ordered Gauss-Seidel) or `jacobi`; the solver stops when an iteration
-moves no unit by more than `tol`, or after `max_iter` iterations. Kernels: mpc.hop.kernels.
+moves no unit by more than `tol`, or after `max_iter` iterations. `damping` g < 1 makes each layer
+update f((1 - g) s_k + g u_k) (a forward-backward step: it converges for skew-symmetric W, where the
+plain iteration can diverge). Kernels: mpc.hop.kernels.
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ class RelaxAttrs:
     schedule: Schedule = Schedule.SWEEPS
     tol: float = 1e-6
     max_iter: int = 100
+    damping: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ def _check_attrs(a: RelaxAttrs) -> list[tuple[int, int]]:
         raise InferError(f"hop.relax: sizes must be >= 1, got {list(a.sizes)}")
     if len(a.acts) != len(a.sizes):
         raise InferError(f"hop.relax: {len(a.sizes)} layers but {len(a.acts)} activations")
+    if not 0 < a.damping <= 1:
+        raise InferError(f"hop.relax: damping must be in (0, 1], got {a.damping}")
     if not (a.tol >= 0 and math.isfinite(a.tol)) or a.max_iter < 1:
         raise InferError(f"hop.relax: tol must be finite and >= 0 and max_iter >= 1, got {a.tol}, {a.max_iter}")
     pairs = couplings(a)
@@ -110,7 +115,7 @@ def _relax_infer(types, a):
 def _relax(k, x, theta0, bias, *blocks):
     a = k.attrs
     return HK.hop_relax(x, theta0, bias, blocks, a.sizes, [f.value for f in a.acts], couplings(a),
-                        a.schedule is Schedule.JACOBI, a.tol, a.max_iter)
+                        a.schedule is Schedule.JACOBI, a.tol, a.max_iter, a.damping)
 
 
 def _readout_infer(types, a):

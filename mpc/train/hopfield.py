@@ -16,6 +16,7 @@ import numpy as np
 
 from mpc.errors import BadFlag, BadInput
 from mpc.hop import dyadic
+from mpc.hop import kernels as HK
 from mpc.hop.dyadic import HopNet
 from mpc.progress import progress_bar
 
@@ -33,6 +34,7 @@ class HopTrainConfig:
     extra: int = 0           # dual propagation: extra bottom-up/top-down sweep pairs
     free_iter: int = 40      # EP: free-phase sweeps
     nudge_iter: int = 20     # EP: sweeps of each nudged phase
+    damped: bool = True      # dual propagation at lambda != 1/2: damped Jacobi iterations (converge for skew W)
     seed: int = 0
     quiet: bool = True
     progress: bool = False
@@ -101,12 +103,20 @@ def _check(method: str, net: HopNet, cfg: HopTrainConfig) -> None:
 def _grads(method, net, x, y, cfg):
     if method == "ep":
         return dyadic.ep_grads(net, x, y, cfg.beta, cfg.free_iter, cfg.nudge_iter, keep_free=True)
-    return dyadic.dualprop_grads(net, x, y, cfg.beta, cfg.extra, keep_free=True)
+    extra = -1 if net.lam != 0.5 and cfg.damped else cfg.extra
+    return dyadic.dualprop_grads(net, x, y, cfg.beta, extra, keep_free=True, free_iter=cfg.free_iter)
 
 
 def accuracy(net: HopNet, x: np.ndarray, labels: np.ndarray, max_iter: int = 100) -> float:
-    """Top-1 accuracy of the free equilibrium's output."""
-    return float((dyadic.predict(net, x, max_iter).argmax(1) == labels).mean())
+    """Top-1 accuracy of the free equilibrium's output (damped Jacobi iterations unless lambda is 1/2 or 1)."""
+    if net.lam in (0.5, 1.0):
+        out = dyadic.predict(net, x, max_iter)
+    else:
+        pairs, blocks = net.blocks()
+        s, _, _ = HK.hop_relax_stats(x, net.theta0, np.concatenate(net.biases), blocks, net.sizes, net.acts,
+                                     pairs, True, 1e-6, max_iter, dyadic.damping_for(net))
+        out = HK.hop_split(s, net.sizes)[-1]
+    return float((out.argmax(1) == labels).mean())
 
 
 def train_dyadic(method: str, net: HopNet, x, labels, cfg: HopTrainConfig, test=None) -> tuple[HopNet, HopTrainResult]:
