@@ -85,13 +85,15 @@ def _layer_ops(graph: Graph, i: int, cur) -> tuple[Layer, int, object]:
 
 def chain(graph: Graph) -> list[Layer]:
     """The dense layers of a one-input, one-output feedforward chain; UnsupportedOp otherwise."""
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1 or graph.inputs[0].type.rank != 2:
-        raise UnsupportedOp("graph", graph.ops[0].loc if graph.ops else graph_loc(graph),
-                            "the hopfield target needs one input [N, D] and one output")
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise UnsupportedOp("graph", graph_loc(graph), "the hopfield target needs one input and one output")
     layers, i, cur = [], 0, graph.inputs[0]
     while i < len(graph.ops):
         layer, i, cur = _layer_ops(graph, i, cur)
         layers.append(layer)
+    if graph.inputs[0].type.rank != 2:
+        raise UnsupportedOp("graph", graph_loc(graph), f"the hopfield target needs an input [N, D], got "
+                                                       f"{graph.inputs[0].type}")
     if cur is not graph.outputs[0]:
         raise UnsupportedOp("graph", graph_loc(graph), "the hopfield target needs the last layer to be the output")
     if len(layers) < 2:
