@@ -139,6 +139,8 @@ def hop_report(graph: Graph, op, ctx) -> dict:
                options=LowerHopfieldOptions)
 def lower_hopfield(graph: Graph, ctx, options: LowerHopfieldOptions) -> dict:
     """Replace the chain by hop.relax + hop.readout (see the module docstring)."""
+    if graph.ops and all(op.kind.startswith("hop.") for op in graph.ops):
+        return {"layers": 0, "units": 0, "blocks": 0}   # already lowered: nothing to do
     layers = chain(graph)
     loc, out = graph.ops[0].loc, graph.outputs[0]
     sizes = tuple(int(layer.weight.shape[0]) for layer in layers)

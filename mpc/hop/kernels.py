@@ -7,7 +7,8 @@ sees the input, through theta0. The equilibrium is the fixed point
     s_k = f_k(sum_j B_kj s_j + theta0 x [k = 0] + b_k),
 
 the stationary point of the per-neuron energies E_k = G(s_k) - s_k W_k s - s_k theta0_k x with
-G' = f^-1 (R. Hoier, "Dyadic learning", PhD thesis, Chalmers 2025, ch. 4). Two schedules reach it from
+G' = f^-1 (R. K. Hoier, "Local learning rules for deep neural networks with two-state neurons",
+PhD thesis, Chalmers University of Technology, 2025, ch. 4). Two schedules reach it from
 s = 0: `sweeps` updates the layers one at a time in layer order (Gauss-Seidel), `jacobi` updates all
 at once. The relaxation matrix products are BLAS calls on [N, n] blocks; a compiled loop would not be
 faster, so there is no numba here.
