@@ -119,6 +119,18 @@ def accuracy(net: HopNet, x: np.ndarray, labels: np.ndarray, max_iter: int = 100
     return float((out.argmax(1) == labels).mean())
 
 
+def _dyadic_batch(method, net, opt, x, y, labels, cfg, epoch) -> tuple[HopNet, float, int]:
+    """One optimizer step; returns the new net, the batch's summed loss and its correct count."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        grads, out = _grads(method, net, x, y, cfg)
+    if not all(np.isfinite(g).all() for g in grads):
+        raise BadInput(f"{method}: the relaxation diverged in epoch {epoch} (non-finite states): the "
+                       f"lambda={net.lam:g} energy is unbounded for these weights; start from smaller "
+                       "weights or lower --lr")
+    net = net.with_params(opt.step(net.params(), grads))
+    return net, 0.5 * float(((out - y) ** 2).sum()), int((out.argmax(1) == labels).sum())
+
+
 def train_dyadic(method: str, net: HopNet, x, labels, cfg: HopTrainConfig, test=None) -> tuple[HopNet, HopTrainResult]:
     """Train `net` by dual propagation or EP; `test` = (x, labels) adds a test accuracy per epoch."""
     _check(method, net, cfg)
@@ -130,23 +142,35 @@ def train_dyadic(method: str, net: HopNet, x, labels, cfg: HopTrainConfig, test=
     for e in range(cfg.epochs):
         t0, loss, correct = time.perf_counter(), 0.0, 0
         for idx in batches(len(x), cfg.batch, rng):
-            with np.errstate(over="ignore", invalid="ignore"):
-                grads, out = _grads(method, net, x[idx], y[idx], cfg)
-            if not all(np.isfinite(g).all() for g in grads):
-                raise BadInput(f"{method}: the relaxation diverged in epoch {e + 1} (non-finite states): the "
-                               f"lambda={net.lam:g} energy is unbounded for these weights; start from smaller "
-                               "weights or lower --lr")
-            net = net.with_params(opt.step(net.params(), grads))
-            loss += 0.5 * float(((out - y[idx]) ** 2).sum())
-            correct += int((out.argmax(1) == labels[idx]).sum())
+            net, batch_loss, batch_correct = _dyadic_batch(method, net, opt, x[idx], y[idx], labels[idx], cfg, e + 1)
+            loss, correct = loss + batch_loss, correct + batch_correct
             bar.update(1)
-        row = {"epoch": e + 1, "loss": round(loss / len(x), 6), "train accuracy": round(correct / len(x), 6),
-               "seconds": round(time.perf_counter() - t0, 4)}
+        row = _row(e, loss, correct, len(x), time.perf_counter() - t0)
         if test is not None:
             row["test accuracy"] = round(accuracy(net, *test, max_iter=cfg.free_iter), 6)
         result.history.append(row)
     bar.close()
     return net, result
+
+
+def _row(epoch: int, loss: float, correct: int, n: int, seconds: float) -> dict:
+    """One history row (loss: mean over samples)."""
+    return {"epoch": epoch + 1, "loss": round(loss / n, 6), "train accuracy": round(correct / n, 6),
+            "seconds": round(seconds, 4)}
+
+
+def _torch_epoch(model, opt, name, xt, yt, labels, cfg, rng) -> tuple[float, int]:
+    """One backprop epoch; (summed loss, correct count)."""
+    loss_sum, correct = 0.0, 0
+    for idx in batches(len(labels), cfg.batch, rng):
+        out = next(iter(model({name: xt[idx]}).values()))
+        loss = 0.5 * ((out - yt[idx]) ** 2).sum(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        loss_sum += float(loss.detach()) * len(idx)
+        correct += int((out.detach().argmax(1).numpy() == labels[idx]).sum())
+    return loss_sum, correct
 
 
 def train_backprop(graph, x, labels, cfg: HopTrainConfig, test=None) -> HopTrainResult:
@@ -158,22 +182,13 @@ def train_backprop(graph, x, labels, cfg: HopTrainConfig, test=None) -> HopTrain
     model = lower(graph, trainable=True)
     name = graph.inputs[0].name
     xt = torch.from_numpy(np.ascontiguousarray(x))
-    classes = graph.outputs[0].type.shape[-1]
-    yt = torch.from_numpy(one_hot(labels, classes, x.dtype))
+    yt = torch.from_numpy(one_hot(labels, graph.outputs[0].type.shape[-1], x.dtype))
     rng, result = np.random.default_rng(cfg.seed), HopTrainResult("backprop")
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     for e in range(cfg.epochs):
-        t0, loss_sum, correct = time.perf_counter(), 0.0, 0
-        for idx in batches(len(x), cfg.batch, rng):
-            out = next(iter(model({name: xt[idx]}).values()))
-            loss = 0.5 * ((out - yt[idx]) ** 2).sum(1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((out.detach().argmax(1).numpy() == labels[idx]).sum())
-        row = {"epoch": e + 1, "loss": round(loss_sum / len(x), 6), "train accuracy": round(correct / len(x), 6),
-               "seconds": round(time.perf_counter() - t0, 4)}
+        t0 = time.perf_counter()
+        loss, correct = _torch_epoch(model, opt, name, xt, yt, labels, cfg, rng)
+        row = _row(e, loss, correct, len(x), time.perf_counter() - t0)
         if test is not None:
             with torch.no_grad():
                 pred = next(iter(model({name: torch.from_numpy(test[0])}).values())).argmax(1).numpy()
