@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mpc.errors import BadInput
+from mpc.errors import BadFlag, BadInput
 
 
 def config(args, settings):
@@ -28,6 +28,8 @@ def finetune_hopfield(args, settings) -> int:
     from mpc.passes.lower_hopfield import hop_report
     from mpc.passmanager import run_pipeline
     from mpc.train import hopfield as T
+    if args.learn_gamma:
+        raise BadFlag("--learn-gamma applies to --target mp only")
     method, cfg = args.method or "dualprop", config(args, settings)
     loaded = load(args.model, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch)
     data = load_data(args.data, loaded.graph, loaded.input_names)

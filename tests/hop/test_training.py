@@ -93,6 +93,7 @@ def test_verify_target_hopfield_is_within_1e_5_of_the_source(capsys):
     (["--target", "mp", "--method", "dualprop"], "--method and --beta apply to --target hopfield only"),
     (["--target", "hopfield", "--lambda", "2"], "argument --lambda: expected a number in [0, 1], got '2'"),
     (["--target", "hopfield", "--method", "sgd"], "argument --method: invalid choice: 'sgd'"),
+    (["--target", "hopfield", "--learn-gamma"], "--learn-gamma applies to --target mp only"),
 ])
 def test_finetune_flag_errors_are_one_line(tmp_path, capsys, argv, message):
     rc, _, err = run_cli(capsys, "finetune", MLP, *argv, "--data", TRAIN, "-o", tmp_path / "o", "--epochs", "1", "-q")
