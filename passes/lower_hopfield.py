@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc.errors import BadFlag, UnsupportedOp
+from mpc.errors import UNKNOWN, BadFlag, UnsupportedOp
 from mpc.hop import analysis
 from mpc.hop import kernels as HK
 from mpc.ir import Graph, make_op
@@ -103,7 +103,6 @@ def chain(graph: Graph) -> list[Layer]:
 
 def graph_loc(graph: Graph):
     """The location of the graph's last op (or unknown)."""
-    from mpc.errors import UNKNOWN
     return graph.ops[-1].loc if graph.ops else UNKNOWN
 
 
