@@ -476,3 +476,30 @@ from mpc.backends.numpy_spatial import source as _spatial_source
 RENDER.update(_SPATIAL_RENDER)
 EXTRA_SOURCE.update(dict.fromkeys(_SPATIAL_RENDER, _spatial_source))
 _EMBEDS[_spatial_source] = ()   # binds no compiled kernel: the report lists none for it
+
+# -- hop: Hopfield relaxation (kernels of mpc.hop.kernels, NumPy only: the work is BLAS matmuls) -----
+_HOP_NAMES = ("hop_relax",)
+
+
+def _hop_kernel_source() -> str:
+    """The relaxation kernels (mpc.hop.kernels), embedded so model.py stands alone."""
+    import mpc.hop.kernels
+    return _kernel_module("hop kernels", inspect.getsource(mpc.hop.kernels), _HOP_NAMES)
+
+
+@renders("hop.relax")
+def _hop_relax(op, a):
+    from mpc.ir.ops_hop import Schedule, couplings
+    at = op.attrs
+    return (f"hop_relax({a[0]}, {a[1]}, {a[2]}, ({''.join(f'{b}, ' for b in a[3:])}), {_lit(at.sizes)}, "
+            f"{_lit(tuple(f.value for f in at.acts))}, {_lit(tuple(couplings(at)))}, "
+            f"{at.schedule is Schedule.JACOBI}, {_lit(at.tol)}, {at.max_iter}, {_lit(at.damping)})")
+
+
+@renders("hop.readout")
+def _hop_readout(op, a):
+    return f"{a[0]}[:, {op.attrs.offset}:{op.attrs.offset + op.attrs.size}]"
+
+
+_EMBEDS[_hop_kernel_source] = _HOP_NAMES
+EXTRA_SOURCE["hop.relax"] = _hop_kernel_source

@@ -315,3 +315,34 @@ LOWERINGS.update(_TENSOR_LOWERINGS)
 from mpc.backends.torch_spatial import LOWERINGS as _SPATIAL_LOWERINGS
 
 LOWERINGS.update(_SPATIAL_LOWERINGS)
+
+# -- hop lowerings: the relaxation of mpc.hop.kernels, written with torch ops ------------------------
+_HOP_ACTS = {"identity": lambda u: u, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+
+
+def _hop_step(states, blocks, pairs, c, acts, jacobi, damping):
+    """One Gauss-Seidel sweep or Jacobi iteration, damped as in mpc.hop.kernels; (new states, largest change)."""
+    new = list(states)
+    for k in range(len(states)):
+        src = states if jacobi else new
+        u = c[k] + sum((src[j] @ b.T for (d, j), b in zip(pairs, blocks) if d == k), torch.zeros_like(c[k]))
+        new[k] = _HOP_ACTS[acts[k]](u if damping == 1.0 else (1 - damping) * states[k] + damping * u)
+    return new, max(float((n - o).abs().max()) if n.numel() else 0.0 for n, o in zip(new, states))
+
+
+def _hop_relax(a, x, theta0, bias, *blocks):
+    from mpc.ir.ops_hop import Schedule, couplings
+    pairs, acts, jacobi = couplings(a), [f.value for f in a.acts], a.schedule is Schedule.JACOBI
+    c = [b.expand(x.shape[0], -1) for b in torch.split(bias, list(a.sizes))]
+    c[0] = x @ theta0.T + c[0]
+    states, _ = _hop_step([torch.zeros_like(ck) for ck in c], blocks, pairs, c, acts, jacobi, a.damping)
+    for _ in range(1, a.max_iter):
+        nxt, change = _hop_step(states, blocks, pairs, c, acts, jacobi, a.damping)
+        if change <= a.tol:
+            break
+        states = nxt
+    return torch.cat(states, dim=-1)
+
+
+LOWERINGS["hop.relax"] = _hop_relax
+LOWERINGS["hop.readout"] = lambda a, s: s[:, a.offset:a.offset + a.size]

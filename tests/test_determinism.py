@@ -32,6 +32,7 @@ CASES = {
     "mlp-float": [str(MODELS / "digits_mlp.onnx"), "--target", "float", "--dump-ir-after", "all"],
     "cnn-float": [str(MODELS / "digits_cnn.onnx"), "--target", "float", "--dump-ir-after", "all"],
     "mlp-mp": [str(MODELS / "digits_mlp.onnx"), "--target", "mp", "--calib", str(DATA / "digits_train.npz")],
+    "mlp-hopfield": [str(MODELS / "digits_mlp.onnx"), "--target", "hopfield", "--lambda", "0.25"],
 }
 
 

@@ -200,8 +200,14 @@ def cmd_finetune(args) -> int:
     from mpc.data import load_data
     from mpc.driver.compiler import compile_model, log, write_outdir
     settings = _settings(args)
+    if settings.target == "hopfield":   # dual propagation, EP or backprop (mpc.driver.hop_finetune)
+        from mpc.driver.hop_finetune import finetune_hopfield
+        _check_output(Path(args.output), args)
+        return finetune_hopfield(args, settings)
+    if args.method is not None or args.beta is not None:
+        raise BadFlag("--method and --beta apply to --target hopfield only")
     if settings.target != "mp":
-        raise BadFlag(f"mpc finetune supports --target mp only, got '{settings.target}'")
+        raise BadFlag(f"mpc finetune supports --target mp and hopfield only, got '{settings.target}'")
     outdir = Path(args.output)
     _check_output(outdir, args)
     from mpc.driver.oracle import run_source
@@ -340,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=positive_float, default=2e-3, help="AdamW learning rate")
     s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--learn-gamma", action="store_true", help="learn gamma too (snapped to the grid at the end)")
+    s.add_argument("--method", choices=("dualprop", "ep", "backprop"), default=None,
+                   help="hopfield target: dual propagation (default), equilibrium propagation (--lambda 1) or backprop")
+    s.add_argument("--beta", type=positive_float, default=None, help="hopfield target: nudging strength (default 0.5)")
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_finetune)

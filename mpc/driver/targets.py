@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mpc.driver.flagtypes import int_range, positive_float
+from mpc.driver.flagtypes import unit_interval as lambda_float
 from mpc.errors import BadFlag
 
 
@@ -41,6 +42,12 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
                        "mp-calibrate", "gain_terms"),
                   Flag("gain", str, "MP gains as shift-add constants (default) or plain floats",
                        "mp-calibrate", "gain", choices=("shift-add", "float")))),
+    Target("hopfield", "canonicalize,lower-hopfield,dce",
+           "layered Hopfield network (dyadic neurons, Hoier et al. 2024): one relaxation with W_lambda connectivity",
+           flags=(Flag("lambda", lambda_float, "W_lambda = theta - theta^T + 2 lambda theta^T: 0.5 feedforward "
+                       "(default), 1 symmetric, 0 skew-symmetric", "lower-hopfield", "lam"),
+                  Flag("schedule", str, "relaxation schedule (default sweeps)", "lower-hopfield", "schedule",
+                       choices=("sweeps", "jacobi")))),
 ]}
 
 

@@ -2,7 +2,8 @@
 
 Other code imports from `mpc.ir` only. Op families are imported here by an explicit list.
 """
-from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.* kinds)
+from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.*, hop.* kinds)
+           ops_hop,
            ops_mp,
            ops_nn,
            ops_nn_spatial,
@@ -36,7 +37,7 @@ from mpc.ir.rewrite import (
 from mpc.ir.types import DType, TensorType
 from mpc.ir.verify import verify_graph
 
-FAMILIES = ["nn", "mp", "np"]
+FAMILIES = ["nn", "mp", "np", "hop"]
 
 __all__ = [
            "TRAITS",

@@ -163,6 +163,21 @@ dilations = [1, 2], group = 2} : {t}[2,6,3,3]
   weight @gain : {t}[6]
   %y = mp.conv2d(%x, @w, @gain) {gamma = 1.0, group = 2} : {t}[2,2,6,4,4]
 }""",
+    "hop_relax_feedforward": """graph @g(%x: {t}[5,4]) -> (%y: {t}[5,2]) {
+  weight @t0 : {t}[3,4]
+  weight @b : {t}[5]
+  weight @w10 : {t}[2,3]
+  %s = hop.relax(%x, @t0, @b, @w10) {sizes = [3, 2], acts = [relu, identity], blocks = ["1<0"]} : {t}[5,5]
+  %y = hop.readout(%s) {offset = 3, size = 2} : {t}[5,2]
+}""",
+    "hop_relax_jacobi_feedback": """graph @g(%x: {t}[5,4]) -> (%s: {t}[5,5]) {
+  weight @t0 : {t}[3,4]
+  weight @b : {t}[5]
+  weight @w10 : {t}[2,3]
+  weight @w01 : {t}[3,2]
+  %s = hop.relax(%x, @t0, @b, @w10, @w01) {sizes = [3, 2], acts = [tanh, sigmoid], blocks = ["1<0", "0<1"], \
+lam = 1.0, schedule = jacobi, max_iter = 7} : {t}[5,5]
+}""",
 }
 
 # the tensor, elementwise, logic and reduction op kinds (mpc/ir/ops_nn_tensor.py)

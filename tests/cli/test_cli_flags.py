@@ -57,7 +57,7 @@ def test_debug_is_accepted_anywhere(tmp_path, capsys, where):
     rc, _, err = run_cli(capsys, *argv)
     assert rc == 2
     assert "Traceback (most recent call last)" in err
-    assert err.splitlines()[-1] == "mpc: error: unknown target 'bogus' (expected one of: float, mp)"
+    assert err.splitlines()[-1] == "mpc: error: unknown target 'bogus' (expected one of: float, hopfield, mp)"
 
 
 def test_debug_after_the_command_converts(tmp_path, capsys):
