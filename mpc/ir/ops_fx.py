@@ -29,7 +29,7 @@ from mpc.ir.opdefs import InferError, define
 from mpc.ir.types import FLOATS, DType, TensorType, broadcast_shapes
 
 MAX_IN, MAX_OUT = 32, 62
-PURE = frozenset({"pure", "foldable"})
+PURE = frozenset({"pure"})   # not foldable: the datapath of a fixed-point backend, kept as ops
 
 
 @dataclass(frozen=True)
