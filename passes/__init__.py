@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (each import registers its pass)
     gemm_to_matmul,
     mp_calibrate,
     mp_rewrite,
+    quantize,
     remove_identity,
 )
 

@@ -60,6 +60,8 @@ def _conversion_flags(p: argparse.ArgumentParser, need_target: bool = True) -> N
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     p.add_argument("--progress", action="store_true",
                    help="show progress bars even when stderr is not a terminal")
+    from mpc.driver.fxflags import add_flags
+    add_flags(p)
 
 
 def _inputs(args) -> list[str]:
@@ -103,7 +105,8 @@ def _pipeline(args, target) -> str:
             raise BadFlag(f"--{flag.name} sets option {flag.option} of {flag.pass_name}, which the pipeline "
                           f"'{pipeline}' does not run")
         options.setdefault(flag.pass_name, {})[flag.option] = value
-    return set_options(pipeline, options)
+    from mpc.driver.fxflags import with_quantize
+    return with_quantize(set_options(pipeline, options), args)
 
 
 def _settings(args, **over):

@@ -1,0 +1,68 @@
+"""What `mpc verify` adds for fixed point: the float converted graph beside the quantized one, and
+the compiled C checked against the emulator (the interpreter's fx kernels) integer by integer.
+
+`compile_with_float` runs the pipeline up to `quantize`, keeps a copy (the float converted graph),
+then runs the rest; `fx_measure` compares the two on the verify data; `c_measure` builds the C
+backend's output with the host gcc and counts output integers that differ from the emulator's.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from mpc.data import Dataset, batches
+from mpc.driver.compiler import Settings, compile_model, pipeline_for
+from mpc.ir import Graph, clone, run
+from mpc.passmanager import parse_pipeline, run_pipeline
+
+
+def compile_with_float(spec: str, settings: Settings, loaded) -> tuple[Graph, Graph | None]:
+    """The converted graph and, when the pipeline quantizes, the graph just before `quantize`."""
+    stages = [str(s) for s in parse_pipeline(pipeline_for(settings))]
+    names = [s.split("{")[0] for s in stages]
+    if "quantize" not in names:
+        return compile_model(spec, settings, loaded=loaded).graph, None
+    i = names.index("quantize")
+    compiled = compile_model(spec, replace(settings, passes=",".join(stages[:i])), loaded=loaded)
+    float_graph = clone(compiled.graph)
+    if compiled.ctx is not None and compiled.ctx.dataset is None:
+        from mpc.driver.compiler import calibration_data
+        compiled.ctx.dataset = calibration_data(settings, loaded)
+    run_pipeline(compiled.graph, ",".join(stages[i:]), compiled.ctx)
+    return compiled.graph, float_graph
+
+
+def _top1(a: np.ndarray) -> np.ndarray | None:
+    return a.reshape(a.shape[0], -1).argmax(axis=1) if a.ndim >= 2 and a.shape[0] else None
+
+
+def fx_measure(float_graph: Graph, graph: Graph, data: Dataset) -> dict[str, Any]:
+    """Accuracy of the float converted graph, and the fixed-point graph's agreement and error against it."""
+    name = graph.outputs[0].name
+    fl, fxd = [], []
+    for feeds, _ in batches(data, 256):
+        fl.append(run(float_graph, feeds)[name])
+        fxd.append(run(graph, feeds)[name])
+    f, q = np.concatenate(fl), np.concatenate(fxd)
+    tf, tq = _top1(f), _top1(q)
+    out = {"float_converted_max_abs_err": float(np.abs(q.astype(np.float64) - f).max(initial=0.0)),
+           "float_converted_agreement": None if tf is None else float((tf == tq).mean()),
+           "float_converted_accuracy": None}
+    if data.labels is not None and tf is not None:
+        out["float_converted_accuracy"] = float((tf == data.labels).mean())
+    return out
+
+
+def print_fx(r: dict[str, Any]) -> None:
+    """The fixed-point lines of the verify table (nothing when the graph is not quantized)."""
+    if "float_converted_agreement" not in r and "c_mismatches" not in r:
+        return
+    pct = (lambda v: "-" if v is None else f"{100 * v:.2f}%")
+    if "float_converted_agreement" in r:
+        print(f"  vs float converted  accuracy {pct(r['float_converted_accuracy'])}   top-1 agreement "
+              f"{pct(r['float_converted_agreement'])}   max abs err {r['float_converted_max_abs_err']:.3g}")
+    if "c_mismatches" in r:
+        print(f"  C vs emulator    {r['c_mismatches']} of {r['c_elements']} output integers differ "
+              f"({r['c_samples']} samples, gcc -O2)")
