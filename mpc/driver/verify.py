@@ -53,6 +53,9 @@ def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 
     result |= _measure(loaded, source_graph, graph, data, layers, outputs, settings)
     if float_graph is not None:
         result |= fx_measure(float_graph, graph, data)
+    if "c" in settings.emit:   # the emitted C, compiled with the host gcc, against the emulator
+        from mpc.driver.verify_fx import c_measure
+        result |= c_measure(graph, data)
     result["checks"] = run_checks(result, thresholds)
     return result
 

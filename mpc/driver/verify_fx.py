@@ -66,3 +66,40 @@ def print_fx(r: dict[str, Any]) -> None:
     if "c_mismatches" in r:
         print(f"  C vs emulator    {r['c_mismatches']} of {r['c_elements']} output integers differ "
               f"({r['c_samples']} samples, gcc -O2)")
+
+
+def emulator_io(graph: Graph, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The emulator's quantized input integers and output integers (before fx.dequantize), all samples."""
+    from mpc.backends.c import _boundary
+    qin, qout = _boundary(graph)
+    ins, outs = [], []
+    for feeds, _ in batches(data, 256):
+        got = run(graph, feeds, keep_all=True)
+        ins.append(got[qin.name])
+        outs.append(got[qout.name])
+    return np.concatenate(ins), np.concatenate(outs)
+
+
+def c_measure(graph: Graph, data: Dataset, extra_flags: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Emit C for `graph`, compile it with the host gcc, run every sample, count differing output integers."""
+    import tempfile
+    from pathlib import Path
+
+    from mpc.backends import BACKENDS
+    from mpc.backends.base import lower
+    from mpc.backends.c import render_c
+    from mpc.backends.c.build import HOST_FLAGS, compile_host, run_host
+    lowered, _ = lower(BACKENDS["c"], graph)
+    qin, qout = emulator_io(lowered, data)
+    with tempfile.TemporaryDirectory(prefix="mpc-verify-c-") as tmp:
+        d = Path(tmp)
+        c, h, main, _ = render_c(lowered)
+        for name, text in (("model.c", c), ("model.h", h), ("main.c", main)):
+            (d / name).write_text(text)
+        exe = compile_host(d, d / "model", extra_flags)
+        raw = run_host(exe, np.ascontiguousarray(qin).tobytes())
+    got = np.frombuffer(raw, dtype=qout.dtype)
+    want = qout.reshape(-1)
+    mismatches = int(want.size) if got.size != want.size else int((got != want).sum())
+    return {"c_mismatches": mismatches, "c_samples": int(qin.shape[0]), "c_elements": int(want.size),
+            "c_flags": " ".join(HOST_FLAGS + extra_flags)}
