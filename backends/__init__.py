@@ -4,6 +4,6 @@ from mpc.backends.base import Backend
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in [numpy_backend.BACKEND]}
 
-from mpc.backends import c as c_backend  # noqa: E402  (fixed-point C: backends/c/)
+from mpc.backends import c as c_backend  # fixed-point C99 (backends/c/)
 
 BACKENDS[c_backend.BACKEND.name] = c_backend.BACKEND

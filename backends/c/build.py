@@ -34,7 +34,7 @@ def tool(name: str) -> str:
 
 
 def _run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, capture_output=True, **kw)
+    p = subprocess.run(cmd, capture_output=True, check=False, **kw)
     if p.returncode != 0:
         err = p.stderr.decode(errors="replace").strip().splitlines()
         raise BuildError(f"{what} failed (exit {p.returncode}): {' | '.join(err[:6])}")

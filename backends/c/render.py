@@ -176,7 +176,7 @@ def _avgpool(op: Op, n: Names) -> list[str]:
 def _conv(op: Op, n: Names) -> list[str]:
     a = op.attrs
     x, w = op.operands
-    c, hh, ww = n.shape[id(x)]
+    _c, hh, ww = n.shape[id(x)]
     m, oh, ow = n.shape[id(op.results[0])]
     cg, kh, kw = w.type.shape[1:]
     mg = m // a.group
@@ -210,8 +210,8 @@ def _mp_output(op: Op, n: Names, row: str, out: str) -> list[str]:
     halvings = op.attrs.gamma.bit_length()
     t = op.operands[2].type.shape[1]
     sh, sg = n.of(op.operands[2]), n.of(op.operands[3])
-    return [f"        d = mpc_mp_alpha(mp_a, {row}, {op.attrs.gamma}, {halvings})"
-            f" - mpc_mp_alpha(mp_b, {row}, {op.attrs.gamma}, {halvings});",
+    return [(f"        d = mpc_mp_alpha(mp_a, {row}, {op.attrs.gamma}, {halvings})"
+            f" - mpc_mp_alpha(mp_b, {row}, {op.attrs.gamma}, {halvings});"),
             "        y = 0;",
             f"        for (k = gk; k < gk + {t}; k++) {{",
             f"            if ({sg}[k] > 0)", f"                y += mpc_shl(d, {sh}[k]);",
@@ -239,7 +239,7 @@ def _mp_dot(op: Op, n: Names) -> list[str]:
 def _mp_conv(op: Op, n: Names) -> list[str]:
     a = op.attrs
     x, w = op.operands[:2]
-    c, hh, ww = n.shape[id(x)]
+    _c, hh, ww = n.shape[id(x)]
     m, oh, ow = n.shape[id(op.results[0])]
     cg, kh, kw = w.type.shape[1:]
     d, mg = cg * kh * kw, m // a.group
