@@ -33,7 +33,8 @@ def tool(name: str) -> str:
     return path
 
 
-def _run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
+def run_tool(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
+    """Run a build tool; BuildError quoting its first stderr lines when it fails."""
     p = subprocess.run(cmd, capture_output=True, check=False, **kw)
     if p.returncode != 0:
         err = p.stderr.decode(errors="replace").strip().splitlines()
@@ -43,19 +44,19 @@ def _run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
 
 def compile_host(cdir: Path, exe: Path, extra: tuple[str, ...] = (), cc: str = "gcc") -> Path:
     """Compile main.c + model.c in `cdir` with the host compiler into `exe`."""
-    _run([tool(cc), *HOST_FLAGS, *extra, "-o", str(exe), str(cdir / "main.c"), str(cdir / "model.c")],
+    run_tool([tool(cc), *HOST_FLAGS, *extra, "-o", str(exe), str(cdir / "main.c"), str(cdir / "model.c")],
          f"{cc} {' '.join(HOST_FLAGS + extra)}")
     return exe
 
 
 def run_host(exe: Path, raw_in: bytes, timeout: float = 600) -> bytes:
     """Run a compiled driver on raw input bytes; its raw output."""
-    return _run([str(exe)], str(exe.name), input=raw_in, timeout=timeout).stdout
+    return run_tool([str(exe)], str(exe.name), input=raw_in, timeout=timeout).stdout
 
 
 def section_sizes(obj: Path, size_tool: str = "size") -> dict[str, int]:
     """text, data, bss bytes of an object or executable (Berkeley format of binutils size)."""
-    out = _run([tool(size_tool), str(obj)], size_tool).stdout.decode().splitlines()
+    out = run_tool([tool(size_tool), str(obj)], size_tool).stdout.decode().splitlines()
     text, data, bss = (int(v) for v in out[1].split()[:3])
     return {"text": text, "data": data, "bss": bss}
 
@@ -64,6 +65,6 @@ def model_object_sizes(cdir: Path, work: Path, arm: bool = False) -> dict[str, i
     """Sizes of model.c alone compiled for the host (-O2) or Cortex-M4 (-Os): code+rodata, RAM."""
     cc, flags, size = ("arm-none-eabi-gcc", ARM_FLAGS, "arm-none-eabi-size") if arm else ("gcc", HOST_FLAGS, "size")
     obj = work / ("model_arm.o" if arm else "model_host.o")
-    _run([tool(cc), *flags, "-c", "-o", str(obj), str(cdir / "model.c")], f"{cc} -c model.c")
+    run_tool([tool(cc), *flags, "-c", "-o", str(obj), str(cdir / "model.c")], f"{cc} -c model.c")
     s = section_sizes(obj, size)
     return {"flash_bytes": s["text"] + s["data"], "ram_bytes": s["data"] + s["bss"], **s}

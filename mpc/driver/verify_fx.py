@@ -66,6 +66,11 @@ def print_fx(r: dict[str, Any]) -> None:
     if "c_mismatches" in r:
         print(f"  C vs emulator    {r['c_mismatches']} of {r['c_elements']} output integers differ "
               f"({r['c_samples']} samples, gcc -O2)")
+    if "c_cortex_m_mismatches" in r:
+        print(f"  Cortex-M4 (qemu) {r['c_cortex_m_mismatches']} output integers differ ({r['c_cortex_m_samples']} "
+              f"samples; flash {r['c_cortex_m_flash_bytes']} B, RAM {r['c_cortex_m_ram_bytes']} B)")
+    elif "c_cortex_m" in r:
+        print(f"  Cortex-M4        {r['c_cortex_m']}")
 
 
 def emulator_io(graph: Graph, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -98,8 +103,31 @@ def c_measure(graph: Graph, data: Dataset, extra_flags: tuple[str, ...] = ()) ->
             (d / name).write_text(text)
         exe = compile_host(d, d / "model", extra_flags)
         raw = run_host(exe, np.ascontiguousarray(qin).tobytes())
+        arm = cortex_m_measure(d, qin, qout, types=render_c(lowered)[3])
     got = np.frombuffer(raw, dtype=qout.dtype)
     want = qout.reshape(-1)
     mismatches = int(want.size) if got.size != want.size else int((got != want).sum())
     return {"c_mismatches": mismatches, "c_samples": int(qin.shape[0]), "c_elements": int(want.size),
-            "c_flags": " ".join(HOST_FLAGS + extra_flags)}
+            "c_flags": " ".join(HOST_FLAGS + extra_flags)} | arm
+
+
+CORTEX_M_SAMPLES = 32   # samples run under qemu (each is built into the firmware image)
+
+
+def cortex_m_measure(cdir, qin: np.ndarray, qout: np.ndarray, types: str) -> dict[str, Any]:
+    """Run the first samples on an emulated Cortex-M4 (qemu, MPS2-AN386) when the Arm tools are
+    installed; mismatching output integers, flash and RAM of the firmware, or why it was skipped."""
+    from mpc.backends.c import cortexm
+    from mpc.backends.c.build import ToolMissing
+    n = min(CORTEX_M_SAMPLES, qin.shape[0])
+    in_t, out_t = types.split()
+    try:
+        elf = cortexm.build(cdir, cdir, qin[:n], in_t, out_t)
+        got = np.array(cortexm.run_qemu(elf), dtype=np.int64)
+        sizes = cortexm.firmware_sizes(elf)
+    except ToolMissing as e:
+        return {"c_cortex_m": f"not run: {e}"}
+    want = qout[:n].reshape(-1).astype(np.int64)
+    bad = int(want.size) if got.size != want.size else int((got != want).sum())
+    return {"c_cortex_m_mismatches": bad, "c_cortex_m_samples": int(n), "c_cortex_m_flash_bytes": sizes["flash_bytes"],
+            "c_cortex_m_ram_bytes": sizes["ram_bytes"]}
