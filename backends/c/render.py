@@ -237,6 +237,13 @@ def _mp_dot(op: Op, n: Names) -> list[str]:
 
 @renders("fx.mp_conv2d")
 def _mp_conv(op: Op, n: Names) -> list[str]:
+    lines = [_head(op, ": multiplierless begin")]
+    for g in range(op.attrs.group):   # one block per group: channel ranges are constants, no index products
+        lines += _mp_conv_group(op, n, g)
+    return lines + ["    /* multiplierless end */"]
+
+
+def _mp_conv_group(op: Op, n: Names, g: int) -> list[str]:
     a = op.attrs
     x, w = op.operands[:2]
     _c, hh, ww = n.shape[id(x)]
@@ -245,21 +252,20 @@ def _mp_conv(op: Op, n: Names) -> list[str]:
     d, mg = cg * kh * kw, m // a.group
     sx, sw = _mp_shifts(op)
     out = n.of(op.results[0])
-    return [_head(op, ": multiplierless begin"), f"    for (g = 0; g < {a.group}; g++)",
-            f"    for (oy = 0; oy < {oh}; oy++)", f"    for (ox = 0; ox < {ow}; ox++) {{",
-            "        j = 0;", f"        for (ci = g * {cg}; ci < g * {cg} + {cg}; ci++)",
+    return [f"    for (oy = 0; oy < {oh}; oy++)", f"    for (ox = 0; ox < {ow}; ox++) {{",
+            "        j = 0;", f"        for (ci = {g * cg}; ci < {(g + 1) * cg}; ci++)",
             f"            for (ky = 0; ky < {kh}; ky++)", f"                for (kx = 0; kx < {kw}; kx++) {{",
             f"                    int iy = oy * {a.strides[0]} - {a.pads[0]} + ky * {a.dilations[0]};",
             f"                    int ix = ox * {a.strides[1]} - {a.pads[1]} + kx * {a.dilations[1]};",
             f"                    mp_x[j++] = (iy < 0 || iy >= {hh} || ix < 0 || ix >= {ww}) ? 0 :",
             f"                        mpc_shl({n.of(x)}[(ci * {hh} + iy) * {ww} + ix], {sx});",
             "                }",
-            f"        wk = g * {mg * d};", f"        gk = g * {mg * op.operands[2].type.shape[1]};",
-            f"        for (oc = g * {mg}; oc < g * {mg} + {mg}; oc++) {{",
+            f"        wk = {g * mg * d};", f"        gk = {g * mg * op.operands[2].type.shape[1]};",
+            f"        for (oc = {g * mg}; oc < {(g + 1) * mg}; oc++) {{",
             f"            for (j = 0; j < {d}; j++) {{",
             f"                int64_t ws = mpc_shl({n.of(w)}[wk + j], {sw});",
             "                mp_a[j] = mp_x[j] + ws >= 0 ? mp_x[j] + ws : -(mp_x[j] + ws);",
             "                mp_b[j] = mp_x[j] - ws >= 0 ? mp_x[j] - ws : -(mp_x[j] - ws);", "            }",
             f"            wk += {d};",
             *("    " + s for s in _mp_output(op, n, str(d), f"{out}[(oc * {oh} + oy) * {ow} + ox]")),
-            "        }", "    }", "    /* multiplierless end */"]
+            "        }", "    }"]
