@@ -45,6 +45,13 @@ def ctype_of(width: int) -> str:
     return f"int{next(b for b in (8, 16, 32, 64) if b >= width)}_t"
 
 
+def ctype(dtype) -> str:
+    """The C element type of an IR element type: float/double, or the container of a signed width."""
+    if dtype.is_float:
+        return {32: "float", 64: "double"}.get(dtype.width) or "float"
+    return ctype_of(dtype.width)
+
+
 def _ovf(op: Op, expr: str) -> str:
     to = op.results[0].type.dtype
     sat = int(op.attrs.overflow is Overflow.SATURATE)
@@ -139,7 +146,8 @@ def _matmul(op: Op, n: Names) -> list[str]:
             f"        {n.of(op.results[0])}[h] = {_ovf(op, 'acc')};", "    }"]
 
 
-def _window(op: Op, n: Names, kernel, fill_taps: Callable[[str], list[str]], init: str, finish: str) -> list[str]:
+def _window(op: Op, n: Names, kernel, fill_taps: Callable[[str], list[str]], init: str, finish: str,
+            acc: str = "int64_t") -> list[str]:
     """Loops over channels and output positions, and over the taps of a window that lie inside x."""
     a = op.attrs
     c, hh, ww = n.shape[id(op.operands[0])]
@@ -147,7 +155,7 @@ def _window(op: Op, n: Names, kernel, fill_taps: Callable[[str], list[str]], ini
     x, y = n.of(op.operands[0]), n.of(op.results[0])
     dil = getattr(a, "dilations", (1, 1))
     return [_head(op), f"    for (ch = 0; ch < {c}; ch++)", f"        for (oy = 0; oy < {oh}; oy++)",
-            f"            for (ox = 0; ox < {ow}; ox++) {{", f"                int64_t r = {init};",
+            f"            for (ox = 0; ox < {ow}; ox++) {{", f"                {acc} r = {init};",
             f"                for (ky = 0; ky < {kernel[0]}; ky++)", f"                    for (kx = 0; kx < {kernel[1]}; kx++) {{",
             f"                        int iy = oy * {a.strides[0]} - {a.pads[0]} + ky * {dil[0]};",
             f"                        int ix = ox * {a.strides[1]} - {a.pads[1]} + kx * {dil[1]};",

@@ -47,10 +47,26 @@ def _mp_counts(op: Op, rows: int, h: int, d: int, terms: int) -> Counter:
     return Counter({key: v * rows * h for key, v in c.items()})
 
 
+FLOAT_AS = {"nn.matmul": "fx.matmul", "nn.conv2d": "fx.conv2d", "nn.relu": "fx.relu", "nn.maxpool2d": "fx.maxpool2d"}
+
+
 def op_counts(op: Op) -> Counter:
-    """Operations one sample costs in the C of `op` (see the module docstring)."""
+    """Operations one sample costs in the C of `op` (see the module docstring); float ops count alike,
+    without the saturation compares of fixed point."""
     n = math.prod(_sample(op)) if op.results[0].type.rank else 1
-    kind = op.kind
+    if op.kind in ("nn.add", "nn.sub"):
+        return Counter(add=n)
+    if op.kind == "nn.mul":
+        return Counter(multiply=n)
+    if op.kind in FLOAT_AS:
+        c = _counts(op, FLOAT_AS[op.kind], n)
+        if op.kind in ("nn.matmul", "nn.conv2d"):   # no saturation in float
+            c.pop("compare", None)
+        return c
+    return _counts(op, op.kind, n)
+
+
+def _counts(op: Op, kind: str, n: int) -> Counter:
     if kind in ("fx.quantize", "fx.dequantize", "nn.flatten", "nn.reshape", "nn.identity"):
         return Counter()
     if kind in ("fx.cast", "fx.add"):

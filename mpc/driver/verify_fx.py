@@ -63,7 +63,10 @@ def print_fx(r: dict[str, Any]) -> None:
     if "float_converted_agreement" in r:
         print(f"  vs float converted  accuracy {pct(r['float_converted_accuracy'])}   top-1 agreement "
               f"{pct(r['float_converted_agreement'])}   max abs err {r['float_converted_max_abs_err']:.3g}")
-    if "c_mismatches" in r:
+    if "c_max_abs_err" in r:
+        print(f"  float C vs interpreter  {r['c_mismatches']} of {r['c_elements']} outputs beyond rtol "
+              f"{FLOAT_RTOL:g}, max abs err {r['c_max_abs_err']:.3g} ({r['c_samples']} samples, gcc -O2)")
+    elif "c_mismatches" in r:
         print(f"  C vs emulator    {r['c_mismatches']} of {r['c_elements']} output integers differ "
               f"({r['c_samples']} samples, gcc -O2)")
     if "c_cortex_m_mismatches" in r:
@@ -95,6 +98,8 @@ def c_measure(graph: Graph, data: Dataset, extra_flags: tuple[str, ...] = ()) ->
     from mpc.backends.c import render_c
     from mpc.backends.c.build import HOST_FLAGS, compile_host, run_host
     lowered, _ = lower(BACKENDS["c"], graph)
+    if not any(op.kind.startswith("fx.") for op in lowered.ops):
+        return _c_float(lowered, data, extra_flags)
     qin, qout = emulator_io(lowered, data)
     with tempfile.TemporaryDirectory(prefix="mpc-verify-c-") as tmp:
         d = Path(tmp)
@@ -131,3 +136,31 @@ def cortex_m_measure(cdir, qin: np.ndarray, qout: np.ndarray, types: str) -> dic
     bad = int(want.size) if got.size != want.size else int((got != want).sum())
     return {"c_cortex_m_mismatches": bad, "c_cortex_m_samples": int(n), "c_cortex_m_flash_bytes": sizes["flash_bytes"],
             "c_cortex_m_ram_bytes": sizes["ram_bytes"]}
+
+
+FLOAT_RTOL = 1e-4   # float C sums in its own order: agreement to rounding, relative to max(1, |value|)
+
+
+def _c_float(graph: Graph, data: Dataset, extra_flags: tuple[str, ...]) -> dict[str, Any]:
+    """Float C against the interpreter: the largest difference and the elements beyond FLOAT_RTOL."""
+    import tempfile
+    from pathlib import Path
+
+    from mpc.backends.c import render_c
+    from mpc.backends.c.build import HOST_FLAGS, compile_host, run_host
+    name_in, name_out = graph.inputs[0].name, graph.outputs[0].name
+    x = np.ascontiguousarray(data.feeds[name_in], dtype=np.float32)
+    want = np.concatenate([run(graph, feeds)[name_out] for feeds, _ in batches(data, 256)]).reshape(-1)
+    with tempfile.TemporaryDirectory(prefix="mpc-verify-c-") as tmp:
+        d = Path(tmp)
+        c, h, main, _ = render_c(graph)
+        for fname, text in (("model.c", c), ("model.h", h), ("main.c", main)):
+            (d / fname).write_text(text)
+        got = np.frombuffer(run_host(compile_host(d, d / "model", extra_flags), x.tobytes()), dtype=np.float32)
+    if got.size != want.size:
+        return {"c_mismatches": int(want.size), "c_samples": int(x.shape[0]), "c_elements": int(want.size)}
+    diff = np.abs(got.astype(np.float64) - want)
+    bad = int((diff > FLOAT_RTOL * np.maximum(1.0, np.abs(want))).sum())
+    return {"c_mismatches": bad, "c_samples": int(x.shape[0]), "c_elements": int(want.size),
+            "c_max_abs_err": float(diff.max(initial=0.0)), "c_flags": " ".join(HOST_FLAGS + extra_flags),
+            "c_cortex_m": "not run: float graphs run on the host only"}

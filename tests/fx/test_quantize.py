@@ -85,9 +85,15 @@ def test_bad_config_is_one_line_error(tmp_path, capsys, text, message):
     assert rc == 2 and message in error_line(err)
 
 
-def test_float_graph_to_c_without_quantize_is_rejected_by_name(tmp_path, capsys):
-    rc, _, err = run_cli(capsys, "convert", MLP, "--target", "float", "--emit", "c", "-o", tmp_path / "o", "-q")
-    assert rc == 2 and "nn.matmul" in error_line(err) and "c backend" in error_line(err)
+def test_float_c_agrees_with_the_interpreter(capsys):
+    r = verify_json(capsys, "--target", "float", "--emit", "c")
+    assert r["c_samples"] == 540 and r["c_mismatches"] == 0 and r["c_max_abs_err"] < 1e-4
+
+
+def test_mp_graph_to_c_without_quantize_is_rejected_by_name(tmp_path, capsys):
+    rc, _, err = run_cli(capsys, "convert", MLP, "--target", "mp", "--gamma", "8", "--emit", "c",
+                         "-o", tmp_path / "o", "-q")
+    assert rc == 2 and "mp.dot" in error_line(err) and "c backend" in error_line(err)
 
 
 def test_quantized_conversion_is_byte_identical(tmp_path, capsys):
