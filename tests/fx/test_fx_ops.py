@@ -155,3 +155,32 @@ def test_avgpool_needs_power_of_two_area():
         parse(text, {
             "k": np.zeros((3, 2, 3, 3), np.int8), "w": np.zeros((3, 8), np.int8),
             "s": np.zeros((3, 2), np.int8), "t": np.zeros((3, 2), np.int8)})
+
+
+def test_mp_dot_matches_reference_from_the_definition():
+    """fx.mp_dot = Σ_t sign·(⌊α⌋ - ⌊β⌋)·2^shift, α, β the exact thresholds of |x·c + w|, |x·c - w|."""
+    rng = np.random.default_rng(7)
+    d, h = 6, 4
+    w = rng.integers(-128, 128, (h, d)).astype(np.int8)
+    shift = rng.integers(0, 5, (h, 2)).astype(np.int8)
+    sign = rng.integers(-1, 2, (h, 2)).astype(np.int8)
+    text = f"""graph @g(%x: f32[N,{d}]) -> (%y: f32[N,{h}]) {{
+  weight @w : fx<8,6>[{h},{d}]
+  weight @s : i8[{h},2]
+  weight @t : i8[{h},2]
+  %0 = fx.quantize(%x) {{to = "fx<8,5>"}} : fx<8,5>[N,{d}]
+  %1 = fx.mp_dot(%0, @w, @s, @t) {{gamma = 150, to = "fx<40,6>", c_shift = -1}} : fx<40,6>[N,{h}]
+  %y = fx.dequantize(%1) {{to = f64}} : f64[N,{h}]
+}}
+"""
+    g = parse(text.replace("-> (%y: f32", "-> (%y: f64"), {"w": w, "s": shift, "t": sign})
+    x = rng.uniform(-3, 3, (40, d)).astype(np.float32)
+    got = run(g, {"x": x}, keep_all=True)
+    q = got["0"].astype(np.int64)
+    for n in range(x.shape[0]):
+        xs = q[n]   # c = 1/2: x·c is the stored integer read at fraction 5 + 1 = 6, the weight's: no shift
+        for j in range(h):
+            fa, fb = (ref_alpha(np.abs(xs + s * w[j].astype(np.int64)), 150) for s in (1, -1))
+            diff = math.floor(fa + 1e-9) - math.floor(fb + 1e-9)
+            want = sum(int(sign[j, t]) * diff * 2 ** int(shift[j, t]) for t in range(2))
+            assert int(got["1"][n, j]) == want
