@@ -113,7 +113,8 @@ def _settings(args, **over):
     from mpc.driver.compiler import Settings
     from mpc.driver.targets import get_target
     target = get_target(args.target)
-    return Settings(target=target.name, passes=_pipeline(args, target), emit=args.emit, calib=args.calib,
+    from mpc.driver.fxflags import default_emit
+    return Settings(target=target.name, passes=_pipeline(args, target), emit=default_emit(args), calib=args.calib,
                     dump_ir_after=args.dump_ir_after, input_shape=args.input_shape, exporter=args.exporter,
                     static_batch=args.static_batch, quiet=args.quiet, progress=args.progress, seed=args.seed,
                     **over)

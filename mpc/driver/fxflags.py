@@ -11,7 +11,8 @@ from mpc.errors import BadFlag
 def add_flags(p: argparse.ArgumentParser) -> None:
     """Add --quantize and --quantize-config to a conversion subcommand."""
     p.add_argument("--quantize", type=int_range(2, 32), metavar="W", default=None,
-                   help="fixed point: W-bit formats for every tensor from calibration ranges (any target)")
+                   help="fixed point: W-bit formats for every tensor from calibration ranges (any target; "
+                        "the default --emit becomes c)")
     p.add_argument("--quantize-config", metavar="FILE.toml", default=None,
                    help="fixed point: per-tensor widths/fractions, rounding and overflow (TOML)")
 
@@ -27,3 +28,9 @@ def with_quantize(pipeline: str, args) -> str:
         raise BadFlag(f"--quantize-config: the file name '{config}' may not contain , {{ }} or =")
     options = ([f"width={width}"] if width is not None else []) + ([f"config={config}"] if config else [])
     return f"{pipeline},quantize{{{','.join(options)}}}"
+
+
+def default_emit(args) -> tuple[str, ...]:
+    """--emit, where a quantized conversion's default is the C backend (model.py has no fixed point)."""
+    quantized = getattr(args, "quantize", None) is not None or getattr(args, "quantize_config", None) is not None
+    return ("c",) if quantized and tuple(args.emit) == ("numpy",) else tuple(args.emit)

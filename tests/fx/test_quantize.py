@@ -103,3 +103,10 @@ def test_quantized_conversion_is_byte_identical(tmp_path, capsys):
         assert rc == 0, err
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert files and all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+
+
+def test_quantized_conversion_emits_c_by_default(tmp_path, capsys):
+    rc, _, err = run_cli(capsys, "convert", MLP, "--target", "float", "--quantize", "8", "--calib", TRAIN,
+                         "-o", tmp_path / "o", "-q")
+    assert rc == 0, err
+    assert (tmp_path / "o" / "c" / "model.c").is_file() and not (tmp_path / "o" / "model.py").exists()
