@@ -21,6 +21,7 @@ import numpy as np
 from mpc.backends.base import Backend, Emitted
 from mpc.backends.c.render import RENDER, Names, ctype
 from mpc.backends.c.render_float import RENDER_FLOAT
+from mpc.backends.c.resources import c_section
 from mpc.backends.c.runtime import HELPERS, MAIN_C, MAKEFILE, MP_HELPER
 
 from mpc import __version__
@@ -182,8 +183,7 @@ def write(graph: Graph, folder: Path, target: str = "float") -> Emitted:
     files = {"model.c": c, "model.h": h, "main.c": main, "Makefile": MAKEFILE}
     for name, text in files.items():
         (out / name).write_text(text)
-    from mpc.backends.c.resources import c_section
-    return Emitted(tuple(f"c/{f}" for f in sorted(files)), {"c": c_section(graph)})
+    return Emitted(tuple(f"c/{f}" for f in sorted(files)), {"c": c_section(graph, c, h)})
 
 
 BACKEND = Backend("c", LOWERING, {**RENDER_FLOAT, **RENDER}, write)

@@ -103,13 +103,11 @@ def counts_table(graph: Graph) -> tuple[list[dict], dict[str, int]]:
     return rows, {k: int(total.get(k, 0)) for k in KINDS}
 
 
-def _sizes(graph: Graph) -> dict:
-    from mpc.backends.c import render_c
+def _sizes(c: str, h: str) -> dict:
     from mpc.backends.c.build import BuildError, ToolMissing, model_object_sizes
     out = {}
     with tempfile.TemporaryDirectory(prefix="mpc-c-") as tmp:
         d = Path(tmp)
-        c, h, _, _ = render_c(graph)
         (d / "model.c").write_text(c)
         (d / "model.h").write_text(h)
         for key, arm in (("host", False), ("cortex_m4", True)):
@@ -120,9 +118,10 @@ def _sizes(graph: Graph) -> dict:
     return out
 
 
-def c_section(graph: Graph) -> dict:
-    """report.json section `c`: sizes (host, Cortex-M4), op counts per inference, MP layers' multiplies."""
+def c_section(graph: Graph, c: str, h: str) -> dict:
+    """report.json section `c` for `graph` rendered as model.c `c` and model.h `h`: sizes (host,
+    Cortex-M4), op counts per inference, MP layers' multiplies."""
     rows, total = counts_table(graph)
     mp_mults = sum(r["multiply"] + r["divide"] for r in rows if r["op"] in ("fx.mp_dot", "fx.mp_conv2d"))
-    return {"sizes": _sizes(graph), "ops_per_inference": total, "ops_by_layer": rows,
+    return {"sizes": _sizes(c, h), "ops_per_inference": total, "ops_by_layer": rows,
             "mp_layer_multiplies_and_divides": mp_mults}
