@@ -160,7 +160,7 @@ def cmd_verify(args) -> int:
     from mpc.driver.verify import Thresholds, print_table, verify, verify_converted
     thresholds = Thresholds(args.max_abs_err, args.min_agreement, args.max_accuracy_drop)
     if args.source:
-        for flag in ("target", "passes", "calib", "emit", "dump_ir_after") + tuple(
+        for flag in ("target", "passes", "calib", "emit", "dump_ir_after", "quantize", "quantize_config") + tuple(
                 f.name.replace("-", "_") for f, _ in _target_flags()):
             if getattr(args, flag, None) is not None:
                 raise BadFlag(f"--{flag.replace('_', '-')} does not apply with --source: the converted model is "

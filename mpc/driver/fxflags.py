@@ -22,6 +22,9 @@ def with_quantize(pipeline: str, args) -> str:
     width, config = getattr(args, "quantize", None), getattr(args, "quantize_config", None)
     if width is None and config is None:
         return pipeline
+    if getattr(args, "command", None) == "finetune":
+        raise BadFlag("--quantize does not apply to finetune (training runs in float): fine-tune, then quantize "
+                      "the result with: mpc convert OUT/model.mpc --target float --quantize W")
     if any(s.strip().startswith("quantize") for s in pipeline.split(",")):
         raise BadFlag("--quantize: the pipeline already runs quantize")
     if config is not None and any(c in config for c in ",{}="):

@@ -110,3 +110,15 @@ def test_quantized_conversion_emits_c_by_default(tmp_path, capsys):
                          "-o", tmp_path / "o", "-q")
     assert rc == 0, err
     assert (tmp_path / "o" / "c" / "model.c").is_file() and not (tmp_path / "o" / "model.py").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["finetune", MLP, "--target", "mp", "--quantize", "8", "--data", TRAIN, "-o", "ft"],
+     "--quantize does not apply to finetune"),
+    (["verify", "some_folder", "--source", MLP, "--quantize", "8"], "--quantize does not apply with --source"),
+    (["convert", MLP, "--target", "float", "--quantize", "40", "-o", "x"], "--quantize"),
+])
+def test_quantize_flag_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run_cli(capsys, *argv)
+    assert rc == 2 and message in error_line(err)
