@@ -40,7 +40,7 @@ def _taps(op: Op, kernel, cin: int) -> int:
 def _mp_counts(op: Op, rows: int, h: int, d: int, terms: int) -> Counter:
     """One MP layer: |x ± w| (2 adds, 2 abs per term), two thresholds, the shift-add gain."""
     k = op.attrs.gamma.bit_length()
-    per_alpha = Counter(compare=d - 1 + k * (2 * d + 1), add=1 + k * (2 + 4 * d), shift=k)
+    per_alpha = Counter(compare=d - 1 + k * (3 * d + 1), add=1 + k * (2 + 4 * d), shift=k)   # t > 0 twice, f < γ
     c = Counter(add=2 * d + 1 + terms, compare=2 * d + 2, shift=2 * d + terms)
     for key, v in per_alpha.items():
         c[key] += 2 * v

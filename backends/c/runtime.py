@@ -56,7 +56,7 @@ static int64_t mpc_mp_alpha(const int64_t a[], int n, int64_t gamma, int halving
     for (k = 0; k < halvings; k++) {
         mid = lo + ((hi - lo) >> 1);
         f = 0;
-        for (i = 0; i < n; i++) {
+        for (i = 0; i < n && f < gamma; i++) {   /* f only grows: stop once the answer is known */
             t = a[i] - mid;
             if (t > 0)
                 f += t;
