@@ -93,9 +93,6 @@ def _strides(full: tuple[int, ...], shape: tuple[int, ...]) -> list[int]:
     return out
 
 
-def _operand_shape(n: Names, v: Value) -> tuple[int, ...]:
-    shape = n.shape[id(v)]
-    return shape
 
 
 @renders("fx.add")
@@ -110,7 +107,7 @@ def _add(op: Op, n: Names) -> list[str]:
         pad += "    "
 
     def at(v: Value) -> str:
-        st = _strides(full, _operand_shape(n, v))
+        st = _strides(full, n.shape[id(v)])
         terms = [f"{idx[k]} * {s}" if s != 1 else idx[k] for k, s in enumerate(st) if s]
         return f"{n.of(v)}[{' + '.join(terms) or '0'}]"
     a, b = op.operands
