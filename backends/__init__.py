@@ -3,3 +3,7 @@ from mpc.backends import numpy_backend
 from mpc.backends.base import Backend
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in [numpy_backend.BACKEND]}
+
+from mpc.backends import c as c_backend  # fixed-point C99 (backends/c/)
+
+BACKENDS[c_backend.BACKEND.name] = c_backend.BACKEND

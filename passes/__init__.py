@@ -12,6 +12,7 @@ from . import (  # noqa: F401  (each import registers its pass)
     lower_hopfield,
     mp_calibrate,
     mp_rewrite,
+    quantize,
     remove_identity,
 )
 

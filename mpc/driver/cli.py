@@ -62,6 +62,8 @@ def _conversion_flags(p: argparse.ArgumentParser, need_target: bool = True) -> N
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     p.add_argument("--progress", action="store_true",
                    help="show progress bars even when stderr is not a terminal")
+    from mpc.driver.fxflags import add_flags
+    add_flags(p)
 
 
 def _inputs(args) -> list[str]:
@@ -105,14 +107,16 @@ def _pipeline(args, target) -> str:
             raise BadFlag(f"--{flag.name} sets option {flag.option} of {flag.pass_name}, which the pipeline "
                           f"'{pipeline}' does not run")
         options.setdefault(flag.pass_name, {})[flag.option] = value
-    return set_options(pipeline, options)
+    from mpc.driver.fxflags import with_quantize
+    return with_quantize(set_options(pipeline, options), args)
 
 
 def _settings(args, **over):
     from mpc.driver.compiler import Settings
     from mpc.driver.targets import get_target
     target = get_target(args.target)
-    return Settings(target=target.name, passes=_pipeline(args, target), emit=args.emit, calib=args.calib,
+    from mpc.driver.fxflags import default_emit
+    return Settings(target=target.name, passes=_pipeline(args, target), emit=default_emit(args), calib=args.calib,
                     dump_ir_after=args.dump_ir_after, input_shape=args.input_shape, exporter=args.exporter,
                     static_batch=args.static_batch, quiet=args.quiet, progress=args.progress, seed=args.seed,
                     outputs=args.outputs, **over)
@@ -162,7 +166,7 @@ def cmd_verify(args) -> int:
     from mpc.driver.verify import Thresholds, print_table, verify, verify_converted
     thresholds = Thresholds(args.max_abs_err, args.min_agreement, args.max_accuracy_drop)
     if args.source:
-        for flag in ("target", "passes", "calib", "emit", "dump_ir_after") + tuple(
+        for flag in ("target", "passes", "calib", "emit", "dump_ir_after", "quantize", "quantize_config") + tuple(
                 f.name.replace("-", "_") for f, _ in _target_flags()):
             if getattr(args, flag, None) is not None:
                 raise BadFlag(f"--{flag.replace('_', '-')} does not apply with --source: the converted model is "

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from mpc.data import Dataset, Pearson, batches, load_data, random_data
-from mpc.driver.compiler import Settings, compile_model
+from mpc.driver.compiler import Settings
 from mpc.driver.oracle import compare, layer_pairs, run_source
 from mpc.errors import BadFlag, BadInput
 from mpc.frontend import Loaded, load, load_mpc
@@ -39,7 +39,8 @@ def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 
         raise BadInput(f"{spec} is already converted (it has mp ops): converting it again compares it with "
                        f"itself; check it against its source with: mpc verify {spec} --source MODEL.onnx")
     source_graph = clone(loaded.graph)
-    graph = compile_model(spec, settings, loaded=loaded).graph
+    from mpc.driver.verify_fx import compile_with_float, fx_measure
+    graph, float_graph = compile_with_float(spec, settings, loaded)   # float_graph: before quantize, or None
     if not graph.inputs or not graph.outputs:
         raise BadInput(f"{spec}: the model has no {'inputs' if not graph.inputs else 'outputs'}: nothing to verify")
     data = load_data(data_path, source_graph, loaded.input_names) if data_path else \
@@ -51,6 +52,11 @@ def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 
     outputs = [(v.name, src_names[i]) for i, v in enumerate(graph.outputs)]
     result = {"target": settings.target, "model": spec, "data": data.source}
     result |= _measure(loaded, source_graph, graph, data, layers, outputs, settings)
+    if float_graph is not None:
+        result |= fx_measure(float_graph, graph, data)
+    if "c" in settings.emit:   # the emitted C, compiled with the host gcc, against the emulator
+        from mpc.driver.verify_fx import c_measure
+        result |= c_measure(graph, data)
     result["checks"] = run_checks(result, thresholds)
     return result
 
@@ -189,6 +195,8 @@ def print_table(r: dict[str, Any]) -> None:
     note = f"   ({r['top1_note']})" if r.get("top1_note") else ""
     print(f"  top-1 agreement  {_pct(r['top1_agreement'])}{note}")
     print(f"  accuracy         source {_pct(r['source_accuracy'])}   converted {_pct(r['converted_accuracy'])}")
+    from mpc.driver.verify_fx import print_fx
+    print_fx(r)
     if r.get("layers_note"):
         print(f"\n  {r['layers_note']}")
     if r["layers"]:

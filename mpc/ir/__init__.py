@@ -2,7 +2,8 @@
 
 Other code imports from `mpc.ir` only. Op families are imported here by an explicit list.
 """
-from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.*, hop.* kinds)
+from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.*, hop.*, fx.* kinds)
+           ops_fx,
            ops_hop,
            ops_mp,
            ops_nn,
@@ -37,7 +38,7 @@ from mpc.ir.rewrite import (
 from mpc.ir.types import DType, TensorType
 from mpc.ir.verify import verify_graph
 
-FAMILIES = ["nn", "mp", "np", "hop"]
+FAMILIES = ["nn", "mp", "np", "hop", "fx"]
 
 __all__ = [
            "TRAITS",

@@ -27,6 +27,9 @@ from tests.onnxc.torch_cases import CASES as ONNXC_CASES
 NOT_LOWERED: dict[str, str] = {
     "np.conv2d_fused": "the NumPy backend's lowered op: training runs on the graph before any backend lowering",
     "np.matmul_fast": "the NumPy backend's lowered op: training runs on the graph before any backend lowering",
+    **{k: "fixed point: the quantize pass runs after training, on the trained float or MP graph"
+       for k in ("fx.quantize", "fx.dequantize", "fx.cast", "fx.add", "fx.matmul", "fx.conv2d", "fx.relu",
+                 "fx.maxpool2d", "fx.avgpool2d", "fx.mp_dot", "fx.mp_conv2d")},
 }
 
 # name -> IR text; `{t}` is the float dtype under test, `{u}` the other one (for nn.cast).

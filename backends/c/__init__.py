@@ -1,0 +1,189 @@
+"""C backend (`--emit c`): a quantized graph as C99 for hosts and microcontrollers, in OUTDIR/c/.
+
+Files: model.c (static const weights, static buffers sized at compile time, no malloc, no libm and
+no floating point: integers only), model.h (the one entry point `int mpc_run(const IN *in, OUT *out)`,
+sizes and the real-value scale of input and output), main.c (raw samples on stdin, raw outputs on
+stdout) and a Makefile. The graph must be fixed point (`--quantize W`): the entry takes the
+stored integers of the quantized input and returns those of the requantized output, exactly what
+the emulator (the interpreter's fx kernels) computes; `mpc verify --emit c` checks that bit for bit.
+
+Lowering (`LOWERING`, ordinary passes): dead-code elimination. Rendering is the per-op table in
+render.py; an op kind without a renderer is rejected by name (float graphs included: float C is
+not implemented).
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+from mpc.backends.base import Backend, Emitted
+from mpc.backends.c.render import RENDER, Names, ctype
+from mpc.backends.c.render_float import RENDER_FLOAT
+from mpc.backends.c.resources import c_section
+from mpc.backends.c.runtime import HELPERS, MAIN_C, MAKEFILE, MP_HELPER
+
+from mpc import __version__
+from mpc.errors import UnsupportedOp
+from mpc.ir import Graph, Value
+
+LOWERING = "dce"
+ALIASES = ("fx.quantize", "fx.dequantize", "nn.flatten", "nn.reshape", "nn.identity")
+MP_KINDS = ("fx.mp_dot", "fx.mp_conv2d")
+LOCALS = ("i", "j", "h", "k", "g", "oc", "ci", "ch", "oy", "ox", "ky", "kx", "wk", "gk")
+
+
+def _ident(name: str) -> str:
+    return "v_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def _boundary(graph: Graph) -> tuple[Value, Value]:
+    """The quantized input (fx.quantize of the one graph input) and the output before fx.dequantize."""
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise UnsupportedOp("graph", graph.ops[0].loc if graph.ops else None,
+                            "the C backend takes one input and one output")
+    q = [op for op in graph.ops if op.kind == "fx.quantize"]
+    out = graph.outputs[0].producer
+    if len(q) != 1 or q[0].operands[0] is not graph.inputs[0] or out is None or out.kind != "fx.dequantize":
+        first = next((op for op in graph.ops if op.kind not in RENDER), graph.ops[0] if graph.ops else None)
+        kind = first.kind if first is not None else "graph"
+        raise UnsupportedOp(kind, first.loc if first is not None else None,
+                            "the C backend renders fixed-point graphs only (convert with --quantize W)")
+    return q[0].result, out.operands[0]
+
+
+def _per_sample(v: Value) -> tuple[int, ...]:
+    shape = v.type.shape
+    if v.is_weight:
+        return tuple(shape)
+    if not shape or not isinstance(shape[0], (int, str)) or any(not isinstance(d, int) for d in shape[1:]):
+        raise UnsupportedOp(v.producer.kind if v.producer else "graph", v.producer.loc if v.producer else None,
+                            f"value %{v.name} {v.type}: the C backend needs a leading batch dim and static others")
+    return tuple(shape[1:])
+
+
+def _names(graph: Graph, qin: Value) -> tuple[Names, list[str]]:
+    """C expressions for every value (aliases share their operand's buffer) and the buffer declarations."""
+    n = Names({}, {}, {})
+    decls = []
+    for w in graph.used_weights():
+        v = graph.weight(w)
+        n.expr[id(v)], n.ctype[id(v)], n.shape[id(v)] = "w_" + _ident(w)[2:], ctype(v.type.dtype), \
+            tuple(v.type.shape)
+    n.expr[id(qin)], n.shape[id(qin)] = "in", _per_sample(qin)
+    for op in graph.ops:
+        for r in op.results:
+            n.shape[id(r)] = _per_sample(r)
+            if op.kind in ALIASES + ("nn.dropout",) and op.kind != "fx.quantize":
+                n.expr[id(r)] = n.expr[id(op.operands[0])]
+            elif op.kind != "fx.quantize":
+                n.expr[id(r)] = "b_" + _ident(r.name)[2:]
+                decls.append(f"static {ctype(r.type.dtype)} {n.expr[id(r)]}[{math.prod(n.shape[id(r)])}];")
+    return n, decls
+
+
+def _weights(graph: Graph) -> list[str]:
+    lines = []
+    for w in graph.used_weights():
+        a = graph.weights[w].reshape(-1)
+        t = ctype(graph.weight(w).type.dtype)
+        vals = [_literal(x, t) for x in a.tolist()]
+        rows = [", ".join(vals[i:i + 16]) for i in range(0, len(vals), 16)]
+        body = ",\n    ".join(rows) if rows else "0"
+        lines.append(f"static const {t} w_{_ident(w)[2:]}[{max(1, a.size)}] = {{\n    {body}\n}};")
+    return lines
+
+
+def _literal(x, t: str) -> str:
+    if t in ("float", "double"):
+        if not np.isfinite(x):
+            raise UnsupportedOp("weight", None, f"the C backend cannot write the non-finite weight value {x!r}")
+        return f"{float(x)!r}f" if t == "float" else repr(float(x))
+    return f"INT64_C({int(x)})" if t == "int64_t" else str(int(x))
+
+
+def _float_boundary(graph: Graph) -> tuple[Value, Value]:
+    """The one f32 input and output of a float graph."""
+    ok = len(graph.inputs) == 1 and len(graph.outputs) == 1
+    if not ok or any(v.type.dtype.kind != "f" or v.type.dtype.width != 32 for v in graph.inputs + graph.outputs):
+        raise UnsupportedOp("graph", graph.ops[0].loc if graph.ops else None,
+                            "the C backend takes one input and one output (f32 for float graphs)")
+    return graph.inputs[0], graph.outputs[0]
+
+
+def _check_table(graph: Graph, fixed: bool) -> dict:
+    table = RENDER if fixed else RENDER_FLOAT
+    for op in graph.ops:
+        if op.kind not in table:
+            hint = "" if fixed else " in float graphs (convert with --quantize W for fixed-point C)"
+            raise UnsupportedOp(op.kind, op.loc, f"the C backend has no rendering for this op kind{hint}")
+    return table
+
+
+def _scratch(graph: Graph) -> list[str]:
+    depth = [math.prod(op.operands[1].type.shape[1:]) for op in graph.ops if op.kind in MP_KINDS]
+    if not depth:
+        return []
+    d = max(depth)
+    conv = any(op.kind == "fx.mp_conv2d" for op in graph.ops)
+    return [f"static int64_t mp_a[{d}], mp_b[{d}]{f', mp_x[{d}]' if conv else ''};"]
+
+
+def render_c(graph: Graph) -> tuple[str, str, str, str]:
+    """(model.c, model.h, main.c, in/out C types) of a lowered graph: fixed point, or float without fx ops."""
+    fixed = any(op.kind.startswith("fx.") for op in graph.ops)
+    table = _check_table(graph, fixed)
+    qin, qout = _boundary(graph) if fixed else _float_boundary(graph)
+    n, decls = _names(graph, qin)
+    body = [line for op in graph.ops for line in table[op.kind](op, n)]
+    in_t, out_t = ctype(qin.type.dtype), ctype(qout.type.dtype)
+    size_in, size_out = math.prod(n.shape[id(qin)]), math.prod(n.shape[id(qout)])
+    body.append(f"    for (i = 0; i < {size_out}; i++)")
+    body.append(f"        out[i] = {n.of(qout)}[i];")
+    text = "\n".join(body)
+    used = [v for v in LOCALS if re.search(rf"\b{v}\b", text)]
+    local = ([f"    int {', '.join(used)};"] if used else []) + \
+        (["    int64_t d, y;"] if re.search(r"\bd = ", text) else [])
+    mp = any(op.kind in MP_KINDS for op in graph.ops)
+    what = "integer arithmetic only" if fixed else "float arithmetic"
+    includes = ["#include <stdint.h>"] + ([] if fixed else ["#include <float.h>"])
+    c = "\n".join([f"/* {graph.name}: generated by mpc {__version__}; {what} (C99). */",
+                   *includes, '#include "model.h"', "", (HELPERS + (MP_HELPER if mp else "")) if fixed else "",
+                   *_weights(graph), "", *decls, *_scratch(graph), "",
+                   f"int mpc_run(const {in_t} *in, {out_t} *out)", "{", *local, text, "    return 0;", "}", ""])
+    h = _header(graph, qin, qout, in_t, out_t, size_in, size_out)
+    return c, h, MAIN_C.format(in_t=in_t, out_t=out_t), f"{in_t} {out_t}"
+
+
+def _header(graph: Graph, qin: Value, qout: Value, in_t: str, out_t: str, size_in: int, size_out: int) -> str:
+    fi, fo = qin.type.dtype, qout.type.dtype
+    guard = "MPC_MODEL_H"
+    scale = [f"#define MPC_IN_FRAC {fi.frac}     /* input: {fi}, real value = in[i] / 2^{fi.frac} */",
+             f"#define MPC_OUT_FRAC {fo.frac}    /* output: {fo}, real value = out[i] / 2^{fo.frac} */"] \
+        if fi.is_fixed else ["/* float model: inputs and outputs are f32 values */"]
+    return "\n".join([
+        (f"/* {graph.name}: one inference of the {'fixed-point' if fi.is_fixed else 'float'} model "
+        f"(generated by mpc {__version__}). */"),
+        f"#ifndef {guard}", f"#define {guard}", "#include <stdint.h>", "",
+        f"#define MPC_IN_SIZE {size_in}    /* %{graph.inputs[0].name} {list(qin.type.shape[1:])} */",
+        f"#define MPC_OUT_SIZE {size_out}  /* %{graph.outputs[0].name} {list(qout.type.shape[1:])} */",
+        *scale, "",
+        "/* Runs one sample: `in` holds MPC_IN_SIZE input values (for fixed point the stored integers of the",
+        "   quantized input; row-major, no batch dim), `out` receives MPC_OUT_SIZE output values. Returns 0.",
+        "   Not reentrant: intermediate values live in static buffers. */",
+        f"int mpc_run(const {in_t} *in, {out_t} *out);", "", f"#endif /* {guard} */", ""])
+
+
+def write(graph: Graph, folder: Path, target: str = "float") -> Emitted:
+    """Write c/model.c, c/model.h, c/main.c and c/Makefile for a lowered fixed-point graph."""
+    c, h, main, _ = render_c(graph)
+    out = Path(folder) / "c"
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"model.c": c, "model.h": h, "main.c": main, "Makefile": MAKEFILE}
+    for name, text in files.items():
+        (out / name).write_text(text)
+    return Emitted(tuple(f"c/{f}" for f in sorted(files)), {"c": c_section(graph, c, h)})
+
+
+BACKEND = Backend("c", LOWERING, {**RENDER_FLOAT, **RENDER}, write)
