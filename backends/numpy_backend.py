@@ -458,3 +458,5 @@ def write(graph: Graph, folder: Path, target: str = "float") -> Emitted:
 
 
 BACKEND = Backend("numpy", LOWERING, RENDER, write)
+
+from mpc.backends import numpy_snn  # noqa: F401  (registers the snn op renderers)

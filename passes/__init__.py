@@ -9,6 +9,7 @@ from . import (  # noqa: F401  (each import registers its pass)
     fold_constants,
     fuse_conv_epilogue,
     gemm_to_matmul,
+    lower_lif,
     mp_calibrate,
     mp_rewrite,
     remove_identity,

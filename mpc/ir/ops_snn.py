@@ -34,8 +34,6 @@ import enum
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from mpc.ir.opdefs import InferError, define
 from mpc.ir.types import FLOATS, TensorType
 
@@ -108,24 +106,9 @@ class DecodeAttrs:
     readout: int = 0
 
 
-# -- the time code shared by encode(ttfs), nlif and decode(ttfs) ---------------------------
 def window_steps(dt: float, window: float) -> int:
     """Steps per n-LIF window."""
     return round(window / dt)
-
-
-def kernel_constant(tau: float, window: float) -> float:
-    """K = 1/(1 − e^{−W/τ}): a spike at the start of a window reads 1 at its end."""
-    return 1.0 / -math.expm1(-window / tau)
-
-
-def ttfs_steps(x: np.ndarray, fire_at: int, tau: float, window: float, dt: float) -> np.ndarray:
-    """The step of each value's spike (x clipped to [0, 1]); -1 where x <= 0 (no spike)."""
-    k = kernel_constant(tau, window)
-    v = np.minimum(x.astype(np.float64), 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        step = fire_at + np.round(tau * np.log1p(-v / k) / dt)
-    return np.where(x > 0, step, -1).astype(np.int64)
 
 
 def _positive(name: str, v: float) -> None:
@@ -155,17 +138,9 @@ def _encode_infer(types, a):
 
 
 def _encode(k, x):
+    from mpc.snn.kernels import snn_encode
     a = k.attrs
-    if a.mode is EncodeMode.CONSTANT:
-        return np.broadcast_to(x, (a.timesteps,) + x.shape).copy()
-    if a.mode is EncodeMode.POISSON:
-        p = np.clip(x, 0, 1)
-        return (k.rng.random((a.timesteps,) + x.shape) < p).astype(x.dtype)
-    out = np.zeros((a.timesteps,) + x.shape, x.dtype)
-    step = ttfs_steps(x, window_steps(a.dt, a.window), a.tau, a.window, a.dt)
-    idx = np.nonzero(step >= 0)
-    out[(step[idx],) + idx] = 1
-    return out
+    return snn_encode(x, a.mode.value, a.timesteps, a.seed, a.dt, a.tau, a.window)
 
 
 # -- snn.lif ---------------------------------------------------------------------------------
@@ -188,21 +163,11 @@ def _lif_infer(types, a):
     return [x]
 
 
-def per_unit(theta: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """theta (scalar or per channel, axis 2 of `shape`) expanded to one value per unit of a step."""
-    th = np.asarray(theta, np.float64).reshape(-1)
-    if th.size != 1:
-        th = th.reshape((1, -1) + (1,) * (len(shape) - 3))
-    return np.ascontiguousarray(np.broadcast_to(th, shape[1:]).reshape(-1))
-
 
 def _lif(k, x, theta):
-    from mpc.snn.kernels import lif_run
+    from mpc.snn.kernels import snn_lif
     a = k.attrs
-    x2 = np.ascontiguousarray(x.reshape(x.shape[0], -1))
-    th = per_unit(theta, x.shape).astype(x.dtype)
-    out = lif_run(x2, th, x.dtype.type(a.beta), a.reset is ResetMode.SOFT, a.refractory, x.dtype.type(a.v0))
-    return out.reshape(x.shape)
+    return snn_lif(x, theta, a.beta, a.reset is ResetMode.SOFT, a.refractory, a.v0)
 
 
 # -- snn.maxpool -----------------------------------------------------------------------------
@@ -219,12 +184,8 @@ def _pool_infer(types, a):
 
 
 def _maxpool(k, x):
-    from mpc.snn.kernels import maxpool_run
-    a = k.attrs
-    oh, ow = k.out_types[0].shape[-2:]
-    x4 = np.ascontiguousarray(x.reshape((x.shape[0], -1) + x.shape[-2:]))
-    out = maxpool_run(x4, *a.kernel, *a.strides, oh, ow)
-    return out.reshape(x.shape[:-2] + (oh, ow))
+    from mpc.snn.kernels import snn_maxpool
+    return snn_maxpool(x, k.attrs.kernel, k.attrs.strides)
 
 
 # -- snn.nlif --------------------------------------------------------------------------------
@@ -243,14 +204,9 @@ def _nlif_infer(types, a):
 
 
 def _nlif(k, x, bias=None):
-    from mpc.snn.kernels import nlif_run
+    from mpc.snn.kernels import snn_nlif
     a = k.attrs
-    x2 = np.ascontiguousarray(x.reshape(x.shape[0], -1), np.float64)
-    b = np.zeros(x2.shape[1]) if bias is None else per_unit(bias, x.shape)
-    sw = window_steps(a.dt, a.window)
-    out = nlif_run(x2, b, math.exp(-a.dt / a.tau), kernel_constant(a.tau, a.window), a.layer * sw,
-                   (a.layer + 1) * sw, a.tau, a.dt)
-    return out.astype(x.dtype).reshape(x.shape)
+    return snn_nlif(x, bias, a.dt, a.tau, a.window, a.layer)
 
 
 # -- snn.decode ------------------------------------------------------------------------------
@@ -263,22 +219,9 @@ def _decode_infer(types, a):
 
 
 def _decode(k, x):
+    from mpc.snn.kernels import snn_decode
     a = k.attrs
-    steps = x.shape[0]
-    if a.mode is DecodeMode.COUNT:
-        return x.sum(0, dtype=np.float64).astype(x.dtype)
-    if a.mode is DecodeMode.RATE:
-        return (x.sum(0, dtype=np.float64) / steps).astype(x.dtype)
-    if a.mode is DecodeMode.MEMBRANE:
-        decay = a.beta ** np.arange(steps - 1, -1, -1, dtype=np.float64)
-        return (np.tensordot(decay, x.astype(np.float64), 1) / steps).astype(x.dtype)
-    fired = x != 0
-    first = np.where(fired.any(0), fired.argmax(0), steps)
-    if a.mode is DecodeMode.FIRST_SPIKE:
-        return (first * a.dt).astype(x.dtype)
-    gap = (a.readout - first).astype(np.float64)
-    val = kernel_constant(a.tau, a.window) * -np.expm1(-np.maximum(gap, 0) * a.dt / a.tau)
-    return np.where(first <= a.readout, val, 0.0).astype(x.dtype)
+    return snn_decode(x, a.mode.value, a.beta, a.dt, a.tau, a.window, a.readout)
 
 
 STATEFUL = ("stateful",)
@@ -294,4 +237,4 @@ define("snn.decode", ("x",), "time-major [T,N,..] to [N,..]: count, rate, membra
        _decode_infer, _decode, DecodeAttrs, traits=STATEFUL)
 
 __all__ = ["DecodeAttrs", "DecodeMode", "EncodeAttrs", "EncodeMode", "LIFAttrs", "NLIFAttrs", "ResetMode",
-           "SpikePoolAttrs", "kernel_constant", "per_unit", "ttfs_steps", "window_steps"]
+           "SpikePoolAttrs", "window_steps"]

@@ -12,6 +12,7 @@ is the time step, the other axes are flattened into one axis of M independent un
   row-major window order).
 - `nlif_run`: the non-leaky n-LIF neuron with exponential synaptic kernel, read out at one step
   and firing once at the time that encodes its output (time-to-first-spike, see mpc.ir.ops_snn).
+- `snn_*`: the NumPy entry points (reshapes around the loops), one per op kind.
 """
 
 import numpy as np
@@ -78,3 +79,90 @@ def nlif_run(x, bias, decay, kconst, readout, fire_at, tau, dt):
         if 0 <= k < steps:
             out[k, j] = 1.0
     return out
+
+
+# -- NumPy entry points: the snn ops' kernels (the interpreter and model.py both call these) --
+def window_steps(dt, window):
+    """Steps per n-LIF window."""
+    return round(window / dt)
+
+
+def kernel_constant(tau, window):
+    """K = 1/(1 − e^{−W/τ}): a spike at the start of a window reads 1 at its end."""
+    return 1.0 / -np.expm1(-window / tau)
+
+
+def ttfs_steps(x, fire_at, tau, window, dt):
+    """The step of each value's spike (x clipped to [0, 1]), −1 where x <= 0 (no spike)."""
+    k = kernel_constant(tau, window)
+    v = np.minimum(x.astype(np.float64), 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step = fire_at + np.round(tau * np.log1p(-v / k) / dt)
+    return np.where(x > 0, step, -1).astype(np.int64)
+
+
+def per_unit(theta, shape):
+    """theta (a scalar or one per channel, axis 2 of `shape`) as one float64 value per unit of a step."""
+    th = np.asarray(theta, np.float64).reshape(-1)
+    if th.size != 1:
+        th = th.reshape((1, -1) + (1,) * (len(shape) - 3))
+    return np.ascontiguousarray(np.broadcast_to(th, shape[1:]).reshape(-1))
+
+
+def snn_encode(x, mode, timesteps, seed, dt, tau, window):
+    """[N, ...] -> [T, N, ...]: constant current, seeded Poisson spikes, or one time-to-first-spike."""
+    shape = (timesteps,) + x.shape
+    if mode == "constant":
+        return np.broadcast_to(x, shape).copy()
+    if mode == "poisson":
+        return (np.random.default_rng(seed).random(shape) < np.clip(x, 0, 1)).astype(x.dtype)
+    out = np.zeros(shape, x.dtype)
+    step = ttfs_steps(x, window_steps(dt, window), tau, window, dt)
+    idx = np.nonzero(step >= 0)
+    out[(step[idx],) + idx] = 1
+    return out
+
+
+def snn_lif(x, theta, beta, soft, refractory, v0):
+    """LIF spikes of the currents x [T, N, ...] (see lif_run), in x's dtype."""
+    x2 = np.ascontiguousarray(x.reshape(x.shape[0], -1))
+    th = per_unit(theta, x.shape).astype(x.dtype)
+    out = lif_run(x2, th, x.dtype.type(beta), bool(soft), int(refractory), x.dtype.type(v0))
+    return out.reshape(x.shape)
+
+
+def snn_maxpool(x, kernel, strides):
+    """The spiking max-pool of [T, N, C, H, W] (see maxpool_run)."""
+    oh = (x.shape[-2] - kernel[0]) // strides[0] + 1
+    ow = (x.shape[-1] - kernel[1]) // strides[1] + 1
+    x4 = np.ascontiguousarray(x.reshape((x.shape[0], -1) + x.shape[-2:]))
+    out = maxpool_run(x4, kernel[0], kernel[1], strides[0], strides[1], oh, ow)
+    return out.reshape(x.shape[:-2] + (oh, ow))
+
+
+def snn_nlif(x, bias, dt, tau, window, layer):
+    """n-LIF spikes of the currents x [S, N, C, ...] of layer `layer` (see nlif_run)."""
+    x2 = np.ascontiguousarray(x.reshape(x.shape[0], -1), np.float64)
+    b = np.zeros(x2.shape[1]) if bias is None else per_unit(bias, x.shape)
+    sw = window_steps(dt, window)
+    out = nlif_run(x2, b, np.exp(-dt / tau), kernel_constant(tau, window), layer * sw, (layer + 1) * sw, tau, dt)
+    return out.astype(x.dtype).reshape(x.shape)
+
+
+def snn_decode(x, mode, beta, dt, tau, window, readout):
+    """[T, N, ...] -> [N, ...]: count, rate, membrane (u_T / T), first_spike (dt·t) or ttfs (kernel value)."""
+    steps = x.shape[0]
+    if mode == "count":
+        return x.sum(0, dtype=np.float64).astype(x.dtype)
+    if mode == "rate":
+        return (x.sum(0, dtype=np.float64) / steps).astype(x.dtype)
+    if mode == "membrane":
+        decay = beta ** np.arange(steps - 1, -1, -1, dtype=np.float64)
+        return (np.tensordot(decay, x.astype(np.float64), 1) / steps).astype(x.dtype)
+    fired = x != 0
+    first = np.where(fired.any(0), fired.argmax(0), steps)
+    if mode == "first_spike":
+        return (first * dt).astype(x.dtype)
+    gap = np.maximum(readout - first, 0).astype(np.float64)
+    val = kernel_constant(tau, window) * -np.expm1(-gap * dt / tau)
+    return np.where(first <= readout, val, 0.0).astype(x.dtype)
