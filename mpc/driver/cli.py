@@ -166,6 +166,7 @@ def cmd_verify(args) -> int:
         raise BadFlag("verify needs --target T (or --source MODEL to check a converted folder or .mpc file)")
     args.emit, args.dump_ir_after = args.emit or ("numpy",), args.dump_ir_after or ()
     settings = _settings(args)
+    steps = _sweep_check(args)
     if args.source:
         result = verify_converted(args.model, args.source, settings, args.data, args.samples, thresholds)
     else:
@@ -175,11 +176,42 @@ def cmd_verify(args) -> int:
         print(json.dumps(result, sort_keys=True))
     else:
         print_table(result)
+    if steps:   # spiking targets: accuracy vs T (CSV + PNG)
+        _sweep_timesteps(args, settings, steps)
     failed = [c for c in result["checks"] if not c["passed"]]
     sys.stdout.flush()
     for c in failed:
         print(f"mpc: check failed: {c['message']}", file=sys.stderr)
     return 3 if failed else 0
+
+
+def _sweep_check(args) -> tuple[int, ...]:
+    """The --sweep-timesteps grid, checked with its output folder before any work (empty without the flag)."""
+    if not args.sweep_timesteps:
+        if args.output or args.force:
+            raise BadFlag("-o/--output and --force of verify apply only with --sweep-timesteps")
+        return ()
+    from mpc.driver.sweep_timesteps import parse_steps
+    if args.source or args.target != "lif" or not args.data:
+        raise BadFlag("--sweep-timesteps needs --target lif and labelled --data")
+    steps = parse_steps(args.sweep_timesteps)
+    _check_output(_sweep_dir(args), args)
+    return steps
+
+
+def _sweep_dir(args) -> Path:
+    return Path(args.output or f"out/{Path(args.model.split(':')[0]).stem}-timesteps")
+
+
+def _sweep_timesteps(args, settings, steps) -> None:
+    """Accuracy against T for `mpc verify --target lif --sweep-timesteps ...`."""
+    from mpc.driver.sweep_timesteps import sweep_timesteps, write_sweep
+    outdir = _sweep_dir(args)
+    result = sweep_timesteps(args.model, settings, args.data, steps)
+    write_sweep(result, outdir, args.force, f"{Path(args.model).name}: accuracy vs T (lif)")
+    for r in result["rows"]:
+        print(f"T {r['timesteps']:<6} accuracy {100 * r['accuracy']:.2f}%")
+    print(f"source {100 * result['source_accuracy']:.2f}% -> {outdir}/timesteps.csv, timesteps.png")
 
 
 def cmd_run(args) -> int:
@@ -313,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check: top-1 agreement >= P, a fraction in [0, 1] (0.9 for 90%%)")
     s.add_argument("--max-accuracy-drop", type=fraction, metavar="D",
                    help="check: source accuracy - converted accuracy <= D, a fraction (needs labels)")
+    s.add_argument("--sweep-timesteps", metavar="T,T,...",
+                   help="lif target: also write accuracy vs time steps (timesteps.csv, timesteps.png)")
+    s.add_argument("-o", "--output", help="folder for --sweep-timesteps (default out/<model>-timesteps)")
+    s.add_argument("--force", action="store_true", help="replace an existing --sweep-timesteps folder")
     s.set_defaults(fn=cmd_verify)
     s = sub.add_parser("run", help="run a converted folder's model.py on data")
     s.add_argument("outdir")

@@ -47,7 +47,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
 TARGETS["lif"] = Target(
     "lif", "canonicalize,lower-lif,dce",
     "rate-coded integrate-and-fire SNN (snn.lif) by data-based normalization; output read out by membrane",
-    flags=(Flag("timesteps", int_range(1, 1_000_000), "time steps T of the spiking simulation (default 32)",
+    flags=(Flag("timesteps", int_range(1, 1_000_000), "time steps T of the simulation (default 32)",
                 "lower-lif", "timesteps"),
            Flag("norm", str, "neuron scale from calibration activations: max, p99.9 (default) or p99.99",
                 "lower-lif", "norm", choices=("max", "p99.9", "p99.99")),

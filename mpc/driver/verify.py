@@ -50,6 +50,9 @@ def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 
     outputs = [(v.name, src_names[i]) for i, v in enumerate(graph.outputs)]
     result = {"target": settings.target, "model": spec, "data": data.source}
     result |= _measure(loaded, source_graph, graph, data, layers, outputs, settings)
+    if any(op.kind.startswith("snn.") for op in graph.ops):   # spiking targets: rates, Pearson, cost
+        from mpc.snn.report import spiking_report
+        result["spiking"] = spiking_report(graph, source_graph, data)
     result["checks"] = run_checks(result, thresholds)
     return result
 
@@ -184,3 +187,6 @@ def print_table(r: dict[str, Any]) -> None:
         for row in r["layers"]:
             p = "-" if row["pearson"] is None else f"{row['pearson']:.6f}"
             print(f"  {row['name']:<{width}} {p}")
+    if r.get("spiking"):
+        from mpc.snn.report import print_spiking
+        print_spiking(r["spiking"])
