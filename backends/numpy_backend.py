@@ -68,6 +68,8 @@ def _div(op, a):
 
 @renders("nn.matmul")
 def _matmul(op, a):
+    if op.operands[0].type.rank > 2 and op.operands[1].type.rank == 2:   # leading dims: one 2-D product
+        return f"np.matmul({a[0]}.reshape(-1, {a[0]}.shape[-1]), {a[1]}).reshape({a[0]}.shape[:-1] + (-1,))"
     return f"np.matmul({a[0]}, {a[1]})"
 
 

@@ -10,6 +10,7 @@ from . import (  # noqa: F401  (each import registers its pass)
     fuse_conv_epilogue,
     gemm_to_matmul,
     lower_lif,
+    lower_nlif,
     mp_calibrate,
     mp_rewrite,
     remove_identity,

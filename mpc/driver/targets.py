@@ -54,6 +54,12 @@ TARGETS["lif"] = Target(
            Flag("norm-granularity", str, "one neuron scale per layer (default) or per channel",
                 "lower-lif", "granularity", choices=("layer", "channel"))))
 
+TARGETS["nlif"] = Target(
+    "nlif", "canonicalize,lower-nlif,dce",
+    "exact time-to-first-spike n-LIF network (snn.nlif): one spike per neuron, error falls to 0 with dt",
+    flags=(Flag("dt", positive_float, "n-LIF time step, in units of the synaptic time constant (default 0.01)",
+                "lower-nlif", "dt"),))
+
 
 def get_target(name: str) -> Target:
     """The target called `name`; BadFlag naming the known ones otherwise."""

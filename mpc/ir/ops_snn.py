@@ -14,8 +14,11 @@ mp.dot, ...), so any synapse can feed a neuron. Spikes are 0/1 values of the flo
                           membrane). β = 1 is the IF neuron. θ is a weight, a scalar or one per channel
                           (axis 2 of [T, N, C, ...]), so fine-tuning can train it.
     snn.maxpool(x)        spiking max-pool of [T, N, C, H, W]: each window passes, at step t, the spike of
-                          the unit with the highest spike count over steps 0..t (ties: first in row-major
-                          window order). A unit that fires most often so far is the max of the rates.
+                          its leader, the unit with the highest spike count over steps 0..t; the leader
+                          changes only when another unit's count exceeds its own (ties keep the leader;
+                          the first leader is the window's first unit). With rate codes the leader is the
+                          unit firing most often so far; with one spike per unit (time to first spike) it
+                          passes exactly the earliest spike, the max of the encoded values.
     snn.nlif(x, bias?)    non-leaky n-LIF with exponential synaptic kernel (time constant τ): an input spike
                           of weight w at time t_j adds K·w·(1 − e^{−(t − t_j)/τ}) to the membrane. Read out at
                           step e = layer·W/dt (W the window), V = that sum + bias; the unit fires once, at the
@@ -229,7 +232,7 @@ define("snn.encode", ("x",), "values [N,..] as T steps of current or spikes [T,N
        _encode_infer, _encode, EncodeAttrs, traits=STATEFUL)
 define("snn.lif", ("x", "theta"), "LIF/IF neurons over time: u = beta*u + x, spike at theta, soft or zero reset",
        _lif_infer, _lif, LIFAttrs, traits=STATEFUL)
-define("snn.maxpool", ("x",), "spiking max-pool: each window passes the unit with the highest running count",
+define("snn.maxpool", ("x",), "spiking max-pool: each window passes its leader, the unit with the highest running count",
        _pool_infer, _maxpool, SpikePoolAttrs, traits=STATEFUL)
 define("snn.nlif", ("x", "bias?"), "non-leaky n-LIF neurons, exponential synaptic kernel, time-to-first-spike",
        _nlif_infer, _nlif, NLIFAttrs, traits=STATEFUL)

@@ -7,9 +7,11 @@ is the time step, the other axes are flattened into one axis of M independent un
 - `lif_run`: discrete leaky integrate-and-fire, u_t = β·u_{t−1} + x_t, spike s_t = [u_t ≥ θ],
   then soft reset (u_t −= θ·s_t) or reset to zero; after a spike the unit is refractory for
   `refractory` steps (its input is ignored, its membrane held, no spike). u_0 = v0·θ.
-- `maxpool_run`: the spiking max-pool: at each step every window passes the spike of the input
-  unit with the highest running spike count (steps 0..t inclusive; ties go to the first unit in
-  row-major window order).
+- `maxpool_run`: the spiking max-pool: at each step every window passes the spike of its leader, the
+  input unit with the highest running spike count (steps 0..t inclusive). The leader changes only to a
+  unit whose count exceeds the leader's (the first such in row-major order, at the highest count); at
+  the start it is the window's first unit. For single-spike (time-to-first-spike) trains this passes
+  exactly the earliest spike: the max-pool of the values they encode.
 - `nlif_run`: the non-leaky n-LIF neuron with exponential synaptic kernel, read out at one step
   and firing once at the time that encodes its output (time-to-first-spike, see mpc.ir.ops_snn).
 - `snn_*`: the NumPy entry points (reshapes around the loops), one per op kind.
@@ -47,16 +49,21 @@ def maxpool_run(x, kh, kw, sh, sw, oh, ow):
     out = np.zeros((steps, b, oh, ow), x.dtype)
     for q in prange(b):
         count = np.zeros((h, w), np.int64)
+        lead_i = np.zeros((oh, ow), np.int64)
+        lead_j = np.zeros((oh, ow), np.int64)
+        for i in range(oh):
+            for j in range(ow):
+                lead_i[i, j], lead_j[i, j] = i * sh, j * sw
         for t in range(steps):
             count += x[t, q] != 0
             for i in range(oh):
                 for j in range(ow):
-                    best, bi, bj = -1, 0, 0
+                    bi, bj = lead_i[i, j], lead_j[i, j]
                     for di in range(kh):
                         for dj in range(kw):
-                            c = count[i * sh + di, j * sw + dj]
-                            if c > best:
-                                best, bi, bj = c, i * sh + di, j * sw + dj
+                            if count[i * sh + di, j * sw + dj] > count[bi, bj]:
+                                bi, bj = i * sh + di, j * sw + dj
+                    lead_i[i, j], lead_j[i, j] = bi, bj
                     out[t, q, i, j] = x[t, q, bi, bj]
     return out
 
@@ -142,7 +149,7 @@ def snn_maxpool(x, kernel, strides):
 
 def snn_nlif(x, bias, dt, tau, window, layer):
     """n-LIF spikes of the currents x [S, N, C, ...] of layer `layer` (see nlif_run)."""
-    x2 = np.ascontiguousarray(x.reshape(x.shape[0], -1), np.float64)
+    x2 = np.ascontiguousarray(x.reshape(x.shape[0], -1))
     b = np.zeros(x2.shape[1]) if bias is None else per_unit(bias, x.shape)
     sw = window_steps(dt, window)
     out = nlif_run(x2, b, np.exp(-dt / tau), kernel_constant(tau, window), layer * sw, (layer + 1) * sw, tau, dt)

@@ -82,6 +82,20 @@ def source_activations(source: Graph) -> tuple[Graph, list[list[Op]]]:
     return g, acts
 
 
+def _coded_value(op: Op, s: np.ndarray) -> np.ndarray:
+    """What a neuron layer's spikes encode: the rate (LIF), or the kernel value at the next readout (n-LIF)."""
+    if op.kind == "snn.lif":
+        return s.mean(0)
+    from mpc.snn.kernels import snn_decode, window_steps
+    a = op.attrs
+    readout = (a.layer + 1) * window_steps(a.dt, a.window)
+    return snn_decode(s, "ttfs", 1.0, a.dt, a.tau, a.window, readout)
+
+
+def _layer_name(op: Op) -> str:
+    return f"nlif{op.attrs.layer}" if op.kind == "snn.nlif" else op.operands[1].name.removesuffix(".theta")
+
+
 def spiking_report(graph: Graph, source: Graph, data, batch: int = 256) -> dict:
     """Firing rates, spikes, Pearson vs the source's activations, SynOps, MACs and energy on `data`."""
     neurons = [op for op in graph.ops if op.kind in NEURONS]
@@ -99,7 +113,7 @@ def spiking_report(graph: Graph, source: Graph, data, batch: int = 256) -> dict:
             match = [ref[a.result.name] for a in src_acts[i] if a.result.type.shape[1:] == s.shape[2:]] \
                 if i < len(src_acts) else []
             if match:
-                pear[i].add(match[0], s.mean(0))
+                pear[i].add(match[0], _coded_value(op, s))
         for j, op in enumerate(synapses):
             if _timed(op.operands[0]):
                 nz = np.count_nonzero(got[op.operands[0].name], axis=(0, 1))
@@ -109,7 +123,7 @@ def spiking_report(graph: Graph, source: Graph, data, batch: int = 256) -> dict:
     for i, op in enumerate(neurons):
         units = int(np.prod(op.result.type.shape[2:]))
         steps = int(op.result.type.shape[0])
-        layers.append({"layer": op.operands[1].name if len(op.operands) > 1 else op.result.name,
+        layers.append({"layer": _layer_name(op),
                        "neurons": units, "spikes_per_inference": spikes[i] / n,
                        "firing_rate": spikes[i] / (n * units * steps), "pearson": pear[i].value()})
     return {"layers": layers, "cost": cost(graph, source, synapses, events / n)}

@@ -101,14 +101,16 @@ def maxpool_reference(x, k, s):
     oh, ow = (h - k) // s + 1, (w - k) // s + 1
     out = np.zeros((steps, oh, ow))
     count = np.zeros((h, w))
+    leader = {(i, j): (i * s, j * s) for i in range(oh) for j in range(ow)}
     for t in range(steps):
         count += x[t] != 0
-        for i in range(oh):
-            for j in range(ow):
-                cells = [(count[i * s + a, j * s + b], -(a * k + b), i * s + a, j * s + b)
-                         for a in range(k) for b in range(k)]
-                _, _, bi, bj = max(cells)   # highest count, then the first in row-major order
-                out[t, i, j] = x[t, bi, bj]
+        for (i, j), (li, lj) in leader.items():
+            cells = [(i * s + a, j * s + b) for a in range(k) for b in range(k)]
+            best = max(count[c] for c in cells)
+            if best > count[li, lj]:   # a new leader: the first cell (row-major) at the highest count
+                li, lj = next(c for c in cells if count[c] == best)
+                leader[i, j] = (li, lj)
+            out[t, i, j] = x[t, li, lj]
     return out
 
 
@@ -120,6 +122,18 @@ def test_spiking_maxpool_follows_the_highest_running_count():
     for n in range(2):
         for c in range(3):
             np.testing.assert_array_equal(y[:, n, c], maxpool_reference(x[:, n, c], 2, 2))
+
+
+def test_spiking_maxpool_passes_the_earliest_single_spike():
+    """One spike per unit: the output is one spike at the window's earliest spike time."""
+    first = RNG.permutation(16 * 9).reshape(1, 1, 12, 12) % 40   # spike steps, ties included
+    x = (np.arange(40)[:, None, None, None, None] == first[None]).astype(np.float32)
+    src = _graph("  %y = snn.maxpool(%x) {kernel = [3, 3], strides = [3, 3]} : f32[40,1,1,4,4]\n",
+                 "f32[40,1,1,12,12]", "f32[40,1,1,4,4]")
+    y = run(parse(src), {"x": x})["y"]
+    assert np.all(y.sum(0) == 1)
+    want = first[0, 0].reshape(4, 3, 4, 3).min((1, 3))
+    np.testing.assert_array_equal(y[:, 0, 0].argmax(0), want)
 
 
 @pytest.mark.parametrize("mode", ["count", "rate", "membrane", "first_spike"])
