@@ -304,3 +304,9 @@ def _trained_attrs(op, module: LoweredGraph, gain_terms: int | None):
     if gain_terms is not None:
         changes["gain_terms"] = gain_terms
     return with_attrs(op.attrs, **changes)
+
+
+# -- snn lowerings (spiking ops with surrogate gradients, mpc.train.surrogate) --------------
+from mpc.train.surrogate import SNN_LOWERINGS
+
+LOWERINGS.update(SNN_LOWERINGS)

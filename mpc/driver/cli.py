@@ -226,8 +226,10 @@ def cmd_finetune(args) -> int:
     from mpc.data import load_data
     from mpc.driver.compiler import compile_model, log, write_outdir
     settings = _settings(args)
+    if settings.target == "lif":   # spiking: surrogate-gradient BPTT (mpc.train.spiking)
+        return _finetune_lif(args, settings)
     if settings.target != "mp":
-        raise BadFlag(f"mpc finetune supports --target mp only, got '{settings.target}'")
+        raise BadFlag(f"mpc finetune supports --target mp or lif, got '{settings.target}'")
     outdir = Path(args.output)
     _check_output(outdir, args)
     from mpc.driver.oracle import run_source
@@ -249,6 +251,34 @@ def cmd_finetune(args) -> int:
                    calibrated.gain_terms, calibrated.gain is GainMode.FLOAT, settings.seed, settings.quiet,
                    teacher, args.distill, args.weight_decay, settings.progress)
     from mpc.ir import verify_graph
+    verify_graph(compiled.graph)
+    compiled.ctx.report.section("Fine-tuning", res.history)
+    write_outdir(compiled, settings, outdir, args.force)
+    log(settings, f"mpc: fine-tuned {args.model} for {res.epochs} epochs in {res.seconds:.1f} s "
+                  f"(loss {res.final_loss:.4f}, train accuracy {100 * res.train_accuracy:.2f}%) -> {outdir}/")
+    return 0
+
+
+def _finetune_lif(args, settings) -> int:
+    """`mpc finetune --target lif`: convert, then train the spiking network with surrogate gradients."""
+    from mpc.data import load_data
+    from mpc.driver.compiler import compile_model, log, write_outdir
+    from mpc.driver.oracle import run_source
+    from mpc.frontend import load
+    from mpc.ir import clone, verify_graph
+    from mpc.train.spiking import finetune_snn
+    outdir = Path(args.output)
+    _check_output(outdir, args)
+    loaded = load(args.model, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch)
+    source = clone(loaded.graph)
+    data = load_data(args.data, loaded.graph, loaded.input_names)
+    compiled = compile_model(args.model, settings, loaded=loaded, train=data)
+    teacher = None
+    if args.distill > 0:
+        out = run_source(loaded.onnx_model, source, data, [], loaded.input_names, loaded.source)
+        teacher = out[loaded.onnx_model.graph.output[0].name if loaded.onnx_model else source.outputs[0].name]
+    res = finetune_snn(compiled.graph, data, args.epochs, args.lr, args.batch_size, settings.seed, settings.quiet,
+                       teacher, args.distill, args.weight_decay, settings.progress, args.surrogate, args.slope)
     verify_graph(compiled.graph)
     compiled.ctx.report.section("Fine-tuning", res.history)
     write_outdir(compiled, settings, outdir, args.force)
@@ -367,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=positive_float, default=2e-3, help="AdamW learning rate")
     s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--learn-gamma", action="store_true", help="learn gamma too (snapped to the grid at the end)")
+    s.add_argument("--surrogate", choices=("fast-sigmoid", "arctan"), default="fast-sigmoid",
+                   help="lif target: surrogate derivative of the spike")
+    s.add_argument("--slope", type=positive_float, default=25.0, help="lif target: slope of the surrogate")
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_finetune)
