@@ -26,19 +26,21 @@ def lif_run(x, theta, beta, soft, refractory, v0):
     """Spikes [T, M] of LIF units driven by currents x [T, M] with thresholds theta [M]."""
     steps, m = x.shape
     out = np.zeros_like(x)
-    for j in prange(m):
-        th = theta[j]
-        u = v0 * th
-        wait = 0
-        for t in range(steps):
-            if wait > 0:
-                wait -= 1
+    u = np.empty(m, x.dtype)
+    wait = np.zeros(m, np.int64)
+    for j in range(m):
+        u[j] = v0 * theta[j]
+    for t in range(steps):   # time outside, units inside: each step reads one contiguous row
+        for j in prange(m):
+            if wait[j] > 0:
+                wait[j] -= 1
                 continue
-            u = beta * u + x[t, j]
-            if u >= th:
+            v = beta * u[j] + x[t, j]
+            if v >= theta[j]:
                 out[t, j] = 1.0
-                u = u - th if soft else 0.0 * u
-                wait = refractory
+                v = v - theta[j] if soft else 0.0 * v
+                wait[j] = refractory
+            u[j] = v
     return out
 
 
