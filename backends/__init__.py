@@ -3,3 +3,8 @@ from mpc.backends import numpy_backend
 from mpc.backends.base import Backend
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in [numpy_backend.BACKEND]}
+
+# NIR export (needs the `nir` package, imported only when writing)
+from mpc.backends import nir_backend
+
+BACKENDS[nir_backend.BACKEND.name] = nir_backend.BACKEND
