@@ -21,26 +21,32 @@ import numpy as np
 from numba import njit, prange
 
 
+_LIF_BLOCK = 64   # units per parallel block: each step reads a contiguous run of the block's row
+
+
 @njit(cache=True, parallel=True)
 def lif_run(x, theta, beta, soft, refractory, v0):
     """Spikes [T, M] of LIF units driven by currents x [T, M] with thresholds theta [M]."""
     steps, m = x.shape
     out = np.zeros_like(x)
-    u = np.empty(m, x.dtype)
-    wait = np.zeros(m, np.int64)
-    for j in range(m):
-        u[j] = v0 * theta[j]
-    for t in range(steps):   # time outside, units inside: each step reads one contiguous row
-        for j in prange(m):
-            if wait[j] > 0:
-                wait[j] -= 1
-                continue
-            v = beta * u[j] + x[t, j]
-            if v >= theta[j]:
-                out[t, j] = 1.0
-                v = v - theta[j] if soft else 0.0 * v
-                wait[j] = refractory
-            u[j] = v
+    for blk in prange((m + _LIF_BLOCK - 1) // _LIF_BLOCK):
+        j0 = blk * _LIF_BLOCK
+        n = min(m, j0 + _LIF_BLOCK) - j0
+        u = np.empty(n, x.dtype)
+        wait = np.zeros(n, np.int64)
+        for k in range(n):
+            u[k] = v0 * theta[j0 + k]
+        for t in range(steps):
+            for k in range(n):
+                if wait[k] > 0:
+                    wait[k] -= 1
+                    continue
+                v = beta * u[k] + x[t, j0 + k]
+                if v >= theta[j0 + k]:
+                    out[t, j0 + k] = 1.0
+                    v = v - theta[j0 + k] if soft else 0.0 * v
+                    wait[k] = refractory
+                u[k] = v
     return out
 
 
