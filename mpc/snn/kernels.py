@@ -20,7 +20,6 @@ is the time step, the other axes are flattened into one axis of M independent un
 import numpy as np
 from numba import njit, prange
 
-
 _LIF_BLOCK = 64   # units per parallel block: each step reads a contiguous run of the block's row
 
 
