@@ -236,8 +236,9 @@ define("snn.maxpool", ("x",), "spiking max-pool: each window passes its leader, 
        _pool_infer, _maxpool, SpikePoolAttrs, traits=STATEFUL)
 define("snn.nlif", ("x", "bias?"), "non-leaky n-LIF neurons, exponential synaptic kernel, time-to-first-spike",
        _nlif_infer, _nlif, NLIFAttrs, traits=STATEFUL)
+# decode reads the whole time axis at once (no state carried, no RNG): pure, but not folded
 define("snn.decode", ("x",), "time-major [T,N,..] to [N,..]: count, rate, membrane, first_spike, ttfs",
-       _decode_infer, _decode, DecodeAttrs, traits=STATEFUL)
+       _decode_infer, _decode, DecodeAttrs, traits=("pure",))
 
 __all__ = ["DecodeAttrs", "DecodeMode", "EncodeAttrs", "EncodeMode", "LIFAttrs", "NLIFAttrs", "ResetMode",
            "SpikePoolAttrs", "window_steps"]

@@ -49,12 +49,12 @@ def lif_run(x, theta, beta, soft, refractory, v0):
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)   # not parallel: a parallel loop costs seconds of compilation in every fresh cache
 def maxpool_run(x, kh, kw, sh, sw, oh, ow):
     """The spiking max-pool of x [T, B, H, W] (B = N·C): [T, B, oh, ow]."""
     steps, b, h, w = x.shape
     out = np.zeros((steps, b, oh, ow), x.dtype)
-    for q in prange(b):
+    for q in range(b):
         count = np.zeros((h, w), np.int64)
         lead_i = np.zeros((oh, ow), np.int64)
         lead_j = np.zeros((oh, ow), np.int64)
@@ -75,13 +75,13 @@ def maxpool_run(x, kh, kw, sh, sw, oh, ow):
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def nlif_run(x, bias, decay, kconst, readout, fire_at, tau, dt):
     """n-LIF spikes [S, M]: V = K·(Σ_k x_k − Σ_k x_k·decay^(readout−k)) + bias at step `readout`;
     a unit with V > 0 fires once, at step fire_at + round(τ·ln(1 − min(V, 1)/K)/dt)."""
     steps, m = x.shape
     out = np.zeros_like(x)
-    for j in prange(m):
+    for j in range(m):
         total, trace = 0.0, 0.0
         for t in range(readout + 1):
             trace = trace * decay + x[t, j]
