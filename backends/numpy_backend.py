@@ -461,4 +461,17 @@ def write(graph: Graph, folder: Path, target: str = "float") -> Emitted:
 
 BACKEND = Backend("numpy", LOWERING, RENDER, write)
 
-from mpc.backends import numpy_snn  # noqa: F401  (registers the snn op renderers)
+# -- snn ops (backends/numpy_snn.py): calls into mpc.snn.kernels, embedded as a kernel module --
+from mpc.backends.numpy_snn import NAMES as SNN_NAMES
+from mpc.backends.numpy_snn import RENDER as SNN_RENDER
+from mpc.backends.numpy_snn import kernel_source as snn_kernel_source
+
+
+def _snn_kernel_source() -> str:
+    """The snn kernels (mpc.snn.kernels), embedded so model.py stands alone."""
+    return _kernel_module("snn kernels", snn_kernel_source(), SNN_NAMES)
+
+
+_EMBEDS[_snn_kernel_source] = SNN_NAMES
+for _kind, _fn in SNN_RENDER.items():
+    RENDER[_kind], HELPERS[_kind], EXTRA_SOURCE[_kind] = _fn, [], _snn_kernel_source

@@ -306,7 +306,7 @@ def _trained_attrs(op, module: LoweredGraph, gain_terms: int | None):
     return with_attrs(op.attrs, **changes)
 
 
-# -- snn lowerings (spiking ops with surrogate gradients, mpc.train.surrogate) --------------
-from mpc.train.surrogate import SNN_LOWERINGS
+# -- snn lowerings (spiking ops with surrogate gradients, backends/torch_snn.py) ------------
+from mpc.backends.torch_snn import SNN_LOWERINGS
 
 LOWERINGS.update(SNN_LOWERINGS)

@@ -1,6 +1,6 @@
 """`mpc finetune --target lif`: surrogate-gradient training of a converted spiking network.
 
-The lowered graph (every snn op through mpc.train.surrogate) is unrolled over its T steps and trained
+The lowered graph (every snn op through mpc.backends.torch_snn) is unrolled over its T steps and trained
 with back-propagation through time on the training data: synaptic weights, biases and the LIF
 thresholds θ (weights of snn.lif) all train; the loss is the one of MP fine-tuning (cross entropy,
 mixed with distillation from the source's logits). θ is kept >= 1e-3 of its initial value after
@@ -48,7 +48,7 @@ def finetune_snn(graph: Graph, data, epochs: int, lr: float, batch: int, seed: i
     import torch
 
     from mpc.backends.torch_backend import lower, write_back
-    from mpc.train.surrogate import surrogate
+    from mpc.backends.torch_snn import surrogate
     if data.labels is None:
         raise BadInput(f"{data.source}: fine-tuning needs 'labels' in the data file")
     if epochs < 1 or batch < 1 or not lr > 0:

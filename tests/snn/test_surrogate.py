@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 from mpc.backends import torch_backend as tb
+from mpc.backends.torch_snn import surrogate
 
 from mpc.data import Dataset
 from mpc.ir import parse, run
 from mpc.passmanager import PassContext, run_pipeline
 from mpc.train.spiking import finetune_snn
-from mpc.train.surrogate import surrogate
 from tests.snn.test_lower_lif import MLP, _weights
 
 RNG = np.random.default_rng(21)

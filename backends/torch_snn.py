@@ -1,4 +1,4 @@
-"""The torch lowering of the snn op family, with surrogate gradients for the spike nonlinearity.
+"""The torch lowering of the snn op family (merged into torch_backend's table), with surrogate gradients for the spike nonlinearity.
 
 A spike is the Heaviside step H(u − θ) in the forward pass; its derivative, zero almost everywhere,
 is replaced in the backward pass by a surrogate of x = u − θ (E. O. Neftci, H. Mostafa, F. Zenke,
