@@ -7,3 +7,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in [numpy_backend.BACKEND]}
 from mpc.backends import c as c_backend  # fixed-point C99 (backends/c/)
 
 BACKENDS[c_backend.BACKEND.name] = c_backend.BACKEND
+
+# NIR export (needs the `nir` package, imported only when writing)
+from mpc.backends import nir_backend
+
+BACKENDS[nir_backend.BACKEND.name] = nir_backend.BACKEND

@@ -68,6 +68,8 @@ def _div(op, a):
 
 @renders("nn.matmul")
 def _matmul(op, a):
+    if op.operands[0].type.rank > 2 and op.operands[1].type.rank == 2:   # leading dims: one 2-D product
+        return f"np.matmul({a[0]}.reshape(-1, {a[0]}.shape[-1]), {a[1]}).reshape({a[0]}.shape[:-1] + (-1,))"
     return f"np.matmul({a[0]}, {a[1]})"
 
 
@@ -503,3 +505,18 @@ def _hop_readout(op, a):
 
 _EMBEDS[_hop_kernel_source] = _HOP_NAMES
 EXTRA_SOURCE["hop.relax"] = _hop_kernel_source
+
+# -- snn ops (backends/numpy_snn.py): calls into mpc.snn.kernels, embedded as a kernel module --
+from mpc.backends.numpy_snn import NAMES as SNN_NAMES
+from mpc.backends.numpy_snn import RENDER as SNN_RENDER
+from mpc.backends.numpy_snn import kernel_source as snn_kernel_source
+
+
+def _snn_kernel_source() -> str:
+    """The snn kernels (mpc.snn.kernels), embedded so model.py stands alone."""
+    return _kernel_module("snn kernels", snn_kernel_source(), SNN_NAMES)
+
+
+_EMBEDS[_snn_kernel_source] = SNN_NAMES
+for _kind, _fn in SNN_RENDER.items():
+    RENDER[_kind], HELPERS[_kind], EXTRA_SOURCE[_kind] = _fn, [], _snn_kernel_source

@@ -346,3 +346,8 @@ def _hop_relax(a, x, theta0, bias, *blocks):
 
 LOWERINGS["hop.relax"] = _hop_relax
 LOWERINGS["hop.readout"] = lambda a, s: s[:, a.offset:a.offset + a.size]
+
+# -- snn lowerings (spiking ops with surrogate gradients, backends/torch_snn.py) ------------
+from mpc.backends.torch_snn import SNN_LOWERINGS
+
+LOWERINGS.update(SNN_LOWERINGS)

@@ -10,6 +10,8 @@ from . import (  # noqa: F401  (each import registers its pass)
     fuse_conv_epilogue,
     gemm_to_matmul,
     lower_hopfield,
+    lower_lif,
+    lower_nlif,
     mp_calibrate,
     mp_rewrite,
     quantize,

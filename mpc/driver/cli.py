@@ -176,6 +176,7 @@ def cmd_verify(args) -> int:
         raise BadFlag("verify needs --target T (or --source MODEL to check a converted folder or .mpc file)")
     args.emit, args.dump_ir_after = args.emit or ("numpy",), args.dump_ir_after or ()
     settings = _settings(args)
+    steps = _sweep_check(args)
     if args.source:
         result = verify_converted(args.model, args.source, settings, args.data, args.samples, thresholds)
     else:
@@ -185,11 +186,42 @@ def cmd_verify(args) -> int:
         print(json.dumps(result, sort_keys=True))
     else:
         print_table(result)
+    if steps:   # spiking targets: accuracy vs T (CSV + PNG)
+        _sweep_timesteps(args, settings, steps)
     failed = [c for c in result["checks"] if not c["passed"]]
     sys.stdout.flush()
     for c in failed:
         print(f"mpc: check failed: {c['message']}", file=sys.stderr)
     return 3 if failed else 0
+
+
+def _sweep_check(args) -> tuple[int, ...]:
+    """The --sweep-timesteps grid, checked with its output folder before any work (empty without the flag)."""
+    if not args.sweep_timesteps:
+        if args.output or args.force:
+            raise BadFlag("-o/--output and --force of verify apply only with --sweep-timesteps")
+        return ()
+    from mpc.driver.sweep_timesteps import parse_steps
+    if args.source or args.target != "lif" or not args.data:
+        raise BadFlag("--sweep-timesteps needs --target lif and labelled --data")
+    steps = parse_steps(args.sweep_timesteps)
+    _check_output(_sweep_dir(args), args)
+    return steps
+
+
+def _sweep_dir(args) -> Path:
+    return Path(args.output or f"out/{Path(args.model.split(':')[0]).stem}-timesteps")
+
+
+def _sweep_timesteps(args, settings, steps) -> None:
+    """Accuracy against T for `mpc verify --target lif --sweep-timesteps ...`."""
+    from mpc.driver.sweep_timesteps import sweep_timesteps, write_sweep
+    outdir = _sweep_dir(args)
+    result = sweep_timesteps(args.model, settings, args.data, steps)
+    write_sweep(result, outdir, args.force, f"{Path(args.model).name}: accuracy vs T (lif)")
+    for r in result["rows"]:
+        print(f"T {r['timesteps']:<6} accuracy {100 * r['accuracy']:.2f}%")
+    print(f"source {100 * result['source_accuracy']:.2f}% -> {outdir}/timesteps.csv, timesteps.png")
 
 
 def cmd_run(args) -> int:
@@ -210,8 +242,10 @@ def cmd_finetune(args) -> int:
         return finetune_hopfield(args, settings)
     if args.method is not None or args.beta is not None:
         raise BadFlag("--method and --beta apply to --target hopfield only")
+    if settings.target == "lif":   # spiking: surrogate-gradient BPTT (mpc.train.spiking)
+        return _finetune_lif(args, settings)
     if settings.target != "mp":
-        raise BadFlag(f"mpc finetune supports --target mp and hopfield only, got '{settings.target}'")
+        raise BadFlag(f"mpc finetune supports --target mp, lif and hopfield only, got '{settings.target}'")
     outdir = Path(args.output)
     _check_output(outdir, args)
     from mpc.driver.oracle import run_source
@@ -234,6 +268,34 @@ def cmd_finetune(args) -> int:
                    calibrated.gain_terms, calibrated.gain is GainMode.FLOAT, settings.seed, settings.quiet,
                    teacher, args.distill, args.weight_decay, settings.progress)
     from mpc.ir import verify_graph
+    verify_graph(compiled.graph)
+    compiled.ctx.report.section("Fine-tuning", res.history)
+    write_outdir(compiled, settings, outdir, args.force)
+    log(settings, f"mpc: fine-tuned {args.model} for {res.epochs} epochs in {res.seconds:.1f} s "
+                  f"(loss {res.final_loss:.4f}, train accuracy {100 * res.train_accuracy:.2f}%) -> {outdir}/")
+    return 0
+
+
+def _finetune_lif(args, settings) -> int:
+    """`mpc finetune --target lif`: convert, then train the spiking network with surrogate gradients."""
+    from mpc.data import load_data
+    from mpc.driver.compiler import compile_model, log, write_outdir
+    from mpc.driver.oracle import run_source
+    from mpc.frontend import load
+    from mpc.ir import clone, verify_graph
+    from mpc.train.spiking import finetune_snn
+    outdir = Path(args.output)
+    _check_output(outdir, args)
+    loaded = load(args.model, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch)
+    source = clone(loaded.graph)
+    data = load_data(args.data, loaded.graph, loaded.input_names)
+    compiled = compile_model(args.model, settings, loaded=loaded, train=data)
+    teacher = None
+    if args.distill > 0:
+        out = run_source(loaded.onnx_model, source, data, [], loaded.input_names, loaded.source)
+        teacher = out[loaded.onnx_model.graph.output[0].name if loaded.onnx_model else source.outputs[0].name]
+    res = finetune_snn(compiled.graph, data, args.epochs, args.lr, args.batch_size, settings.seed, settings.quiet,
+                       teacher, args.distill, args.weight_decay, settings.progress, args.surrogate, args.slope)
     verify_graph(compiled.graph)
     compiled.ctx.report.section("Fine-tuning", res.history)
     write_outdir(compiled, settings, outdir, args.force)
@@ -332,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check: top-1 agreement >= P, a fraction in [0, 1] (0.9 for 90%%)")
     s.add_argument("--max-accuracy-drop", type=fraction, metavar="D",
                    help="check: source accuracy - converted accuracy <= D, a fraction (needs labels)")
+    s.add_argument("--sweep-timesteps", metavar="T,T,...",
+                   help="lif target: also write accuracy vs time steps (timesteps.csv, timesteps.png)")
+    s.add_argument("-o", "--output", help="folder for --sweep-timesteps (default out/<model>-timesteps)")
+    s.add_argument("--force", action="store_true", help="replace an existing --sweep-timesteps folder")
     s.set_defaults(fn=cmd_verify)
     s = sub.add_parser("run", help="run a converted folder's model.py on data")
     s.add_argument("outdir")
@@ -353,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", choices=("dualprop", "ep", "backprop"), default=None,
                    help="hopfield target: dual propagation (default), equilibrium propagation (--lambda 1) or backprop")
     s.add_argument("--beta", type=positive_float, default=None, help="hopfield target: nudging strength (default 0.5)")
+    s.add_argument("--surrogate", choices=("fast-sigmoid", "arctan"), default="fast-sigmoid",
+                   help="lif target: surrogate derivative of the spike")
+    s.add_argument("--slope", type=positive_float, default=25.0, help="lif target: slope of the surrogate")
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_finetune)

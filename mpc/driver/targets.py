@@ -50,6 +50,23 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
                        choices=("sweeps", "jacobi")))),
 ]}
 
+# Spiking targets (mpc.snn): rate-coded IF neurons.
+TARGETS["lif"] = Target(
+    "lif", "canonicalize,lower-lif,dce",
+    "rate-coded integrate-and-fire SNN (snn.lif) by data-based normalization; output read out by membrane",
+    flags=(Flag("timesteps", int_range(1, 1_000_000), "time steps T of the simulation (default 32)",
+                "lower-lif", "timesteps"),
+           Flag("norm", str, "neuron scale from calibration activations: max, p99.9 (default) or p99.99",
+                "lower-lif", "norm", choices=("max", "p99.9", "p99.99")),
+           Flag("norm-granularity", str, "one neuron scale per layer (default) or per channel",
+                "lower-lif", "granularity", choices=("layer", "channel"))))
+
+TARGETS["nlif"] = Target(
+    "nlif", "canonicalize,lower-nlif,dce",
+    "exact time-to-first-spike n-LIF network (snn.nlif): one spike per neuron, error falls to 0 with dt",
+    flags=(Flag("dt", positive_float, "n-LIF time step, in units of the synaptic time constant (default 0.01)",
+                "lower-nlif", "dt"),))
+
 
 def get_target(name: str) -> Target:
     """The target called `name`; BadFlag naming the known ones otherwise."""

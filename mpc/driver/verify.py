@@ -57,6 +57,9 @@ def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 
     if "c" in settings.emit:   # the emitted C, compiled with the host gcc, against the emulator
         from mpc.driver.verify_fx import c_measure
         result |= c_measure(graph, data)
+    if any(op.kind.startswith("snn.") for op in graph.ops):   # spiking targets: rates, Pearson, cost
+        from mpc.snn.report import spiking_report
+        result["spiking"] = spiking_report(graph, source_graph, data)
     result["checks"] = run_checks(result, thresholds)
     return result
 
@@ -205,3 +208,6 @@ def print_table(r: dict[str, Any]) -> None:
         for row in r["layers"]:
             p = "-" if row["pearson"] is None else f"{row['pearson']:.6f}"
             print(f"  {row['name']:<{width}} {p}")
+    if r.get("spiking"):
+        from mpc.snn.report import print_spiking
+        print_spiking(r["spiking"])

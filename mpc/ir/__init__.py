@@ -2,7 +2,7 @@
 
 Other code imports from `mpc.ir` only. Op families are imported here by an explicit list.
 """
-from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.*, hop.*, fx.* kinds)
+from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.*, hop.*, fx.*, snn.* kinds)
            ops_fx,
            ops_hop,
            ops_mp,
@@ -10,6 +10,7 @@ from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.*, hop
            ops_nn_spatial,
            ops_nn_tensor,
            ops_np,
+           ops_snn,
 )
 from mpc.ir.core import Graph, Op, Value, clone, sanitize
 from mpc.ir.interp import apply, check_feeds, run
@@ -38,7 +39,7 @@ from mpc.ir.rewrite import (
 from mpc.ir.types import DType, TensorType
 from mpc.ir.verify import verify_graph
 
-FAMILIES = ["nn", "mp", "np", "hop", "fx"]
+FAMILIES = ["nn", "mp", "np", "hop", "fx", "snn"]
 
 __all__ = [
            "TRAITS",

@@ -186,8 +186,14 @@ def _gemm(k, x, w, c=None):
     return K.gemm(x, w, c, a.alpha, a.beta, a.trans_a, a.trans_b)
 
 
+def _matmul(k, x, w):
+    if x.ndim > 2 and w.ndim == 2:   # leading dims (time-major T·N rows): one 2-D product, not T small ones
+        return np.matmul(x.reshape(-1, x.shape[-1]), w).reshape(x.shape[:-1] + w.shape[-1:])
+    return np.matmul(x, w)
+
+
 define("nn.matmul", ("a", "b"), "matrix product with NumPy/ONNX MatMul semantics", _matmul_infer,
-       lambda k, x, w: np.matmul(x, w), traits=FOLDABLE)
+       _matmul, traits=FOLDABLE)
 define("nn.gemm", ("a", "b", "c?"), "alpha * op(a) @ op(b) + beta * c (ONNX Gemm)", _gemm_infer, _gemm,
        GemmAttrs, traits=FOLDABLE)
 

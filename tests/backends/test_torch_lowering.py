@@ -181,6 +181,27 @@ dilations = [1, 2], group = 2} : {t}[2,6,3,3]
   %s = hop.relax(%x, @t0, @b, @w10, @w01) {sizes = [3, 2], acts = [tanh, sigmoid], blocks = ["1<0", "0<1"], \
 lam = 1.0, schedule = jacobi, max_iter = 7} : {t}[5,5]
 }""",
+    "snn_lif_membrane": """graph @g(%x: {t}[2,3]) -> (%y: {t}[2,3]) {
+  weight @pos_th : {t}[3]
+  %0 = snn.encode(%x) {timesteps = 6, dt = 1.0} : {t}[6,2,3]
+  %1 = snn.lif(%0, @pos_th) {dt = 1.0, beta = 0.9, reset = zero, refractory = 1, v0 = 0.25} : {t}[6,2,3]
+  %y = snn.decode(%1) {mode = membrane, beta = 0.5} : {t}[2,3]
+}""",
+    "snn_poisson_maxpool_count": """graph @g(%x: {t}[2,1,4,4]) -> (%y: {t}[2,1,2,2], %z: {t}[2,1,2,2]) {
+  %0 = snn.encode(%x) {timesteps = 5, dt = 1.0, mode = poisson, seed = 4} : {t}[5,2,1,4,4]
+  %1 = snn.maxpool(%0) {kernel = [2, 2], strides = [2, 2]} : {t}[5,2,1,2,2]
+  %y = snn.decode(%1) {mode = count} : {t}[2,1,2,2]
+  %z = snn.decode(%1) {mode = first_spike, dt = 0.5} : {t}[2,1,2,2]
+}""",
+    "snn_nlif_ttfs": """graph @g(%x: {t}[2,3]) -> (%y: {t}[2,2], %z: {t}[2,2]) {
+  weight @w : {t}[3,2]
+  weight @b : {t}[2]
+  %0 = snn.encode(%x) {timesteps = 9, dt = 0.25, mode = ttfs, window = 1.0} : {t}[9,2,3]
+  %1 = nn.matmul(%0, @w) : {t}[9,2,2]
+  %2 = snn.nlif(%1, @b) {dt = 0.25, tau = 1.0, window = 1.0, layer = 1} : {t}[9,2,2]
+  %y = snn.decode(%2) {mode = ttfs, dt = 0.25, window = 1.0, readout = 8} : {t}[2,2]
+  %z = snn.decode(%2) {mode = rate} : {t}[2,2]
+}""",
 }
 
 # the tensor, elementwise, logic and reduction op kinds (mpc/ir/ops_nn_tensor.py)

@@ -1,0 +1,242 @@
+"""Benchmark: spiking targets on the shipped digits models — accuracy vs T for `--target lif` (mpc vs
+SpikingJelly's ann2snn when installed), `--target nlif`, simulation throughput of mpc's model.py vs
+SpikingJelly multi-step at T = 32, batch 256, and SynOps / energy vs the source's MACs.
+
+    python benchmarks/bench_snn.py [--repeat 5] [--steps 4,8,16,32,64]
+
+SpikingJelly (and sinabs) are optional (`pip install 'mpc[bench]'`); rows for a missing package are
+skipped. Writes benchmarks/bench_snn.png and prints markdown tables.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS, DATA = ROOT / "examples" / "models", ROOT / "examples" / "data"
+SPECS = {"mlp": ("digits_mlp.onnx", "digits_train.npz", "digits_test.npz"),
+         "cnn": ("digits_cnn.onnx", "digits_img_train.npz", "digits_img_test.npz")}
+
+
+def _data(name):
+    with np.load(DATA / name) as f:
+        return f["input"], f["labels"]
+
+
+def mpc_lif(model: str, steps: int, norm: str = "p99.9"):
+    """The lif conversion of a shipped model (graph) and its spiking report on the test set."""
+    from mpc.driver.compiler import Settings
+    from mpc.driver.verify import verify
+    onnx, train, test = SPECS[model]
+    settings = Settings(target="lif", quiet=True, calib=str(DATA / train),
+                        passes=f"canonicalize,lower-lif{{timesteps={steps},norm={norm}}},dce")
+    return verify(str(MODELS / onnx), settings, str(DATA / test))
+
+
+def mpc_nlif(model: str, dt: float):
+    from mpc.driver.compiler import Settings
+    from mpc.driver.verify import verify
+    onnx, train, test = SPECS[model]
+    settings = Settings(target="nlif", quiet=True, calib=str(DATA / train),
+                        passes=f"canonicalize,lower-nlif{{dt={dt!r}}},dce")
+    return verify(str(MODELS / onnx), settings, str(DATA / test))
+
+
+def torch_source(model: str):
+    """The float model as a plain torch Sequential (BatchNorm folded by mpc's float target), eval mode."""
+    import torch
+    from torch import nn
+
+    from mpc.frontend import load
+    from mpc.passmanager import run_pipeline
+    g = load(str(MODELS / SPECS[model][0])).graph
+    run_pipeline(g, "canonicalize")
+    w = {k: torch.from_numpy(np.array(v)) for k, v in g.weights.items()}
+    mods = []
+    for op in g.ops:
+        if op.kind == "nn.conv2d":
+            c = nn.Conv2d(w[op.operands[1].name].shape[1], w[op.operands[1].name].shape[0], 3, padding=1)
+            c.weight.data, c.bias.data = w[op.operands[1].name], w[op.operands[2].name]
+            mods.append(c)
+        elif op.kind == "nn.matmul":
+            lin = nn.Linear(*w[op.operands[1].name].shape)
+            lin.weight.data = w[op.operands[1].name].T.contiguous()
+            mods.append(lin)
+        elif op.kind == "nn.add":
+            mods[-1].bias.data = w[op.operands[1].name]
+        elif op.kind == "nn.relu":
+            mods.append(nn.ReLU())
+        elif op.kind == "nn.maxpool2d":
+            mods.append(nn.MaxPool2d(2))
+        elif op.kind == "nn.flatten":
+            mods.append(nn.Flatten())
+    return nn.Sequential(*mods).eval()
+
+
+def spikingjelly_lif(model: str, steps_list, mode: str = "99.9%"):
+    """SpikingJelly 2.0 ann2snn (RateCodingRecipe, constant-current input): accuracy per T."""
+    import torch
+    from spikingjelly.activation_based import functional
+    from spikingjelly.activation_based.ann2snn import Converter
+    from spikingjelly.activation_based.ann2snn.recipes import RateCodingRecipe
+    x_tr, _ = _data(SPECS[model][1])
+    x_te, y_te = _data(SPECS[model][2])
+    loader = [(torch.from_numpy(x_tr[i:i + 128]), None) for i in range(0, len(x_tr), 128)]
+    snn = Converter(RateCodingRecipe(loader, mode=mode)).convert(torch_source(model))
+    acc = {}
+    xt = torch.from_numpy(x_te)
+    with torch.no_grad():
+        for steps in steps_list:
+            functional.reset_net(snn)
+            out = sum(snn(xt) for _ in range(steps))
+            acc[steps] = float((out.argmax(1).numpy() == y_te).mean())
+    return acc
+
+
+def mpc_runner(model_dir: Path, x: np.ndarray):
+    """A call of model.py's run() on x (after a warm-up call)."""
+    spec = importlib.util.spec_from_file_location("bench_model", model_dir / "model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.run({"input": x})
+    return lambda: mod.run({"input": x})
+
+
+def spikingjelly_runner(graph, x: np.ndarray, steps: int):
+    """Samples/s of the same IF network (mpc's converted weights and thresholds) as SpikingJelly multi-step
+    layers (Linear + IFNode, step_mode 'm', soft reset, torch backend)."""
+    import torch
+    from spikingjelly.activation_based import functional, layer, neuron
+    w = graph.weights
+    mods, ops = [], graph.ops
+    for op in ops:
+        if op.kind == "nn.matmul":
+            lin = layer.Linear(*w[op.operands[1].name].shape, step_mode="m")
+            lin.weight.data = torch.from_numpy(np.array(w[op.operands[1].name]).T.copy())
+            mods.append(lin)
+        elif op.kind == "nn.add":
+            mods[-1].bias.data = torch.from_numpy(np.array(w[op.operands[1].name]))
+        elif op.kind == "snn.lif":
+            mods.append(neuron.IFNode(v_threshold=float(w[op.operands[1].name][0]), v_reset=None, step_mode="m"))
+    net = torch.nn.Sequential(*mods)
+    xt = torch.from_numpy(x).unsqueeze(0).repeat(steps, 1, 1)
+
+    def once():
+        with torch.no_grad():
+            functional.reset_net(net)
+            net(xt).mean(0)
+    once()
+    return once
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--steps", default="4,8,16,32,64")
+    args = p.parse_args(argv)
+    steps = [int(s) for s in args.steps.split(",")]
+    have_sj = importlib.util.find_spec("spikingjelly") is not None
+    rows, energy = {}, {}
+    for model in SPECS:
+        for t in steps:
+            r = mpc_lif(model, t)
+            rows.setdefault(model, {})[t] = r["converted_accuracy"]
+            rows[model]["source"] = r["source_accuracy"]
+            if t == 32:
+                energy[model] = r["spiking"]["cost"]
+        rows[model]["nlif"] = mpc_nlif(model, 0.01 if model == "mlp" else 0.05)["converted_accuracy"]
+        if have_sj:
+            rows[model]["sj"] = spikingjelly_lif(model, steps)
+    print("| model | source | " + " | ".join(f"lif T={t}" for t in steps) + " | nlif |")
+    print("|---|---|" + "---|" * (len(steps) + 1))
+    for model, r in rows.items():
+        print(f"| {model} (mpc) | {100 * r['source']:.2f} | " + " | ".join(f"{100 * r[t]:.2f}" for t in steps)
+              + f" | {100 * r['nlif']:.2f} |")
+        if "sj" in r:
+            print(f"| {model} (SpikingJelly 99.9%) | | " + " | ".join(f"{100 * r['sj'][t]:.2f}" for t in steps) + " | |")
+    # throughput: the MLP at T = 32, batch 256
+    from mpc.driver.compiler import Settings, compile_model, write_outdir
+    x, _ = _data("digits_test.npz")
+    x = np.concatenate([x, x])[:256]
+    settings = Settings(target="lif", quiet=True, calib=str(DATA / "digits_train.npz"))
+    c = compile_model(str(MODELS / "digits_mlp.onnx"), settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_outdir(c, settings, Path(tmp) / "m", False)
+        runners = {"mpc model.py": mpc_runner(Path(tmp) / "m", x)}
+    if have_sj:
+        runners["SpikingJelly multi-step"] = spikingjelly_runner(c.graph, x, 32)
+    # alternate the runners, round by round, so both see the same machine load; keep each one's best
+    best = {k: min(_timed(fn) for fn in [fn] * 1) for k, fn in runners.items()}
+    rounds = {k: [] for k in runners}
+    for _ in range(args.repeat):
+        for k, fn in runners.items():
+            t = _timed(fn)
+            best[k] = min(best[k], t)
+            rounds[k].append(len(x) / t)
+    tp = {k: len(x) / best[k] for k in runners}
+    print(f"\nthroughput, digits MLP, T = 32, batch 256, {os.cpu_count()} CPUs:")
+    for k, v in tp.items():
+        print(f"  {k:<26} {v:10.0f} samples/s")
+    if len(tp) > 1:
+        ratios = np.array(rounds["mpc model.py"]) / np.array(rounds["SpikingJelly multi-step"])
+        print(f"  ratio mpc / SpikingJelly: best {tp['mpc model.py'] / tp['SpikingJelly multi-step']:.1f}x; "
+              f"per round min {ratios.min():.1f}x, median {np.median(ratios):.1f}x, max {ratios.max():.1f}x")
+    print("\nper inference at T = 32 (lif):")
+    for model, cst in energy.items():
+        print(f"  {model}: source {cst['source_macs']} MACs = {cst['energy_source_pj'] / 1e3:.1f} nJ; "
+              f"spiking {cst['synops']:.0f} SynOps + {cst['dense_macs']} MACs = {cst['energy_snn_pj'] / 1e3:.1f} nJ "
+              f"(fp32 adds), {cst['energy_snn_int_pj'] / 1e3:.1f} nJ (int32 adds)")
+    plot(rows, steps, tp, energy)
+    return 0
+
+
+def plot(rows, steps, tp, energy) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), dpi=100)
+    ax = axes[0]
+    for i, (model, r) in enumerate(rows.items()):
+        ax.semilogx(steps, [100 * r[t] for t in steps], "o-", base=2, color=f"C{i}", label=f"{model} lif (mpc)")
+        if "sj" in r:
+            ax.semilogx(steps, [100 * r["sj"][t] for t in steps], "s--", base=2, color=f"C{i}",
+                        label=f"{model} SpikingJelly ann2snn")
+        ax.axhline(100 * r["source"], color=f"C{i}", ls=":", lw=1, label=f"{model} source")
+    ax.set_xlabel("time steps T")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(80, 100)
+    ax.legend(fontsize=7)
+    ax.set_title("accuracy vs T")
+    ax = axes[1]
+    ax.bar(list(tp), list(tp.values()), color=["C2", "C3"][:len(tp)])
+    ax.set_ylabel("samples / s")
+    ax.set_title("simulation throughput, MLP, T=32, batch 256")
+    ax = axes[2]
+    names = list(energy)
+    xs = np.arange(len(names))
+    ax.bar(xs - 0.25, [energy[m]["energy_source_pj"] / 1e3 for m in names], 0.25, label="source (fp32 MACs)")
+    ax.bar(xs, [energy[m]["energy_snn_pj"] / 1e3 for m in names], 0.25, label="lif T=32 (fp32 adds)")
+    ax.bar(xs + 0.25, [energy[m]["energy_snn_int_pj"] / 1e3 for m in names], 0.25, label="lif T=32 (int32 adds)")
+    ax.set_xticks(xs, names)
+    ax.set_ylabel("nJ per inference (Horowitz 2014, 45 nm)")
+    ax.legend(fontsize=7)
+    ax.set_title("energy estimate")
+    fig.tight_layout()
+    fig.savefig(ROOT / "benchmarks" / "bench_snn.png", metadata={"Software": None})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
