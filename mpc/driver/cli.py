@@ -153,8 +153,12 @@ def cmd_convert(args) -> int:
 
 def cmd_verify(args) -> int:
     """Convert in memory and compare with the source model run in onnxruntime."""
-    from mpc.driver.verify import Thresholds, print_table, verify, verify_converted
+    from mpc.driver.verify import NEURONS, Thresholds, print_table, save_plots, verify, verify_converted
     thresholds = Thresholds(args.max_abs_err, args.min_agreement, args.max_accuracy_drop)
+    if args.plots:   # refuse an existing folder before the (long) measurement
+        from mpc.driver.outdir import check_not_input, check_writable
+        check_writable(Path(args.plots), args.force)
+        check_not_input(Path(args.plots), [args.model] + ([args.data] if args.data else []))
     if args.source:
         for flag in ("target", "passes", "calib", "emit", "dump_ir_after") + tuple(
                 f.name.replace("-", "_") for f, _ in _target_flags()):
@@ -170,6 +174,9 @@ def cmd_verify(args) -> int:
         result = verify_converted(args.model, args.source, settings, args.data, args.samples, thresholds)
     else:
         result = verify(args.model, settings, args.data, args.samples, thresholds)
+    if args.plots:
+        save_plots(result, args.plots, args.force)
+    result.pop(NEURONS, None)
     if args.json:
         import json
         print(json.dumps(result, sort_keys=True))
@@ -313,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check: top-1 agreement >= P, a fraction in [0, 1] (0.9 for 90%%)")
     s.add_argument("--max-accuracy-drop", type=fraction, metavar="D",
                    help="check: source accuracy - converted accuracy <= D, a fraction (needs labels)")
+    s.add_argument("--plots", metavar="DIR",
+                   help="write the layer and per-neuron correlation figures (PNG) into the new folder DIR")
+    s.add_argument("--force", action="store_true", help="replace an existing --plots folder")
     s.set_defaults(fn=cmd_verify)
     s = sub.add_parser("run", help="run a converted folder's model.py on data")
     s.add_argument("outdir")
