@@ -61,9 +61,14 @@ def model(tmp_path_factory):
     return str(d / "blocks.onnx"), str(d / "calib.npz"), str(d / "test.npz")
 
 
-def test_every_block_becomes_mp_and_keeps_its_structure(model):
-    path, calib, _ = model
-    g = compile_model(path, Settings(target="mp", calib=calib, quiet=True)).graph
+@pytest.fixture(scope="module")
+def compiled(model):
+    """The net converted for the mp target, calibrated on its calibration set."""
+    return compile_model(model[0], Settings(target="mp", calib=model[1], quiet=True)).graph
+
+
+def test_every_block_becomes_mp_and_keeps_its_structure(compiled):
+    g = compiled
     kinds = [op.kind for op in g.ops]
     assert not {"nn.conv2d", "nn.matmul", "nn.gemm", "nn.batchnorm"} & set(kinds), kinds
     convs = [op.attrs for op in g.ops if op.kind == "mp.conv2d"]
@@ -75,7 +80,7 @@ def test_every_block_becomes_mp_and_keeps_its_structure(model):
     assert kinds.count("mp.dot") == 1
 
 
-def test_outputs_and_layers_track_onnxruntime(capsys, model):
+def test_outputs_and_layers_track_onnxruntime(capsys, model, compiled):
     path, calib, test = model
     capsys.readouterr()
     assert main(["verify", path, "--target", "mp", "--calib", calib, "--data", test, "--json", "-q"]) == 0
@@ -83,7 +88,7 @@ def test_outputs_and_layers_track_onnxruntime(capsys, model):
     sess = ort.InferenceSession(onnx.load(path).SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.load(test)["input"]
     ref = sess.run(None, {"input": x})[0].astype(np.float64)
-    got = run(compile_model(path, Settings(target="mp", calib=calib, quiet=True)).graph, {"input": x})["out"]
+    got = run(compiled, {"input": x})["out"]
     assert np.corrcoef(ref.ravel(), got.astype(np.float64).ravel())[0, 1] > 0.99
     assert r["max_abs_err"] == pytest.approx(np.abs(got - ref).max(), rel=1e-4)
     assert min(row["pearson"] for row in r["layers"]) > 0.97, r["layers"]
@@ -92,9 +97,8 @@ def test_outputs_and_layers_track_onnxruntime(capsys, model):
     assert min(row["neuron_pearson"]["median"] for row in r["layers"]) > 0.6, r["layers"]
 
 
-def test_depthwise_layer_is_mp_per_channel(model):
-    path, calib, test = model
-    g = compile_model(path, Settings(target="mp", calib=calib, quiet=True)).graph
+def test_depthwise_layer_is_mp_per_channel(model, compiled):
+    g, test = compiled, model[2]
     op = next(op for op in g.ops if op.kind == "mp.conv2d" and op.attrs.group == 16)
     x = run(g, {"input": np.load(test)["input"][:4]}, keep_all=True)
     xin, got = x[op.operands[0].name].astype(np.float64), x[op.result.name].astype(np.float64)
