@@ -40,7 +40,9 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
                   Flag("gain-terms", int_range(1, 32), "signed power-of-two terms per MP gain (default 2)",
                        "mp-calibrate", "gain_terms"),
                   Flag("gain", str, "MP gains as shift-add constants (default) or plain floats",
-                       "mp-calibrate", "gain", choices=("shift-add", "float")))),
+                       "mp-calibrate", "gain", choices=("shift-add", "float")),
+                  Flag("refine", str, "after the per-layer fits, lower the error of blocks or of the logits "
+                       "(default none)", "mp-calibrate", "refine", choices=("none", "blocks", "e2e")))),
 ]}
 
 
