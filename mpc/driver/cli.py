@@ -222,10 +222,13 @@ def cmd_finetune(args) -> int:
         teacher = out[loaded.onnx_model.graph.output[0].name if loaded.onnx_model else source.outputs[0].name]
     res = finetune(compiled.graph, data, args.epochs, args.lr, args.batch_size, args.learn_gamma,
                    calibrated.gain_terms, calibrated.gain is GainMode.FLOAT, settings.seed, settings.quiet,
-                   teacher, args.distill, args.weight_decay, settings.progress)
+                   teacher, args.distill, args.weight_decay, settings.progress, args.val_fraction, args.schedule)
     from mpc.ir import verify_graph
     verify_graph(compiled.graph)
     compiled.ctx.report.section("Fine-tuning", res.history)
+    if res.selected_epoch is not None:
+        compiled.ctx.report.note(f"finetune: wrote epoch {res.selected_epoch} of {res.epochs}, the best on "
+                                 f"{len(res.val_indices)} held-out samples ({100 * res.val_accuracy:.2f}%)")
     write_outdir(compiled, settings, outdir, args.force)
     log(settings, f"mpc: fine-tuned {args.model} for {res.epochs} epochs in {res.seconds:.1f} s "
                   f"(loss {res.final_loss:.4f}, train accuracy {100 * res.train_accuracy:.2f}%) -> {outdir}/")
@@ -341,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=positive_float, default=2e-3, help="AdamW learning rate")
     s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--learn-gamma", action="store_true", help="learn gamma too (snapped to the grid at the end)")
+    s.add_argument("--val-fraction", type=fraction, default=0.1,
+                   help="fraction of --data held out to pick the epoch written (0: the last epoch)")
+    s.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                   help="learning-rate schedule over the steps (cosine down to lr/20)")
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_finetune)
