@@ -88,22 +88,29 @@ def cnn_files() -> tuple[str, str, str]:
     return str(CACHE / "mnist_img_calib512.npz"), str(CACHE / "mnist_img_ft.npz"), str(d / "mnist_img_test.npz")
 
 
-def cnn_row(name: str, stem: str, calib: str, ft_data: str, test: str, refine: str) -> dict:
-    """Auto-calibrated accuracy per refine mode (and wall times), then default-flag fine-tuning."""
+def cnn_row(name: str, stem: str, calib: str, ft_data: str, test: str, refine: str, refines, ft_epochs) -> dict:
+    """Auto-calibrated accuracy per refine mode (and wall times), then fine-tuning (default flags unless
+    ft_epochs is given; 0 skips it). Each measurement is printed as soon as it is made."""
     model = f"examples/models/{stem}.onnx"
     r = {"model": name}
-    for mode in REFINES:
+    for mode in refines:
         t0 = time.perf_counter()
         v = verify(model, test, "--target", "mp", "--calib", calib, "--refine", mode)
         r[mode], r[f"{mode}_s"] = v["converted_accuracy"], time.perf_counter() - t0
         r["source"] = v["source_accuracy"]
         r[f"{mode}_p5"] = min(layer["neuron_pearson"]["p5"] for layer in v["layers"] if layer["neuron_pearson"])
+        print(f"{name}: source {100 * r['source']:.2f}%, mp refine={mode} {100 * r[mode]:.2f}% "
+              f"(min p5 neuron r {r[mode + '_p5']:.3f}; verify wall {r[mode + '_s']:.0f} s)", flush=True)
+    if ft_epochs == 0:
+        return r
     out = CACHE / f"ft_{stem}"
     t0 = time.perf_counter()
     mpc("finetune", model, "--target", "mp", "--calib", calib, "--refine", refine, "--data", ft_data,
-        "-o", str(out), "--force", "-q")
+        "-o", str(out), "--force", "-q", *(["--epochs", str(ft_epochs)] if ft_epochs else []))
     r["ft_s"] = time.perf_counter() - t0
     r["ft"] = verify(str(out), test, "--source", model)["converted_accuracy"]
+    print(f"{name}: fine-tuned (refine={refine}, epochs {ft_epochs or 'default'}, {FT_SAMPLES} images) "
+          f"{100 * r['ft']:.2f}% (wall {r['ft_s']:.0f} s)", flush=True)
     return r
 
 
@@ -130,26 +137,21 @@ def cnn_plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def cnns(fig37: bool, refine: str) -> None:
-    """The MNIST CNN table (and figure); the Fig 3.7 sweep with --fig37."""
+def cnns(args) -> None:
+    """The MNIST CNN measurements (and figure); the Fig 3.7 sweep with --fig37."""
     calib, ft_data, test = cnn_files()
-    rows = [cnn_row(name, stem, calib, ft_data, test, refine) for name, stem in CNNS]
-    print("| model | source | " + " | ".join(f"mp refine={m} (loss, wall s, min p5 neuron r)" for m in REFINES)
-          + f" | mp + finetune refine={refine}, defaults, {FT_SAMPLES} images (loss, wall s) |")
-    print("|---|---|" + "---|" * (len(REFINES) + 1))
-    for r in rows:
-        cells = [f"{100 * r[m]:.2f}% ({100 * (r['source'] - r[m]):+.2f}, {r[m + '_s']:.0f}, {r[m + '_p5']:.3f})"
-                 for m in REFINES]
-        print(f"| {r['model']} | {100 * r['source']:.2f}% | " + " | ".join(cells)
-              + f" | {100 * r['ft']:.2f}% ({100 * (r['source'] - r['ft']):+.2f}, {r['ft_s']:.0f}) |")
-    cnn_plot(rows, ROOT / "benchmarks" / "bench_cnns.png")
-    if fig37:
+    chosen = [(name, stem) for name, stem in CNNS if not args.only or stem.removeprefix("mnist_") in args.only]
+    rows = [cnn_row(name, stem, calib, ft_data, test, args.refine, args.refines, args.ft_epochs)
+            for name, stem in chosen]
+    if rows and set(REFINES) <= set(args.refines) and args.ft_epochs != 0:
+        cnn_plot(rows, ROOT / "benchmarks" / "bench_cnns.png")
+    if args.fig37:
         with np.load(test) as f:
             np.savez(CACHE / "mnist_img_test500.npz", input=f["input"][:500], labels=f["labels"][:500])
         out = CACHE / "fig37"
         t0 = time.perf_counter()
-        print(mpc("sweep-gamma", "examples/models/mnist_lenet.onnx", "--calib", calib, "--refine", refine,
-                  "--data", str(CACHE / "mnist_img_test500.npz"), "--min", "0.25", "--max", "256",
+        print(mpc("sweep-gamma", "examples/models/mnist_lenet.onnx", "--calib", calib, "--refine", args.refine,
+                  "--data", str(CACHE / "mnist_img_test500.npz"), "--min", args.fig37_min, "--max", args.fig37_max,
                   "-o", str(out), "--force", "-q"))
         print(f"sweep wall time {time.perf_counter() - t0:.0f} s")
         (ROOT / "benchmarks" / "bench_fig37.png").write_bytes((out / "sweep.png").read_bytes())
@@ -160,11 +162,16 @@ def main() -> None:
     p.add_argument("--skip-mnist", action="store_true")
     p.add_argument("--cnns", action="store_true", help="the MNIST CNN benchmark instead")
     p.add_argument("--fig37", action="store_true", help="with --cnns: the accuracy-vs-γ curve too")
-    p.add_argument("--refine", default="e2e", choices=REFINES, help="refine mode for fine-tuning and the sweep")
+    p.add_argument("--refine", default="none", choices=REFINES, help="refine mode for fine-tuning and the sweep")
+    p.add_argument("--refines", nargs="+", default=list(REFINES), choices=REFINES, help="with --cnns: modes to verify")
+    p.add_argument("--only", nargs="+", choices=["lenet", "resnet8", "mobilenet"], help="with --cnns: these models")
+    p.add_argument("--ft-epochs", type=int, default=None, help="with --cnns: fine-tuning epochs (0: none)")
+    p.add_argument("--fig37-min", default="0.25")
+    p.add_argument("--fig37-max", default="256")
     args = p.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
     if args.cnns:
-        cnns(args.fig37, args.refine)
+        cnns(args)
         return
     ex = "examples"
     rows = [row("digits MLP 64-64-32-10", f"{ex}/models/digits_mlp.onnx", f"{ex}/data/digits_train.npz",
