@@ -6,6 +6,15 @@ Columns: source accuracy (onnxruntime), `--target mp` with auto-calibration, the
 (wall time of the whole command) and the fine-tuned model's accuracy.
 
     python benchmarks/bench_accuracy.py [--skip-mnist]
+    python benchmarks/bench_accuracy.py --cnns [--fig37]
+
+`--cnns` instead measures the MNIST CNNs of examples/train_mnist_cnns.py (the MP thesis's CNN, a
+ResNet-8, a MobileNet-style net; held-out 1,000 test images): auto-calibration with each
+`--refine` mode (calibration on 512 training images; wall time of the whole `mpc verify`), then
+`mpc finetune` with default flags on the first FT_SAMPLES training images, and writes
+benchmarks/bench_cnns.png. `--fig37` adds the accuracy-vs-global-γ curve of the thesis CNN (Fig 3.7)
+with the refined per-layer choice marked (`mpc sweep-gamma`, 500 test images) into
+benchmarks/bench_fig37.png.
 """
 from __future__ import annotations
 
@@ -61,11 +70,109 @@ def mnist_files() -> tuple[str, str, str, str]:
     return str(d / "mnist_mlp.onnx"), str(calib), str(d / "mnist_train.npz"), str(d / "mnist_test.npz")
 
 
+CNNS = [("thesis CNN (LeNet-style)", "mnist_lenet"), ("ResNet-8", "mnist_resnet8"),
+        ("MobileNet-style", "mnist_mobilenet")]
+REFINES = ("none", "blocks", "e2e")
+FT_SAMPLES = 1000
+
+
+def cnn_files() -> tuple[str, str, str]:
+    """Calibration (512) and fine-tuning (FT_SAMPLES) subsets of the MNIST image split, and its test file."""
+    d = CACHE / "mnist"
+    if not (d / "mnist_img_test.npz").exists():
+        subprocess.run([sys.executable, "examples/train_mnist_cnns.py", "--data-only", "--data", str(d)], cwd=ROOT,
+                       check=True)
+    with np.load(d / "mnist_img_train.npz") as f:
+        np.savez(CACHE / "mnist_img_calib512.npz", input=f["input"][:512], labels=f["labels"][:512])
+        np.savez(CACHE / "mnist_img_ft.npz", input=f["input"][:FT_SAMPLES], labels=f["labels"][:FT_SAMPLES])
+    return str(CACHE / "mnist_img_calib512.npz"), str(CACHE / "mnist_img_ft.npz"), str(d / "mnist_img_test.npz")
+
+
+def cnn_row(name: str, stem: str, calib: str, ft_data: str, test: str, refine: str, refines, ft_epochs) -> dict:
+    """Auto-calibrated accuracy per refine mode (and wall times), then fine-tuning (default flags unless
+    ft_epochs is given; 0 skips it). Each measurement is printed as soon as it is made."""
+    model = f"examples/models/{stem}.onnx"
+    r = {"model": name}
+    for mode in refines:
+        t0 = time.perf_counter()
+        v = verify(model, test, "--target", "mp", "--calib", calib, "--refine", mode)
+        r[mode], r[f"{mode}_s"] = v["converted_accuracy"], time.perf_counter() - t0
+        r["source"] = v["source_accuracy"]
+        r[f"{mode}_p5"] = min(layer["neuron_pearson"]["p5"] for layer in v["layers"] if layer["neuron_pearson"])
+        print(f"{name}: source {100 * r['source']:.2f}%, mp refine={mode} {100 * r[mode]:.2f}% "
+              f"(min p5 neuron r {r[mode + '_p5']:.3f}; verify wall {r[mode + '_s']:.0f} s)", flush=True)
+    if ft_epochs == 0:
+        return r
+    out = CACHE / f"ft_{stem}"
+    t0 = time.perf_counter()
+    mpc("finetune", model, "--target", "mp", "--calib", calib, "--refine", refine, "--data", ft_data,
+        "-o", str(out), "--force", "-q", *(["--epochs", str(ft_epochs)] if ft_epochs else []))
+    r["ft_s"] = time.perf_counter() - t0
+    r["ft"] = verify(str(out), test, "--source", model)["converted_accuracy"]
+    print(f"{name}: fine-tuned (refine={refine}, epochs {ft_epochs or 'default'}, {FT_SAMPLES} images) "
+          f"{100 * r['ft']:.2f}% (wall {r['ft_s']:.0f} s)", flush=True)
+    return r
+
+
+def cnn_plot(rows: list[dict], path: Path) -> None:
+    """Accuracy loss (points below the source) per model: each refine mode, and fine-tuned."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+    cols = [*REFINES, "ft"]
+    width = 0.8 / len(cols)
+    for j, c in enumerate(cols):
+        xs = [i + (j - (len(cols) - 1) / 2) * width for i in range(len(rows))]
+        ax.bar(xs, [100 * (r["source"] - r[c]) for r in rows], width,
+               label=f"auto, refine={c}" if c != "ft" else "fine-tuned (default flags)")
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set_xticks(range(len(rows)), [r["model"] for r in rows])
+    ax.set_ylabel("accuracy loss vs float (points)")
+    ax.set_title("MP on MNIST CNNs (1,000 held-out images)")
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def cnns(args) -> None:
+    """The MNIST CNN measurements (and figure); the Fig 3.7 sweep with --fig37."""
+    calib, ft_data, test = cnn_files()
+    chosen = [(name, stem) for name, stem in CNNS if not args.only or stem.removeprefix("mnist_") in args.only]
+    rows = [cnn_row(name, stem, calib, ft_data, test, args.refine, args.refines, args.ft_epochs)
+            for name, stem in chosen]
+    if rows and set(REFINES) <= set(args.refines) and args.ft_epochs != 0:
+        cnn_plot(rows, ROOT / "benchmarks" / "bench_cnns.png")
+    if args.fig37:
+        with np.load(test) as f:
+            np.savez(CACHE / "mnist_img_test500.npz", input=f["input"][:500], labels=f["labels"][:500])
+        out = CACHE / "fig37"
+        t0 = time.perf_counter()
+        print(mpc("sweep-gamma", "examples/models/mnist_lenet.onnx", "--calib", calib, "--refine", args.refine,
+                  "--data", str(CACHE / "mnist_img_test500.npz"), "--min", args.fig37_min, "--max", args.fig37_max,
+                  "-o", str(out), "--force", "-q"))
+        print(f"sweep wall time {time.perf_counter() - t0:.0f} s")
+        (ROOT / "benchmarks" / "bench_fig37.png").write_bytes((out / "sweep.png").read_bytes())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--skip-mnist", action="store_true")
+    p.add_argument("--cnns", action="store_true", help="the MNIST CNN benchmark instead")
+    p.add_argument("--fig37", action="store_true", help="with --cnns: the accuracy-vs-γ curve too")
+    p.add_argument("--refine", default="none", choices=REFINES, help="refine mode for fine-tuning and the sweep")
+    p.add_argument("--refines", nargs="+", default=list(REFINES), choices=REFINES, help="with --cnns: modes to verify")
+    p.add_argument("--only", nargs="+", choices=["lenet", "resnet8", "mobilenet"], help="with --cnns: these models")
+    p.add_argument("--ft-epochs", type=int, default=None, help="with --cnns: fine-tuning epochs (0: none)")
+    p.add_argument("--fig37-min", default="0.25")
+    p.add_argument("--fig37-max", default="256")
     args = p.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
+    if args.cnns:
+        cnns(args)
+        return
     ex = "examples"
     rows = [row("digits MLP 64-64-32-10", f"{ex}/models/digits_mlp.onnx", f"{ex}/data/digits_train.npz",
                 f"{ex}/data/digits_train.npz", f"{ex}/data/digits_test.npz", 10, 2e-3),

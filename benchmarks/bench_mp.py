@@ -21,6 +21,9 @@ predicted peak (bytes per B·2D·H element measured at the first h, times B·2D�
 and reported as OOM. Latency: best of several runs for the numba kernels and the matmul (in alternating
 blocks, since this shared 2-core machine is noisy), one run for the seed style.
 
+The SIMD level the kernels ran on is printed and recorded (numba's target CPU and OpenBLAS's core type);
+NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell emulates an AVX2-only machine on a wider one.
+
 Usage: python benchmarks/bench_mp.py [--quick] [--replot]
   --quick   h ∈ {500, 1000} only
   --replot  redraw the tables and the PNG from the last run's raw results (benchmarks/_cache/)
@@ -440,6 +443,32 @@ def machine():
             f"({torch.get_num_threads()} threads)")
 
 
+AVX512_CPUS = ("avx512", "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake", "tigerlake",
+               "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids", "znver4", "znver5")
+
+
+def simd_level():
+    """The widest vector ISA the numba kernels were compiled for (NUMBA_CPU_NAME, else the host CPU)
+    and OpenBLAS's core type, e.g. 'numba AVX2 (haswell); BLAS Haswell'."""
+    import llvmlite.binding as ll
+    import numba
+
+    name = numba.config.CPU_NAME or ll.get_host_cpu_name()
+    if numba.config.CPU_NAME and numba.config.CPU_NAME != "host":
+        level = "AVX-512" if name.startswith(AVX512_CPUS) else "SSE" if name in ("generic", "x86-64") else "AVX2"
+    else:
+        feats = ll.get_host_cpu_features()
+        level = "AVX-512" if feats.get("avx512f") else "AVX2" if feats.get("avx2") else "SSE"
+    blas = os.environ.get("OPENBLAS_CORETYPE")
+    try:
+        import threadpoolctl
+        info = [i for i in threadpoolctl.threadpool_info() if i.get("internal_api") == "openblas"]
+        blas = blas or (info[0].get("architecture") if info else None)
+    except ImportError:
+        pass
+    return f"numba {level} ({name}); BLAS {blas or 'core type unknown'}"
+
+
 def main(argv=None):
     """Run the benchmark, print the tables, write the PNG and the markdown section."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -474,11 +503,12 @@ def measure(hs, quick):
     """All measurements, as the keyword arguments of `render`."""
     start, load_before = time.time(), os.getloadavg()[0]
     print(f"machine: {machine()}; load average {load_before:.2f}", flush=True)
+    print(f"SIMD level: {simd_level()}", flush=True)
     rows, per_element = measure_inference(hs)
     train = measure_training(per_element, hs)
     return {"rows": rows, "train": train, "per_element": per_element,
             "command": "python benchmarks/bench_mp.py" + (" --quick" if quick else ""),
-            "machine_line": machine(), "seconds": time.time() - start,
+            "machine_line": f"{machine()}; SIMD: {simd_level()}", "seconds": time.time() - start,
             "load": f"{load_before:.2f}/{os.getloadavg()[0]:.2f}"}
 
 

@@ -14,10 +14,13 @@ before it. Per layer:
    a per-channel affine fit, measured on a seeded subset of rows.
 2. On all rows: least-squares gain and offset per output channel; gain·γD/2 snapped to at most
    K signed power-of-two terms (option gain_terms; gain=float skips it); offset refit after snapping.
-3. Offsets fold into the bias addition that follows (biases stay additions).
+3. Optionally (option refine), the fitted layers are revisited in graph order to lower a
+   block-wise or end-to-end objective with the MP activations fed forward (passes/_mp_refine.py).
+4. Offsets fold into the bias addition that follows (biases stay additions).
 
-Options (`mp-calibrate{gamma=8.0,gain_terms=3,gain=float}`; the mp target's --gamma, --gain-terms and
---gain set them): `gamma` fixes γ for every layer, `gain_terms` is K, `gain` is shift-add or float.
+Options (`mp-calibrate{gamma=8.0,gain_terms=3,gain=float,refine=e2e}`; the mp target's --gamma,
+--gain-terms, --gain and --refine set them): `gamma` fixes γ for every layer, `gain_terms` is K, `gain` is
+shift-add or float, `refine` is none, blocks or e2e.
 Calibration data comes from the driver (ctx.dataset); without it, 256 seeded U(0, 1) samples.
 """
 from __future__ import annotations
@@ -26,6 +29,7 @@ import enum
 import math
 from dataclasses import dataclass
 
+import mpc.passes._mp_refine as R
 import numpy as np
 
 from mpc import kernels_np as K
@@ -61,13 +65,22 @@ class GainMode(enum.Enum):
     FLOAT = "float"
 
 
+class Refine(enum.Enum):
+    """What the refinement after the per-layer fits minimizes: nothing, block outputs, or the logits."""
+
+    NONE = "none"
+    BLOCKS = "blocks"
+    E2E = "e2e"
+
+
 @dataclass(frozen=True)
 class MPCalibrateOptions:
-    """Options of mp-calibrate: a fixed γ (None: searched per layer), K terms per gain, gain form."""
+    """Options of mp-calibrate: a fixed γ (None: searched per layer), K terms per gain, gain form, refinement."""
 
     gamma: float | None = None
     gain_terms: int = 2
     gain: GainMode = GainMode.SHIFT_ADD
+    refine: Refine = Refine.NONE
 
     def __post_init__(self):
         if self.gamma is not None and not (math.isfinite(self.gamma) and self.gamma > 0):
@@ -228,6 +241,11 @@ def fit_layer(op: Op, x_mp: np.ndarray, x_float: np.ndarray, w: np.ndarray, opti
     groups, _ = layer_rows(op, x_mp, w)
     t_rows = as_rows(op, target)
     gamma, c, _ = search(groups, t_rows, options.gamma, rng)
+    return fit_affine(groups, t_rows, gamma, c, options, rng), target
+
+
+def fit_affine(groups, t_rows: np.ndarray, gamma: float, c: float, options: MPCalibrateOptions, rng) -> LayerFit:
+    """Gains and offsets (snapped as the options say) for a given γ and c, on up to FIT_ROWS rows."""
     r = t_rows.shape[0]
     idx = np.sort(rng.choice(r, FIT_ROWS, replace=False)) if r > FIT_ROWS else slice(None)
     y = mp_rows([(xg[idx].astype(np.float64), wg.astype(np.float64), sl) for xg, wg, sl in groups], gamma, c)
@@ -238,8 +256,13 @@ def fit_layer(op: Op, x_mp: np.ndarray, x_float: np.ndarray, w: np.ndarray, opti
     if options.gain is GainMode.SHIFT_ADD:
         g, terms = snap_gains(g, gamma * d / 2, options.gain_terms)
         o = (t - y * g).mean(0)
-    fit = LayerFit(gamma, c, g, o, terms, rel_err(y, t, g, o), pearson(y * g + o, t) or 0.0)
-    return fit, target
+    return LayerFit(gamma, c, g, o, terms, rel_err(y, t, g, o), pearson(y * g + o, t) or 0.0)
+
+
+def layer_out(op: Op, x: np.ndarray, w: np.ndarray, fit: LayerFit) -> np.ndarray:
+    """The calibrated MP op's output (op layout, float64) with the parameters of `fit`."""
+    groups, back = layer_rows(op, x, w)
+    return back(mp_rows(groups, fit.gamma, fit.c) * fit.gain + fit.offset)
 
 
 # -- the pass --------------------------------------------------------------------------------
@@ -291,7 +314,8 @@ def _report_row(op: Op, w: np.ndarray, fit: LayerFit) -> dict:
             "rel err": round(fit.rel_err, 6), "pearson": round(fit.pearson, 6)}
 
 
-def _calibrate_layers(graph, data, x_float: dict, options, rng, terms_cap: int, show: dict) -> list[tuple]:
+def _calibrate_layers(graph, data, x_float: dict, options, rng, terms_cap: int, show: dict,
+                      fits: dict | None = None) -> list[tuple]:
     """Run the MP network, fitting each MP op on its whole MP input when reached; (op, new op, row) per layer.
 
     MP ops run as their dense product (cheap), then the hook replaces that output with the calibrated
@@ -304,6 +328,8 @@ def _calibrate_layers(graph, data, x_float: dict, options, rng, terms_cap: int, 
         fit, _ = fit_layer(op, inputs[0], x_float[op.operands[0].name], inputs[1], options, rng)
         new = _apply(graph, op, fit, terms_cap)
         done.append((op, new, _report_row(op, inputs[1], fit)))
+        if fits is not None:
+            fits[id(op)] = fit
         return apply(new, inputs[:2] + [graph.weights[v.name].astype(np.float64) for v in new.operands[2:]])
 
     capture(graph, data, batch_size=None, hook=fit_hook, kernels=DENSE_KERNELS, dtype=np.float64,
@@ -331,6 +357,54 @@ def _to_calibrate(graph) -> list[Op]:
     return fresh
 
 
+def _refine(graph, data, layers: list[tuple], fits: dict, options: MPCalibrateOptions, ctx) -> list[tuple]:
+    """Refine the fitted layers (passes/_mp_refine.py); layers whose fit moved get their op rebuilt."""
+    rng = np.random.default_rng(ctx.seed + 1)
+    n = data.size
+    idx = np.sort(rng.choice(n, R.REFINE_SAMPLES, replace=False)) if n > R.REFINE_SAMPLES else np.arange(n)
+    weights = {k: (a.astype(np.float64) if a.dtype.kind == "f" else a) for k, a in graph.weights.items()}
+    inputs = {id(v): data.feeds[v.name][idx].astype(np.float64) for v in graph.inputs}
+    mp_ops = [op for op, _, _ in layers]
+    dense_layer = lambda op, args: (dense(op, args[0], args[1]),)   # the float network
+    ref = R.run_from(graph, inputs, 0, dense_layer, weights)
+    state = {"mode": options.refine.value, "ref": ref, "ends": R.block_ends(graph, mp_ops), "weights": weights,
+             "fits": dict(fits)}
+
+    def layer(over: dict):
+        return lambda op, args: (layer_out(op, args[0], args[1], over.get(id(op), state["fits"][id(op)])),)
+
+    def grid(op, fit):
+        d = int(np.prod(weights[op.operands[1].name].shape[1:]))
+        return _grid_k(fit.gamma, d), round(math.log2(fit.c))
+
+    def refit(op, x_mp, kg, kc):
+        w = weights[op.operands[1].name]
+        d = int(np.prod(w.shape[1:]))
+        groups, _ = layer_rows(op, x_mp, w)
+        t_rows = as_rows(op, dense(op, ref[id(op.operands[0])], w))
+        return fit_affine(groups, t_rows, options.gamma or 2.0 ** (kg + 1) / d, 2.0 ** kc, options, rng)
+
+    state |= {"layer": layer, "grid": grid}
+    state["env"] = R.run_from(graph, inputs, 0, layer({}), weights)
+    state["score"] = before = R.objective(state["mode"], state["env"], ref, state["ends"])
+    kept = [R.refine_layer(graph, graph.ops.index(op), op, state, refit, options.gamma is not None) for op in mp_ops]
+    ctx.report.section("MP refinement", [{"refine": state["mode"], "samples": int(idx.size),
+                                          "objective before": before, "objective after": state["score"],
+                                          "moves kept": sum(kept)}])
+    return [_rebuilt(graph, op, new, row, state["fits"][id(op)], fits[id(op)], options.terms_cap)
+            for op, new, row in layers]
+
+
+def _rebuilt(graph, op: Op, new: Op, row: dict, fit: LayerFit, old: LayerFit, terms_cap: int) -> tuple:
+    """(op, calibrated op, report row) with `fit` applied: the first op (and its weights) replaced."""
+    if fit is old:
+        return op, new, row
+    for v in new.operands[2:]:
+        graph.remove_weight(v.name)
+    w = graph.weights[op.operands[1].name]
+    return op, _apply(graph, op, fit, terms_cap), _report_row(op, w, fit)
+
+
 @register_pass("mp-calibrate", summary="choose γ, balance c, shift-add gains and offsets per MP layer on data",
                options=MPCalibrateOptions, needs_data=True)
 def mp_calibrate(graph, ctx, options: MPCalibrateOptions) -> dict:
@@ -348,7 +422,10 @@ def mp_calibrate(graph, ctx, options: MPCalibrateOptions) -> dict:
     # the float network: every MP op as its exact dense product; each MP op's input there is its target's
     x_float = capture(graph, data, [op.operands[0] for op in mp_ops], batch_size=None, kernels=DENSE_KERNELS,
                       dtype=np.float64, desc="mp-calibrate (float)", **show)
-    layers = _calibrate_layers(graph, data, x_float, options, rng, terms_cap, show)
+    fits: dict = {}
+    layers = _calibrate_layers(graph, data, x_float, options, rng, terms_cap, show, fits)
+    if options.refine is not Refine.NONE:
+        layers = _refine(graph, data, layers, fits, options, ctx)
     for op, new, _ in layers:
         graph.ops[graph.ops.index(op)] = new
     for op, new, row in layers:   # after every new op is in place: a new op may use an old op's result

@@ -163,8 +163,12 @@ def cmd_convert(args) -> int:
 
 def cmd_verify(args) -> int:
     """Convert in memory and compare with the source model run in onnxruntime."""
-    from mpc.driver.verify import Thresholds, print_table, verify, verify_converted
+    from mpc.driver.verify import NEURONS, Thresholds, print_table, save_plots, verify, verify_converted
     thresholds = Thresholds(args.max_abs_err, args.min_agreement, args.max_accuracy_drop)
+    if args.plots:   # refuse an existing folder before the (long) measurement
+        from mpc.driver.outdir import check_not_input, check_writable
+        check_writable(Path(args.plots), args.force)
+        check_not_input(Path(args.plots), [args.model] + ([args.data] if args.data else []))
     if args.source:
         for flag in ("target", "passes", "calib", "emit", "dump_ir_after", "quantize", "quantize_config") + tuple(
                 f.name.replace("-", "_") for f, _ in _target_flags()):
@@ -181,6 +185,9 @@ def cmd_verify(args) -> int:
         result = verify_converted(args.model, args.source, settings, args.data, args.samples, thresholds)
     else:
         result = verify(args.model, settings, args.data, args.samples, thresholds)
+    if args.plots:
+        save_plots(result, args.plots, args.force)
+    result.pop(NEURONS, None)
     if args.json:
         import json
         print(json.dumps(result, sort_keys=True))
@@ -266,10 +273,13 @@ def cmd_finetune(args) -> int:
         teacher = out[loaded.onnx_model.graph.output[0].name if loaded.onnx_model else source.outputs[0].name]
     res = finetune(compiled.graph, data, args.epochs, args.lr, args.batch_size, args.learn_gamma,
                    calibrated.gain_terms, calibrated.gain is GainMode.FLOAT, settings.seed, settings.quiet,
-                   teacher, args.distill, args.weight_decay, settings.progress)
+                   teacher, args.distill, args.weight_decay, settings.progress, args.val_fraction, args.lr_schedule)
     from mpc.ir import verify_graph
     verify_graph(compiled.graph)
     compiled.ctx.report.section("Fine-tuning", res.history)
+    if res.selected_epoch is not None:
+        compiled.ctx.report.note(f"finetune: wrote epoch {res.selected_epoch} of {res.epochs}, the best on "
+                                 f"{len(res.val_indices)} held-out samples ({100 * res.val_accuracy:.2f}%)")
     write_outdir(compiled, settings, outdir, args.force)
     log(settings, f"mpc: fine-tuned {args.model} for {res.epochs} epochs in {res.seconds:.1f} s "
                   f"(loss {res.final_loss:.4f}, train accuracy {100 * res.train_accuracy:.2f}%) -> {outdir}/")
@@ -397,7 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sweep-timesteps", metavar="T,T,...",
                    help="lif target: also write accuracy vs time steps (timesteps.csv, timesteps.png)")
     s.add_argument("-o", "--output", help="folder for --sweep-timesteps (default out/<model>-timesteps)")
-    s.add_argument("--force", action="store_true", help="replace an existing --sweep-timesteps folder")
+    s.add_argument("--force", action="store_true", help="replace an existing --sweep-timesteps or --plots folder")
+    s.add_argument("--plots", metavar="DIR",
+                   help="write the layer and per-neuron correlation figures (PNG) into the new folder DIR")
     s.set_defaults(fn=cmd_verify)
     s = sub.add_parser("run", help="run a converted folder's model.py on data")
     s.add_argument("outdir")
@@ -422,6 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--surrogate", choices=("fast-sigmoid", "arctan"), default="fast-sigmoid",
                    help="lif target: surrogate derivative of the spike")
     s.add_argument("--slope", type=positive_float, default=25.0, help="lif target: slope of the surrogate")
+    s.add_argument("--val-fraction", type=fraction, default=0.1,
+                   help="fraction of --data held out to pick the epoch written (0: the last epoch)")
+    s.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
+                   help="learning-rate schedule over the steps (cosine down to lr/20)")
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_finetune)

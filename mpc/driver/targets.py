@@ -41,7 +41,9 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
                   Flag("gain-terms", int_range(1, 32), "signed power-of-two terms per MP gain (default 2)",
                        "mp-calibrate", "gain_terms"),
                   Flag("gain", str, "MP gains as shift-add constants (default) or plain floats",
-                       "mp-calibrate", "gain", choices=("shift-add", "float")))),
+                       "mp-calibrate", "gain", choices=("shift-add", "float")),
+                  Flag("refine", str, "after the per-layer fits, lower the error of blocks or of the logits "
+                       "(default none)", "mp-calibrate", "refine", choices=("none", "blocks", "e2e")))),
     Target("hopfield", "canonicalize,lower-hopfield,dce",
            "layered Hopfield network (dyadic neurons, Hoier et al. 2024): one relaxation with W_lambda connectivity",
            flags=(Flag("lambda", lambda_float, "W_lambda = theta - theta^T + 2 lambda theta^T: 0.5 feedforward "

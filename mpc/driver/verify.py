@@ -17,6 +17,7 @@ from mpc.driver.oracle import compare, layer_pairs, run_source
 from mpc.errors import BadFlag, BadInput
 from mpc.frontend import Loaded, load, load_mpc
 from mpc.ir import Graph, check_feeds, clone, run
+from mpc.mp.fidelity import NeuronPearson, write_plots
 from mpc.progress import progress_bar
 
 
@@ -113,6 +114,7 @@ def _measure(loaded: Loaded, source_graph: Graph, graph: Graph, data: Dataset, l
     """Run the source and the converted graph on `data` in slices of 256 samples and compare them;
     `outputs` pairs converted output names with the source's."""
     stats = {name: Pearson() for name, _, _ in layers}
+    per_neuron = {name: NeuronPearson() for name, _, _ in layers}
     src_out, cv_out = {}, {}
     # slice into 256 samples only along a symbolic batch dim: a static shape takes its data whole
     step = 256 if any(v.type.rank and isinstance(v.type.shape[0], str) for v in graph.inputs) else max(1, data.size)
@@ -126,19 +128,32 @@ def _measure(loaded: Loaded, source_graph: Graph, graph: Graph, data: Dataset, l
         for name, tensor, value in layers:
             if tensor in ref and value.name in got:
                 stats[name].add(ref[tensor], got[value.name])
+                per_neuron[name].add(ref[tensor], got[value.name])
         for name, src_name in outputs:
             src_out.setdefault(name, []).append(ref[src_name])
             cv_out.setdefault(name, []).append(got[name])
     src = {k: _join(v) for k, v in src_out.items()}
     cv = {k: _join(v) for k, v in cv_out.items()}
-    layer_rows = [{"name": name, "pearson": stats[name].value()} for name, _, _ in layers]
+    layer_rows = [{"name": name, "pearson": stats[name].value(), "neuron_pearson": per_neuron[name].summary()}
+                  for name, _, _ in layers]
     cmp = compare(src, cv, data.labels, layer_rows)
     rel = max(float((np.abs(cv[k].astype(np.float64) - src[k]) / np.maximum(1.0, np.abs(src[k]))).max(initial=0.0))
               for k in src) if src else 0.0
     return {"samples": data.size, "max_abs_err": cmp.max_abs_err, "mean_abs_err": cmp.mean_abs_err,
             "max_rel_err": rel, "top1_agreement": cmp.top1_agreement, "source_accuracy": cmp.source_accuracy,
             "converted_accuracy": cmp.converted_accuracy, "layers": cmp.layers,
-            "top1_degenerate": cmp.top1_degenerate, "top1_note": cmp.top1_note}
+            "top1_degenerate": cmp.top1_degenerate, "top1_note": cmp.top1_note,
+            NEURONS: {name: per_neuron[name].values() for name, _, _ in layers}}
+
+
+NEURONS = "_neuron_values"   # per-neuron correlations per layer, for --plots; popped before printing
+
+
+def save_plots(result: dict[str, Any], folder: str, force: bool) -> list[str]:
+    """Write the layer and neuron correlation figures of a verify result into `folder` (atomically)."""
+    from mpc.driver.outdir import staged_dir
+    with staged_dir(Path(folder), force) as tmp:
+        return write_plots(result["layers"], result.get(NEURONS, {}), tmp, Path(result["model"]).name)
 
 
 def _slices(data: Dataset, graph: Graph, step: int):

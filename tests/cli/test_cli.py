@@ -312,7 +312,7 @@ def test_verify_json_without_labels(capsys):
     assert r["source_accuracy"] is None and r["converted_accuracy"] is None
     assert r["top1_agreement"] == 1.0
     for row in r["layers"]:
-        assert set(row) == {"name", "pearson"}
+        assert set(row) == {"name", "pearson", "neuron_pearson"}
 
 
 def test_verify_json_data_without_labels(tmp_path, capsys):
@@ -338,7 +338,7 @@ def test_verify_float_against_onnxruntime(capsys, model, data):
     node_names = {n.name for n in onnx.load(str(model)).graph.node}
     assert r["layers"], "no layers compared"
     for row in r["layers"]:
-        assert set(row) == {"name", "pearson"}
+        assert set(row) == {"name", "pearson", "neuron_pearson"}
         assert row["name"] in node_names, row
         assert row["pearson"] is not None and row["pearson"] > 0.999999, row
 
@@ -533,8 +533,8 @@ def test_passes_lists_every_registered_pass(capsys):
     rc, stdout, err = cli(capsys, "passes")
     assert (rc, err) == (0, "")
     lines = {line.split()[0]: line for line in stdout.splitlines() if line.strip() and not line.startswith(" ")}
-    assert "options (defaults): mp-calibrate{gamma=none,gain_terms=2,gain=shift-add}" in stdout
-    parse_pipeline("mp-calibrate{gamma=none,gain_terms=2,gain=shift-add}")   # the listing reads back
+    assert "options (defaults): mp-calibrate{gamma=none,gain_terms=2,gain=shift-add,refine=none}" in stdout
+    parse_pipeline("mp-calibrate{gamma=none,gain_terms=2,gain=shift-add,refine=none}")   # the listing reads back
     names = {name for name, _, _ in registered()}
     assert set(CANONICALIZE) | {"canonicalize", "mp-rewrite", "mp-calibrate"} <= names
     assert set(lines) == names
