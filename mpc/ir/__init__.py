@@ -3,6 +3,7 @@
 Other code imports from `mpc.ir` only. Op families are imported here by an explicit list.
 """
 from mpc.ir import ops_mp, ops_nn, ops_np  # noqa: F401  (op families: register nn.*, mp.*, np.* kinds)
+from mpc.ir import ops_sparse  # noqa: F401  (registers sp.* kinds: weight masks, CSR layers)
 from mpc.ir.core import Graph, Op, Value, clone, sanitize
 from mpc.ir.interp import apply, check_feeds, run
 from mpc.ir.opdefs import (
@@ -30,7 +31,7 @@ from mpc.ir.rewrite import (
 from mpc.ir.types import DType, TensorType
 from mpc.ir.verify import verify_graph
 
-FAMILIES = ["nn", "mp", "np"]
+FAMILIES = ["nn", "mp", "np", "sp"]
 
 __all__ = [
            "TRAITS",
