@@ -131,7 +131,7 @@ def _grouping(opts: LBIPruneOptions, native: Grouping) -> Grouping:
 def choose_mask(opts: LBIPruneOptions, u: np.ndarray, a: np.ndarray | None, grouping: Grouping,
                 f: np.ndarray | None = None) -> tuple:
     """(mask of U, LBI iterations) for one layer; LBI fits F (default A·U) from A."""
-    keep = None if opts.lam is not None else int(round((1.0 - opts.sparsity) * u.size))
+    keep = None if opts.lam is not None else round((1.0 - opts.sparsity) * u.size)
     if opts.method is Method.MAGNITUDE:
         return top_mask(np.abs(u) if grouping.kind == "none" else _group_norm(u, grouping), keep, grouping), 0
     kw = {"lam": opts.lam} if opts.lam is not None else {}

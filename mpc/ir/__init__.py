@@ -2,8 +2,12 @@
 
 Other code imports from `mpc.ir` only. Op families are imported here by an explicit list.
 """
-from mpc.ir import ops_mp, ops_nn, ops_np  # noqa: F401  (op families: register nn.*, mp.*, np.* kinds)
-from mpc.ir import ops_sparse  # noqa: F401  (registers sp.* kinds: weight masks, CSR layers)
+from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.*, sp.* kinds)
+           ops_mp,
+           ops_nn,
+           ops_np,
+           ops_sparse,
+)
 from mpc.ir.core import Graph, Op, Value, clone, sanitize
 from mpc.ir.interp import apply, check_feeds, run
 from mpc.ir.opdefs import (

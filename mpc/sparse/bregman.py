@@ -115,7 +115,7 @@ class LinBreg(_Bregman):
     def __init__(self, params, lr: float = 1e-3, lam: float = 1e-3, delta: float = 1.0, group: str = "none",
                  row_dim: int = 0):
         self._check(lr, lam, delta, group)
-        super().__init__(params, dict(lr=lr, lam=lam, delta=delta, group=group, row_dim=row_dim))
+        super().__init__(params, {"lr": lr, "lam": lam, "delta": delta, "group": group, "row_dim": row_dim})
 
     def _direction(self, p, g, hp):
         return hp["lr"] * g
@@ -130,8 +130,8 @@ class AdaBreg(_Bregman):
         self._check(lr, lam, delta, group)
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"betas must lie in [0, 1), got {betas}")
-        super().__init__(params, dict(lr=lr, lam=lam, delta=delta, betas=betas, eps=eps, group=group,
-                                      row_dim=row_dim))
+        super().__init__(params, {"lr": lr, "lam": lam, "delta": delta, "betas": betas, "eps": eps,
+                                  "group": group, "row_dim": row_dim})
 
     def _direction(self, p, g, hp):
         state = self.state[p]

@@ -108,5 +108,5 @@ def top_mask(priority: np.ndarray, keep: int, grouping: Grouping = Grouping()) -
     size = g.shape[1]
     order = np.argsort(-g[:, 0], kind="stable")
     chosen = np.zeros(g.shape[0], bool)
-    chosen[order[:max(0, int(round(keep / size)))]] = True
+    chosen[order[:max(0, round(keep / size))]] = True
     return grouping.from_groups(np.repeat(chosen[:, None], size, axis=1), priority.shape)
