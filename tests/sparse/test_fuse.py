@@ -74,14 +74,14 @@ def _matmul_shapes(graph):
 
 def test_nothing_dead_keeps_shapes_and_outputs():
     model = _mlp()
-    graph, records, _ = _fused(model)
+    graph, _records, _ = _fused(model)
     assert _matmul_shapes(graph) == [(6, 5), (5, 4), (4, 3)]
     _check_against_ort(model, graph, (7, 6))
 
 
 def test_dead_neurons_are_removed_exactly_and_outputs_match_the_unfused_source():
     model = _mlp(dead_rows=[(1, 0), (1, 3), (2, 2)], live_bias_rows=[(1, 1, 0.7), (1, 4, -0.7)])
-    graph, records, ctx = _fused(model)
+    graph, records, _ctx = _fused(model)
     # layer 1 loses neurons 0, 3 and 4 (relu(-0.7) = 0), keeps neuron 1 (the constant relu(0.7) = 0.7)
     # and neuron 2; layer 2 loses neuron 2
     assert _matmul_shapes(graph) == [(6, 2), (2, 3), (3, 3)]
@@ -93,7 +93,7 @@ def test_dead_neurons_are_removed_exactly_and_outputs_match_the_unfused_source()
 
 def test_dead_conv_channels_are_removed_through_relu_pool_and_flatten():
     model = _cnn(dead_channels=[1, 2])
-    graph, records, ctx = _fused(model)
+    graph, _records, ctx = _fused(model)
     conv = next(op for op in graph.ops if op.kind == "nn.conv2d")
     fc = next(op for op in graph.ops if op.kind == "nn.matmul")
     assert conv.operands[1].type.shape == (2, 2, 3, 3)
