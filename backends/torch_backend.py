@@ -304,3 +304,7 @@ def _trained_attrs(op, module: LoweredGraph, gain_terms: int | None):
     if gain_terms is not None:
         changes["gain_terms"] = gain_terms
     return with_attrs(op.attrs, **changes)
+
+
+# -- sparsity: a masked weight trains only where its mask is true (the mask is a bool buffer) --------
+LOWERINGS["sp.mask"] = lambda a, w, m: w * m.to(w.dtype)
