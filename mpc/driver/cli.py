@@ -57,6 +57,8 @@ def _conversion_flags(p: argparse.ArgumentParser, need_target: bool = True) -> N
     for flag, targets in all_flags():
         p.add_argument(f"--{flag.name}", type=flag.type, default=None, choices=flag.choices,
                        help=f"{flag.help} (target {', '.join(targets)})")
+    from mpc.driver.sparsity import add_prune_flags
+    add_prune_flags(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     p.add_argument("--progress", action="store_true",
                    help="show progress bars even when stderr is not a terminal")
@@ -103,7 +105,9 @@ def _pipeline(args, target) -> str:
             raise BadFlag(f"--{flag.name} sets option {flag.option} of {flag.pass_name}, which the pipeline "
                           f"'{pipeline}' does not run")
         options.setdefault(flag.pass_name, {})[flag.option] = value
-    return set_options(pipeline, options)
+    from mpc.driver import sparsity  # --prune puts lbi-prune,fuse,dce after canonicalize
+    bregman = getattr(args, "optimizer", "adamw") != "adamw"   # then --lbi-lambda is the optimizer's
+    return sparsity.with_pruning(set_options(pipeline, options), sparsity.prune_stage(args, bregman))
 
 
 def _settings(args, **over):
@@ -194,6 +198,10 @@ def cmd_finetune(args) -> int:
     from mpc.data import load_data
     from mpc.driver.compiler import compile_model, log, write_outdir
     settings = _settings(args)
+    if args.optimizer != "adamw":   # sparse Bregman fine-tuning (float and mp), see mpc.driver.sparsity
+        from mpc.driver.sparsity import cmd_finetune_bregman
+        _check_output(Path(args.output), args)
+        return cmd_finetune_bregman(args, settings)
     if settings.target != "mp":
         raise BadFlag(f"mpc finetune supports --target mp only, got '{settings.target}'")
     outdir = Path(args.output)
@@ -331,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=positive_float, default=2e-3, help="AdamW learning rate")
     s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--learn-gamma", action="store_true", help="learn gamma too (snapped to the grid at the end)")
+    from mpc.driver.sparsity import add_finetune_flags
+    add_finetune_flags(s)
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_finetune)
