@@ -14,6 +14,7 @@ from . import (  # noqa: F401  (each import registers its pass)
     mp_calibrate,
     mp_rewrite,
     remove_identity,
+    sparse_csr,
 )
 
 # remove-identity first exposes producers hidden behind dropout/identity; fold-constants turns
