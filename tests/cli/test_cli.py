@@ -193,7 +193,7 @@ def test_dump_ir_after_shows_the_backend_lowering(tmp_path, capsys, flag):
     assert {"ir/numpy/01-fuse-conv-epilogue.mpc", "ir/numpy/weights.npz"} <= set(r["files"])
     assert r["sections"]["NumPy kernels"] == {"compiled kernels": "conv2d_fused, matmul_fast, maxpool2d_fast",
                                               "helpers": "none"}
-    assert "`fuse-conv-epilogue`" in (out / "report.md").read_text()
+    assert "`fuse-conv-epilogue,sparse-csr`" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("passes, pipeline, names", [
