@@ -19,20 +19,21 @@ def csr_from_dense(w):
 
 
 @numba.njit(cache=True, parallel=True)
-def _csr_rows(x, data, indices, indptr, out):
-    for n in numba.prange(x.shape[0]):
-        for h in range(indptr.shape[0] - 1):
-            acc = 0.0
-            for j in range(indptr[h], indptr[h + 1]):
-                acc += data[j] * x[n, indices[j]]
-            out[n, h] = acc
+def _csr_rows(xt, data, indices, indptr, out_t):
+    # one output neuron per thread; the inner loop runs along the batch, contiguous in xt and out_t
+    for h in numba.prange(indptr.shape[0] - 1):
+        for j in range(indptr[h], indptr[h + 1]):
+            wv = data[j]
+            src = xt[indices[j]]
+            for n in range(xt.shape[1]):
+                out_t[h, n] += wv * src[n]
 
 
 def csr_matmul(x, data, indices, indptr):
     """x [.., D] @ W, W given as CSR of W.T; leading dims are flattened around the compiled loop."""
     lead = x.shape[:-1]
-    x2 = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
-    out = np.empty((x2.shape[0], indptr.shape[0] - 1), x.dtype)
-    if out.size:
-        _csr_rows(x2, data.astype(x.dtype), indices, indptr, out)
-    return out.reshape(lead + (out.shape[1],))
+    xt = np.ascontiguousarray(x.reshape(-1, x.shape[-1]).T)
+    out_t = np.zeros((indptr.shape[0] - 1, xt.shape[1]), x.dtype)
+    if out_t.size:
+        _csr_rows(xt, data.astype(x.dtype), indices, indptr, out_t)
+    return np.ascontiguousarray(out_t.T).reshape(lead + (out_t.shape[0],))
