@@ -50,7 +50,7 @@ def prune_stage(args, optimizer_lambda: bool = False) -> str | None:
         raise BadFlag("--prune: give --sparsity or --lbi-lambda, not both")
     if lam is not None and prune == "magnitude":
         raise BadFlag("--lbi-lambda needs --prune lbi (magnitude pruning takes --sparsity)")
-    opts = [f"method={prune}"]
+    opts = ["method=magnitude"] if prune == "magnitude" else []   # lbi is the default: canonical text omits it
     opts += [f"lam={lam!r}"] if lam is not None else [f"sparsity={args.sparsity if args.sparsity is not None else 0.5!r}"]
     opts += [f"group={args.group}"] if args.group else []
     return "lbi-prune{" + ",".join(opts) + "}"
