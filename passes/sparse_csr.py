@@ -1,6 +1,6 @@
 """`sparse-csr`: the NumPy backend's lowering of sparse dense layers onto compressed storage.
 
-Each `nn.matmul` / `np.matmul_fast` whose second operand is a 2-D weight with density below
+Each `nn.matmul` / `np.matmul_fast` whose second operand is a 2-D weight with density at most
 `max_density` (default 30%) becomes `sp.matmul_csr(x, @w.csr_data, @w.csr_indices, @w.csr_indptr)`:
 W's non-zeros stored row by row of Wᵀ (one row per output), so model.py's compiled kernel
 (mpc.sparse.kernels.csr_matmul) does work proportional to the non-zeros instead of D·H. The numbers
@@ -20,7 +20,7 @@ from mpc.passmanager import register_pass
 
 @dataclass(frozen=True)
 class SparseCSROptions:
-    """Layers whose weight density is below max_density run in CSR."""
+    """Layers whose weight density is at most max_density run in CSR."""
 
     max_density: float = 0.3
 
@@ -44,7 +44,7 @@ def sparse_csr(graph: Graph, ctx, opts: SparseCSROptions) -> dict:
     def rewrite(op: Op, rw: Rewriter):
         w = op.operands[1]
         arr = rw.array(w) if w.is_weight else None
-        if arr is None or arr.ndim != 2 or arr.size == 0 or np.count_nonzero(arr) >= opts.max_density * arr.size:
+        if arr is None or arr.ndim != 2 or arr.size == 0 or np.count_nonzero(arr) > opts.max_density * arr.size:
             return None
         data, indices, indptr = _csr_arrays(arr)
         operands = [op.operands[0], rw.weight(f"{w.name}.csr_data", data),
