@@ -133,3 +133,17 @@ def test_pruned_and_fused_model_matches_onnxruntime_on_the_masked_source(group):
     run_pipeline(graph, "fuse,dce", PassContext())
     assert not any(op.kind == "sp.mask" for op in graph.ops)
     _check_against_ort(source, graph, (7, 6))
+
+
+def test_lbi_kernel_groups_mask_whole_conv_kernels_and_fusing_keeps_the_masked_numbers():
+    model = _cnn()
+    graph, _, _ = _fused(model, "canonicalize,lbi-prune{sparsity=0.5,group=kernels}")
+    conv_mask = next(graph.weights[op.operands[1].name] for op in graph.ops
+                     if op.kind == "sp.mask" and op.result.type.rank == 4)
+    per_kernel = conv_mask.reshape(8, 9)
+    assert np.all(per_kernel.all(axis=1) | ~per_kernel.any(axis=1))     # each 3x3 kernel kept or dropped whole
+    assert per_kernel.all(axis=1).sum() == 4                            # half of the 4x2 kernels
+    x = np.random.default_rng(6).standard_normal((3, 2, 6, 6)).astype(np.float32)
+    masked = run(graph, {"x": x})["y"]
+    run_pipeline(graph, "fuse,dce", PassContext())
+    np.testing.assert_allclose(run(graph, {"x": x})["y"], masked, rtol=1e-6, atol=1e-6)
