@@ -29,7 +29,7 @@ from mpc.ir.ops_np import pool_attrs
 from mpc.ir.printer import format_literal, value_names
 from mpc.kernel_cache import load_kernels
 
-LOWERING = "fuse-conv-epilogue"
+LOWERING = "fuse-conv-epilogue,sparse-csr"
 RENDER: dict[str, Render] = {}
 HELPERS: dict[str, list[str]] = {}   # op kind -> names of mpc.kernels_np functions it needs
 EXTRA_SOURCE: dict[str, Callable[[], str]] = {}   # op kind -> extra source (e.g. numba kernels)
@@ -456,6 +456,7 @@ def _sections(graph: Graph) -> dict:
 def write(graph: Graph, folder: Path, target: str = "float") -> Emitted:
     """Write model.py for a lowered graph into `folder` (weights.npz is written by the caller)."""
     (Path(folder) / "model.py").write_text(render_model(graph, target))
+    _add_lowered_weights(graph, Path(folder))
     return Emitted(("model.py",), _sections(graph))
 
 
@@ -520,3 +521,39 @@ def _snn_kernel_source() -> str:
 _EMBEDS[_snn_kernel_source] = SNN_NAMES
 for _kind, _fn in SNN_RENDER.items():
     RENDER[_kind], HELPERS[_kind], EXTRA_SOURCE[_kind] = _fn, [], _snn_kernel_source
+# -- sparsity: layers under 30% density run in CSR (the lowering pass sparse-csr), on a compiled
+# kernel that skips the zeros (mpc.sparse.kernels, embedded like the MP kernels) -----------------
+@renders("sp.matmul_csr")
+def _matmul_csr(op, a):
+    return f"csr_matmul({a[0]}, {a[1]}, {a[2]}, {a[3]})"
+
+
+@renders("sp.mask", helpers=())
+def _mask(op, a):
+    return f"np.where({a[1]}, {a[0]}, {a[0]}.dtype.type(0))"
+
+
+def _sparse_kernel_source() -> str:
+    """The CSR kernels (mpc.sparse.kernels, numpy + numba only), embedded so model.py stands alone."""
+    import mpc.sparse.kernels
+    return _kernel_module("sparse kernels", inspect.getsource(mpc.sparse.kernels), _EMBEDS[_sparse_kernel_source])
+
+
+_EMBEDS[_sparse_kernel_source] = ("csr_matmul",)
+EXTRA_SOURCE["sp.matmul_csr"] = _sparse_kernel_source
+
+
+def _add_lowered_weights(graph: Graph, folder: Path) -> None:
+    """Append to weights.npz the weights the lowering made (sparse-csr's CSR arrays), which model.mpc's
+    table lacks; entries already there keep their order, so a graph without such weights is untouched."""
+    import numpy as np
+
+    from mpc.data import npz_bytes
+    path = folder / "weights.npz"
+    if not path.is_file():
+        return
+    with np.load(path, allow_pickle=False) as f:
+        table = {k: f[k] for k in f.files}
+    extra = [w for w in graph.used_weights() if w not in table]
+    if extra:
+        path.write_bytes(npz_bytes(table | {w: graph.weights[w] for w in extra}))

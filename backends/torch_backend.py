@@ -351,3 +351,5 @@ LOWERINGS["hop.readout"] = lambda a, s: s[:, a.offset:a.offset + a.size]
 from mpc.backends.torch_snn import SNN_LOWERINGS
 
 LOWERINGS.update(SNN_LOWERINGS)
+# -- sparsity: a masked weight trains only where its mask is true (the mask is a bool buffer) --------
+LOWERINGS["sp.mask"] = lambda a, w, m: w * m.to(w.dtype)

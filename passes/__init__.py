@@ -7,8 +7,10 @@ from . import (  # noqa: F401  (each import registers its pass)
     dce,
     fold_batchnorm,
     fold_constants,
+    fuse,
     fuse_conv_epilogue,
     gemm_to_matmul,
+    lbi_prune,
     lower_hopfield,
     lower_lif,
     lower_nlif,
@@ -16,6 +18,7 @@ from . import (  # noqa: F401  (each import registers its pass)
     mp_rewrite,
     quantize,
     remove_identity,
+    sparse_csr,
 )
 
 # remove-identity first exposes producers hidden behind dropout/identity; fold-constants turns

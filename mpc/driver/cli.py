@@ -59,6 +59,8 @@ def _conversion_flags(p: argparse.ArgumentParser, need_target: bool = True) -> N
                        help=f"{flag.help} (target {', '.join(targets)})")
     p.add_argument("--outputs", type=_csv, default=(), metavar="NAME,...",
                    help="keep only these graph outputs and what feeds them (e.g. drop a ZipMap after them)")
+    from mpc.driver.sparsity import add_prune_flags
+    add_prune_flags(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     p.add_argument("--progress", action="store_true",
                    help="show progress bars even when stderr is not a terminal")
@@ -107,8 +109,11 @@ def _pipeline(args, target) -> str:
             raise BadFlag(f"--{flag.name} sets option {flag.option} of {flag.pass_name}, which the pipeline "
                           f"'{pipeline}' does not run")
         options.setdefault(flag.pass_name, {})[flag.option] = value
+    from mpc.driver import sparsity  # --prune puts lbi-prune,fuse,dce after canonicalize
     from mpc.driver.fxflags import with_quantize
-    return with_quantize(set_options(pipeline, options), args)
+    bregman = getattr(args, "optimizer", "adamw") != "adamw"   # then --lbi-lambda is the optimizer's
+    pruned = sparsity.with_pruning(set_options(pipeline, options), sparsity.prune_stage(args, bregman))
+    return with_quantize(pruned, args)
 
 
 def _settings(args, **over):
@@ -249,6 +254,10 @@ def cmd_finetune(args) -> int:
         return finetune_hopfield(args, settings)
     if args.method is not None or args.beta is not None:
         raise BadFlag("--method and --beta apply to --target hopfield only")
+    if args.optimizer != "adamw":   # sparse Bregman fine-tuning (float and mp), see mpc.driver.sparsity
+        from mpc.driver.sparsity import cmd_finetune_bregman
+        _check_output(Path(args.output), args)
+        return cmd_finetune_bregman(args, settings)
     if settings.target == "lif":   # spiking: surrogate-gradient BPTT (mpc.train.spiking)
         return _finetune_lif(args, settings)
     if settings.target != "mp":
@@ -438,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of --data held out to pick the epoch written (0: the last epoch)")
     s.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
                    help="learning-rate schedule over the steps (cosine down to lr/20)")
+    from mpc.driver.sparsity import add_finetune_flags
+    add_finetune_flags(s)
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_finetune)

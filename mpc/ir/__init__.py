@@ -2,7 +2,7 @@
 
 Other code imports from `mpc.ir` only. Op families are imported here by an explicit list.
 """
-from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.*, hop.*, fx.*, snn.* kinds)
+from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.*, hop.*, fx.*, snn.*, sp.* kinds)
            ops_fx,
            ops_hop,
            ops_mp,
@@ -11,6 +11,7 @@ from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.*, hop
            ops_nn_tensor,
            ops_np,
            ops_snn,
+           ops_sparse,
 )
 from mpc.ir.core import Graph, Op, Value, clone, sanitize
 from mpc.ir.interp import apply, check_feeds, run
@@ -39,7 +40,7 @@ from mpc.ir.rewrite import (
 from mpc.ir.types import DType, TensorType
 from mpc.ir.verify import verify_graph
 
-FAMILIES = ["nn", "mp", "np", "hop", "fx", "snn"]
+FAMILIES = ["nn", "mp", "np", "hop", "fx", "snn", "sp"]
 
 __all__ = [
            "TRAITS",

@@ -22,7 +22,6 @@ from mpc.errors import UnsupportedOp
 from mpc.ir import known_kinds, parse, print_graph, run
 from tests.onnxc.torch_cases import CASES as ONNXC_CASES
 
-# Op kinds that cannot train and so need no torch lowering (documented here; none so far).
 # kinds that never reach the torch lowering, and why
 NOT_LOWERED: dict[str, str] = {
     "np.conv2d_fused": "the NumPy backend's lowered op: training runs on the graph before any backend lowering",
@@ -30,6 +29,7 @@ NOT_LOWERED: dict[str, str] = {
     **{k: "fixed point: the quantize pass runs after training, on the trained float or MP graph"
        for k in ("fx.quantize", "fx.dequantize", "fx.cast", "fx.add", "fx.matmul", "fx.conv2d", "fx.relu",
                  "fx.maxpool2d", "fx.avgpool2d", "fx.mp_dot", "fx.mp_conv2d")},
+    "sp.matmul_csr": "the NumPy backend's lowered op: training runs on the graph before any backend lowering",
 }
 
 # name -> IR text; `{t}` is the float dtype under test, `{u}` the other one (for nn.cast).
@@ -160,6 +160,12 @@ count_include_pad = true} : {t}[2,2,3,5,6]
   weight @off : {t}[6]
   %y = mp.conv2d(%x, @w, @gain, @off) {gamma = 2.0, c = 2.0, strides = [2, 1], pads = [1, 0, 1, 1], \
 dilations = [1, 2], group = 2} : {t}[2,6,3,3]
+}""",
+    "sp_mask": """graph @g(%x: {t}[3,4]) -> (%y: {t}[3,2]) {
+  weight @w : {t}[4,2]
+  weight @m : bool[4,2]
+  %0 = sp.mask(@w, @m) {nnz = 8, size = 8} : {t}[4,2]
+  %y = nn.matmul(%x, %0) : {t}[3,2]
 }""",
     "mp_conv_time_major": """graph @g(%x: {t}[2,2,4,6,6]) -> (%y: {t}[2,2,6,4,4]) {
   weight @w : {t}[6,2,3,3]
