@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from onnx import TensorProto
 
 from mpc.errors import Location
 from mpc.frontend.onnx_ops import HANDLERS, ONNX_DTYPES, Known, Node, _ints, _scalar, handler
@@ -316,7 +317,10 @@ def pad(cx, node: Node):
 def _cast_to(cx, node: Node, target: DType | None, what):
     """Cast input 0 to `target`: folded on known tensors, else nn.cast."""
     if target is None or target.is_fixed:
-        raise node.reject("this element type is not supported", what)
+        to = node.attr("to")
+        name = TensorProto.DataType.Name(to).lower() if what == "to" and to in TensorProto.DataType.values() \
+            else str(target)
+        raise node.reject(f"casts to element type {name} are not supported", what)
     k = cx.known(node, 0)
     if k is not None and not k.symbolic:
         return Known(k.array.astype(target.numpy), k.hint)

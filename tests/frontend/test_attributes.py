@@ -73,7 +73,7 @@ REJECTED = [  # attribute, node, constants, the whole message (unnamed nodes are
      ("unsupported attribute value_string='hello' on op 'Constant' at node 'Constant_0': only numeric dense "
       "constants are supported")),
     ("to", 'y = Cast <to = 8> (x)', {},
-     ("unsupported attribute to=8 on op 'Cast' at node 'Cast_0': this element type is not supported")),
+     ("unsupported attribute to=8 on op 'Cast' at node 'Cast_0': casts to element type string are not supported")),
     ("allowzero", 'y = Reshape <allowzero = 1> (x, shape)', {"shape": np.array([0, 3, 6, 6], np.int64)},
      ("unsupported attribute allowzero=1 on op 'Reshape' at node 'Reshape_0': allowzero=1 with a 0 in the "
       "shape (an empty tensor) is not supported")),
