@@ -16,11 +16,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mpc.backends import torch_backend as tb
+from onnxc.torch_cases import CASES as ONNXC_CASES
 from spatial.torch_cases import SPATIAL_CASES  # tests/spatial (pytest puts tests/ on sys.path)
 
 from mpc.errors import UnsupportedOp
 from mpc.ir import known_kinds, parse, print_graph, run
-from tests.onnxc.torch_cases import CASES as ONNXC_CASES
 
 # kinds that never reach the torch lowering, and why
 NOT_LOWERED: dict[str, str] = {

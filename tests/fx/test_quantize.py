@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.cli_helpers import error_line, run_cli
+from cli_helpers import error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 MLP = ROOT / "examples" / "models" / "digits_mlp.onnx"

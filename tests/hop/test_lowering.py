@@ -7,6 +7,7 @@ import importlib.util
 import numpy as np
 import onnxruntime as ort
 import pytest
+from cli_helpers import MLP, ROOT
 from mpc.passes.lower_hopfield import LowerHopfieldOptions, lower_hopfield
 
 from mpc.frontend import load
@@ -16,7 +17,6 @@ from mpc.hop.graphio import mlp_graph
 from mpc.ir import clone, parse, print_graph, run
 from mpc.ir.ops_hop import couplings
 from mpc.passmanager import PassContext, run_pipeline
-from tests.cli_helpers import MLP, ROOT
 
 DIGITS_TEST = ROOT / "examples" / "data" / "digits_test.npz"
 

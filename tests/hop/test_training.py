@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from cli_helpers import MLP, ROOT, error_line, run_cli
 
 from mpc.hop import analysis
 from mpc.hop.graphio import mlp_graph
 from mpc.train.hopfield import Adam, HopTrainConfig, compare
-from tests.cli_helpers import MLP, ROOT, error_line, run_cli
 
 TRAIN = ROOT / "examples" / "data" / "digits_train.npz"
 TEST = ROOT / "examples" / "data" / "digits_test.npz"

@@ -9,11 +9,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from mp.mp_reference import patches, y_mp
 
 from mpc.cli import main
 from mpc.driver.compiler import Settings, compile_model
 from mpc.ir import run
-from tests.mp.mp_reference import patches, y_mp
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

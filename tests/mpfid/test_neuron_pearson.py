@@ -8,13 +8,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from cli_helpers import error_line, run_cli
 
 from mpc.cli import main
 from mpc.driver.compiler import Settings, compile_model
 from mpc.driver.oracle import layer_pairs
 from mpc.ir import run
 from mpc.mp.fidelity import NeuronPearson
-from tests.cli_helpers import error_line, run_cli
 
 MLP = "examples/models/digits_mlp.onnx"
 TRAIN, TEST = "examples/data/digits_train.npz", "examples/data/digits_test.npz"

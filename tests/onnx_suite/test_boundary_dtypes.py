@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from cli_helpers import error_line, run_cli
 from onnx import TensorProto, helper
 
 from mpc.frontend import load_onnx
 from mpc.ir import parse, run
 from mpc.onnx_backend import MpcBackend
-from tests.cli_helpers import error_line, run_cli
 
 
 def _relu(elem: int, op: str = "Relu") -> onnx.ModelProto:

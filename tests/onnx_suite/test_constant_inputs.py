@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
+from cli_helpers import error_line, run_cli
+from frontend import models as M
 
 from mpc.errors import NeedsConstant
 from mpc.frontend import load_onnx
 from mpc.ir import run
-from tests.cli_helpers import error_line, run_cli
-from tests.frontend import models as M
 
 FOLDED = """
 g (float[N, 6] x) => (float[N, 6] y) {

@@ -10,10 +10,10 @@ import warnings
 import numpy as np
 import onnxruntime as ort
 import pytest
+from cli_helpers import error_line, run_cli
 
 from mpc.frontend import load_mpc, load_onnx
 from mpc.ir import run
-from tests.cli_helpers import error_line, run_cli
 
 pytest.importorskip("skl2onnx")
 
@@ -89,8 +89,9 @@ def test_zipmap_is_refused_with_a_hint_and_an_inner_tensor_can_be_kept(sklearn_m
 
 
 def test_what_no_longer_feeds_the_kept_outputs_is_dropped(tmp_path):
+    from frontend import models as M
+
     from mpc.frontend.onnx import keep_outputs
-    from tests.frontend import models as M
     model = M.build("""
     g (float[N, 4] x, float[N, 4] z) => (float[N, 4] a, float[N, 4] b) {
         s = Sigmoid (x)

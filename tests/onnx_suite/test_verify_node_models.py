@@ -3,8 +3,9 @@ in process, with its default (seeded random) data: exit 0 (verified), 2 (one `mp
 refused, or onnxruntime's own failure) or 3 (a check failed), never 1 (an internal error)."""
 from __future__ import annotations
 
+from cli_helpers import error_line, run_cli
+
 from mpc.onnx_suite import node_cases
-from tests.cli_helpers import error_line, run_cli
 
 
 def test_verify_never_exits_1_on_a_node_test_model(tmp_path, capsys):

@@ -7,7 +7,8 @@ import pytest
 
 from mpc.errors import MPCError
 from mpc.ir import parse, print_graph
-from tests.onnxc.torch_cases import CASES
+
+from .torch_cases import CASES
 
 
 def _zeros(name, ty):

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from cli_helpers import error_line, run_cli
+from test_determinism import assert_same_tree
 
 from mpc.ir import parse, run
-from tests.cli_helpers import error_line, run_cli
-from tests.test_determinism import assert_same_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS, DATA = ROOT / "examples" / "models", ROOT / "examples" / "data"

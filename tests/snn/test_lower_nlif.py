@@ -11,7 +11,8 @@ from mpc.driver.verify import verify
 from mpc.errors import UnsupportedOp
 from mpc.ir import parse, run
 from mpc.passmanager import PassContext, run_pipeline
-from tests.snn.test_lower_lif import DATA, MLP, MODELS, _weights
+
+from .test_lower_lif import DATA, MLP, MODELS, _weights
 
 RNG = np.random.default_rng(8)
 

@@ -14,7 +14,8 @@ from mpc.data import Dataset
 from mpc.ir import parse, run
 from mpc.passmanager import PassContext, run_pipeline
 from mpc.train.spiking import finetune_snn
-from tests.snn.test_lower_lif import MLP, _weights
+
+from .test_lower_lif import MLP, _weights
 
 RNG = np.random.default_rng(21)
 

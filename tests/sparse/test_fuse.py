@@ -3,12 +3,12 @@ onnxruntime computes them, and removes exactly the neurons whose incoming weight
 import numpy as np
 import onnxruntime as ort
 import pytest
+from frontend.models import build
 from onnx import numpy_helper
 
 from mpc.frontend import load_onnx
 from mpc.ir import parse, print_graph, run
 from mpc.passmanager import PassContext, run_pipeline
-from tests.frontend.models import build
 
 MLP = """
 agraph (float[N, 6] x, float[5, 6] w1, float[5] b1, float[4, 5] w2, float[4] b2, float[3, 4] w3) => (float[N, 3] y) {

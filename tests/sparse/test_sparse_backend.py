@@ -4,11 +4,11 @@ import importlib.util
 
 import numpy as np
 import onnxruntime as ort
+from frontend.models import build
 
 from mpc.cli import main
 from mpc.ir import parse
 from mpc.passmanager import PassContext, run_pipeline
-from tests.frontend.models import build
 
 MLP = """
 agraph (float[N, 20] x, float[16, 20] w1, float[16] b1, float[5, 16] w2) => (float[N, 5] y) {
