@@ -186,4 +186,19 @@ def write(graph: Graph, folder: Path, target: str = "float") -> Emitted:
     return Emitted(tuple(f"c/{f}" for f in sorted(files)), {"c": c_section(graph, c, h)})
 
 
+def with_counted_ops(emitted: Emitted, graph: Graph, data) -> Emitted:
+    """`emitted` with section `c`'s operation counts counted by the emulator on `data` (the converted
+    graph lowered again: the same lowering the files came from)."""
+    from dataclasses import replace
+
+    from mpc.backends.base import lower
+    from mpc.backends.c.resources import counted_ops
+    counted = counted_ops(lower(BACKEND, graph)[0], data)
+    if not counted:
+        return emitted
+    sections = dict(emitted.report_sections)
+    sections["c"] = {**sections["c"], **counted}
+    return replace(emitted, report_sections=sections)
+
+
 BACKEND = Backend("c", LOWERING, {**RENDER_FLOAT, **RENDER}, write)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpc.fx import arith as A
+from mpc.fx import count as C
 from mpc.fx.arith import Overflow, Rounding
 from mpc.ir.opdefs import InferError, define
 from mpc.ir.types import FLOATS, DType, TensorType, broadcast_shapes
@@ -240,7 +241,14 @@ def _gain_verify(op, graph) -> None:
 # -- kernels -------------------------------------------------------------------------------
 def _out(k, q):
     to = k.out_types[0].dtype
+    if k.tally is not None:
+        C.overflow(k.tally, np.asarray(q, dtype=np.int64), to.width, k.attrs.overflow is Overflow.SATURATE)
     return A.overflow(q, to.width, k.attrs.overflow, to.numpy)
+
+
+def _count_shift(k, size: int, frac_in: int, frac_out: int, rounding: Rounding) -> None:
+    if k.tally is not None:
+        C.shift(k.tally, size, frac_in - frac_out, rounding is Rounding.NEAREST)
 
 
 def _quantize(k, x):
@@ -249,6 +257,7 @@ def _quantize(k, x):
 
 
 def _cast(k, q):
+    _count_shift(k, q.size, k.in_types[0].dtype.frac, k.out_types[0].dtype.frac, k.attrs.rounding)
     return _out(k, A.shift_to(q, k.in_types[0].dtype.frac, k.out_types[0].dtype.frac, k.attrs.rounding))
 
 
@@ -256,16 +265,29 @@ def _add(k, a, b):
     f = k.out_types[0].dtype.frac
     ta, tb = (t.dtype.frac for t in k.in_types)
     r = k.attrs.rounding
+    if k.tally is not None:   # the C shifts both operands for every output element, then adds
+        size = int(np.broadcast(a, b).size)
+        _count_shift(k, size, ta, f, r)
+        _count_shift(k, size, tb, f, r)
+        k.tally.add_total("add", size)
     return _out(k, A.shift_to(a, ta, f, r) + A.shift_to(b, tb, f, r))
 
 
 def _matmul(k, x, w):
+    if k.tally is not None:   # every row: D·H products, each added to its accumulator
+        k.tally.add_total("multiply", x.size * w.shape[1])
+        k.tally.add_total("add", x.size * w.shape[1])
     return _out(k, np.matmul(x.astype(np.int64), w.astype(np.int64)))
 
 
 def _conv(k, x, w):
     from mpc.ir.ops_nn import folded
     a = k.attrs
+    if k.tally is not None:   # in-bounds taps only: the C skips padding
+        products = math.prod(x.shape[:-3]) * w.shape[0] * w.shape[1] * \
+            C.taps(x.shape, w.shape[2:], a.strides, a.pads, a.dilations)
+        k.tally.add_total("multiply", products)
+        k.tally.add_total("add", products)
     return _out(k, folded(A.conv2d)(x, w, a.strides, a.pads, a.dilations, a.group))
 
 
@@ -273,6 +295,9 @@ def _maxpool(k, x):
     from mpc.ir.ops_nn import folded
     a = k.attrs
     y = folded(A.maxpool2d)(x, a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode)
+    if k.tally is not None:   # v in-bounds taps of a window: v - 1 compares
+        taps = C.taps(x.shape, a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode)
+        k.tally.add_total("compare", math.prod(x.shape[:-2]) * taps - y.size)
     return y.astype(x.dtype)
 
 
@@ -281,6 +306,11 @@ def _avgpool(k, x):
     a = k.attrs
     total = folded(A.avgpool2d)(x, a.kernel, a.strides, a.pads, (1, 1))
     frac = k.in_types[0].dtype.frac + _area_bits(a.kernel)   # the sum read at F + log2(area) is the mean
+    if k.tally is not None:
+        k.tally.add_total("add", math.prod(x.shape[:-2]) * C.taps(x.shape, a.kernel, a.strides, a.pads, (1, 1)))
+        _count_shift(k, total.size, frac, a.to.frac, a.rounding)
+        C.overflow(k.tally, A.shift_to(total, frac, a.to.frac, a.rounding), a.to.width,
+                   a.overflow is Overflow.SATURATE)
     return A.overflow(A.shift_to(total, frac, a.to.frac, a.rounding), a.to.width, a.overflow, a.to.numpy)
 
 
@@ -295,7 +325,11 @@ def mp_operands(k, x, w):
 def _mp_dot(k, x, w, shift, sign):
     xs, ws = mp_operands(k, x, w)
     lead = x.shape[:-1]
-    y = A.mp_dot(xs.reshape(-1, x.shape[-1]), ws, k.attrs.gamma, shift, sign)
+    counts = _mp_counts(k, xs.size // x.shape[-1])
+    y = A.mp_dot(xs.reshape(-1, x.shape[-1]), ws, k.attrs.gamma, shift, sign, counts)
+    if counts is not None:   # the C aligns x and w to the common fraction for every (output, term)
+        counts["shift"] += w.size * _align_shifts(k)
+        _tally_rows(k, counts)
     return _out(k, y.reshape(lead + (w.shape[0],)))
 
 
@@ -310,12 +344,41 @@ def _mp_conv(k, x, w, shift, sign):
         cols, (oh, ow) = K.im2col(xx, ws.shape[2:], a.strides, a.pads, a.dilations, a.group)
         wg, sg, ng = ws.reshape(a.group, m // a.group, -1), shift.reshape(a.group, m // a.group, -1), \
             sign.reshape(a.group, m // a.group, -1)
-        ys = [A.mp_dot(cols[g], wg[g], a.gamma, sg[g], ng[g]) for g in range(a.group)]
+        counts = _mp_counts(k, cols.shape[1])
+        ys = [A.mp_dot(cols[g], wg[g], a.gamma, sg[g], ng[g], counts) for g in range(a.group)]
+        if counts is not None:   # x aligned once per patch element and group, w for every output
+            sx, sw = _align_amounts(k)
+            counts["shift"] += cols.shape[0] * cols.shape[2] * (sx != 0) + ws.size * (sw != 0)
+            _tally_rows(k, counts)
         return np.concatenate(ys, axis=1).reshape(xx.shape[0], oh, ow, m).transpose(0, 3, 1, 2)
     return _out(k, np.ascontiguousarray(folded(conv)(xs)))
 
 
+def _align_amounts(k) -> tuple[int, int]:
+    xd, wd = k.in_types[0].dtype, k.in_types[1].dtype
+    fx_ = xd.frac - k.attrs.c_shift
+    common = max(fx_, wd.frac)
+    return common - fx_, common - wd.frac
+
+
+def _align_shifts(k) -> int:
+    sx, sw = _align_amounts(k)
+    return int(sx != 0) + int(sw != 0)
+
+
+def _mp_counts(k, rows: int) -> dict | None:
+    """Per-row operation counters for the MP search, or None when nothing is counted."""
+    return None if k.tally is None else {kind: np.zeros(rows, np.int64) for kind in C.KINDS}
+
+
+def _tally_rows(k, counts: dict) -> None:
+    for kind, per_row in counts.items():
+        k.tally.add(kind, per_row.reshape(k.tally.samples, -1).sum(axis=1))
+
+
 def _relu(k, x):
+    if k.tally is not None:
+        k.tally.add_total("compare", x.size)
     return np.maximum(x, x.dtype.type(0))
 
 
