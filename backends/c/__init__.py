@@ -31,6 +31,8 @@ from mpc.ir import Graph, Value
 LOWERING = "dce"
 ALIASES = ("fx.quantize", "fx.dequantize", "nn.flatten", "nn.reshape", "nn.identity")
 MP_KINDS = ("fx.mp_dot", "fx.mp_conv2d")
+MP_FLOAT = ("mp.dot", "mp.conv2d")   # float MP layers: the C backend writes MP in integers only
+NEEDS_QUANTIZE = "the c backend writes MP layers as integer MP only: add --quantize 16 (adds, compares, shifts)"
 LOCALS = ("i", "j", "h", "k", "g", "oc", "ci", "ch", "oy", "ox", "ky", "kx", "wk", "gk")
 
 
@@ -115,6 +117,8 @@ def _float_boundary(graph: Graph) -> tuple[Value, Value]:
 def _check_table(graph: Graph, fixed: bool) -> dict:
     table = RENDER if fixed else RENDER_FLOAT
     for op in graph.ops:
+        if op.kind in MP_FLOAT and not fixed:
+            raise UnsupportedOp(op.kind, op.loc, NEEDS_QUANTIZE)
         if op.kind not in table:
             hint = "" if fixed else " in float graphs (convert with --quantize W for fixed-point C)"
             raise UnsupportedOp(op.kind, op.loc, f"the C backend has no rendering for this op kind{hint}")
@@ -201,4 +205,9 @@ def with_counted_ops(emitted: Emitted, graph: Graph, data) -> Emitted:
     return replace(emitted, report_sections=sections)
 
 
-BACKEND = Backend("c", LOWERING, {**RENDER_FLOAT, **RENDER}, write)
+def _needs_quantize(op, n: Names) -> list[str]:
+    """Float MP layers reach `write`, which rejects them with NEEDS_QUANTIZE (see _check_table)."""
+    raise UnsupportedOp(op.kind, op.loc, NEEDS_QUANTIZE)
+
+
+BACKEND = Backend("c", LOWERING, {**RENDER_FLOAT, **RENDER, **dict.fromkeys(MP_FLOAT, _needs_quantize)}, write)
