@@ -49,6 +49,7 @@ class DequantAttrs:
 class AccumAttrs:
     to: DType
     overflow: Overflow = Overflow.SATURATE
+    acc_bits: int = 64   # width of a backend's running sum; 32 only where no partial sum can exceed it
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class FxConvAttrs:
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     dilations: tuple[int, int] = (1, 1)
     group: int = 1
+    acc_bits: int = 64
 
 
 @dataclass(frozen=True)
@@ -142,11 +144,19 @@ def _add_infer(types, a):
     return [TensorType(to, shape)]
 
 
-def _check_product(x: DType, w: DType, to: DType, depth: int) -> None:
+def sum_bits(x: DType, w: DType, depth: int) -> int:
+    """Bits (sign included) that bound every partial sum of `depth` products of x and w."""
+    return x.width + w.width + max(0, depth - 1).bit_length()
+
+
+def _check_product(x: DType, w: DType, to: DType, depth: int, acc_bits: int = 64) -> None:
     if to.frac != x.frac + w.frac:
         raise InferError(f"result fraction must be {x.frac} + {w.frac} = {x.frac + w.frac}, got {to}")
-    if x.width + w.width + max(0, depth - 1).bit_length() > 63:
+    if sum_bits(x, w, depth) > 63:
         raise InferError(f"{x} times {w} summed over {depth} terms may exceed 64 bits")
+    if acc_bits not in (32, 64) or (acc_bits == 32 and sum_bits(x, w, depth) > 31):
+        raise InferError(f"acc_bits must be 64, or 32 when sums fit in 31 bits ({sum_bits(x, w, depth)} here), "
+                         f"got {acc_bits}")
 
 
 def _matmul_infer(types, a):
@@ -155,7 +165,7 @@ def _matmul_infer(types, a):
     xd, wd = _fx(x), _fx(w, "weight")
     if x.rank < 1 or w.rank != 2 or x.shape[-1] != w.shape[0]:
         raise InferError(f"fx.matmul wants x [.., D] and w [D, H], got {x} and {w}")
-    _check_product(xd, wd, to, w.shape[0])
+    _check_product(xd, wd, to, w.shape[0], a.acc_bits)
     return [TensorType(to, x.shape[:-1] + (w.shape[1],))]
 
 
@@ -165,7 +175,7 @@ def _conv_infer(types, a):
     to = _result(a.to)
     xd, wd = _fx(x), _fx(w, "weight")
     out = nn_conv_infer([TensorType(DType.f32, x.shape), TensorType(DType.f32, w.shape)], a)[0]
-    _check_product(xd, wd, to, math.prod(w.shape[1:]))
+    _check_product(xd, wd, to, math.prod(w.shape[1:]), a.acc_bits)
     return [TensorType(to, out.shape)]
 
 
