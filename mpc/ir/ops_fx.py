@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpc.fx import arith as A
-from mpc.fx import count as C
+from mpc.fx import tally as C
 from mpc.fx.arith import Overflow, Rounding
 from mpc.ir.opdefs import InferError, define
 from mpc.ir.types import FLOATS, DType, TensorType, broadcast_shapes
