@@ -11,6 +11,7 @@ For each model and configuration (float target int8, float target int16, MP targ
   in the same run (ratios measured side by side).
 
     python benchmarks/bench_c.py [--repeat 20]     # prints a table, writes benchmarks/bench_c.png
+    python benchmarks/bench_c.py --ops-only       # only the operation counts of the emulator, on the test set
 """
 from __future__ import annotations
 
@@ -145,12 +146,47 @@ def plot(rows: list[dict], ort: dict[str, float], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def counted_rows() -> list[dict]:
+    """Per model and configuration, the emulator's operations per inference (mean and max) over the test set."""
+    from mpc.backends.c.resources import counted_ops
+
+    from mpc.data import Dataset
+    from mpc.ir import parse
+    rows = []
+    for name, (onnx_file, train, test) in MODELS.items():
+        for config, (target, width) in CONFIGS.items():
+            out = CACHE / f"{onnx_file.split('.')[0]}_{target}{width}"
+            mpc("convert", str(ROOT / "examples" / "models" / onnx_file), "--target", target, "--quantize", width,
+                "--calib", str(ROOT / "examples" / "data" / train), "-q", "-o", str(out), "--force")
+            g = parse((out / "model.mpc").read_text(), dict(np.load(out / "weights.npz")))
+            x = np.load(ROOT / "examples" / "data" / test)["input"]
+            rows.append({"model": name, "config": config,
+                         **counted_ops(g, Dataset({g.inputs[0].name: x}, None, test))})
+    return rows
+
+
+def print_counted(rows: list[dict]) -> None:
+    """The table of counted operations: mean per inference (max over the samples in parentheses)."""
+    print("| model | config | add | compare | shift | multiply | divide | MP layers' multiply + divide |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        mean, top = r["ops_per_inference"], r["ops_per_inference_max"]
+        cells = " | ".join(f"{mean[k]:.0f} ({top[k]})" if mean[k] != top[k] else f"{top[k]}"
+                           for k in ("add", "compare", "shift", "multiply", "divide"))
+        print(f"| {r['model']} | {r['config']} | {cells} | {r['mp_layer_multiplies_and_divides']} |")
+    print(f"\n{rows[0]['ops_source']}" if rows else "")
+
+
 def main() -> None:
     """Run every model x configuration, print the tables, save the PNG."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=20, help="passes over the test set when timing")
+    p.add_argument("--ops-only", action="store_true", help="only the emulator's operation counts (no timing)")
     args = p.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
+    if args.ops_only:
+        print_counted(counted_rows())
+        return
     rows = [measure(n, c, args.repeat) for n in MODELS for c in CONFIGS]
     ort = {n: ort_rate(ROOT / "examples" / "models" / MODELS[n][0],
                        np.load(ROOT / "examples" / "data" / MODELS[n][2])["input"], args.repeat) for n in MODELS}

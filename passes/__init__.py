@@ -4,6 +4,7 @@ import error fails loudly instead of silently dropping a pass. Aliases name fixe
 from mpc.passmanager import register_alias
 
 from . import (  # noqa: F401  (each import registers its pass)
+    c_accumulators,
     dce,
     fold_batchnorm,
     fold_constants,

@@ -7,7 +7,8 @@ stdout) and a Makefile. The graph must be fixed point (`--quantize W`): the entr
 stored integers of the quantized input and returns those of the requantized output, exactly what
 the emulator (the interpreter's fx kernels) computes; `mpc verify --emit c` checks that bit for bit.
 
-Lowering (`LOWERING`, ordinary passes): dead-code elimination. Rendering is the per-op table in
+Lowering (`LOWERING`, ordinary passes): dead-code elimination, then `c-accumulators` (the width
+of each matmul/conv running sum, an attribute the renderer reads). Rendering is the per-op table in
 render.py; an op kind without a renderer is rejected by name (float graphs included: float C is
 not implemented).
 """
@@ -28,9 +29,12 @@ from mpc import __version__
 from mpc.errors import UnsupportedOp
 from mpc.ir import Graph, Value
 
-LOWERING = "dce"
+LOWERING = "dce,c-accumulators"
 ALIASES = ("fx.quantize", "fx.dequantize", "nn.flatten", "nn.reshape", "nn.identity")
 MP_KINDS = ("fx.mp_dot", "fx.mp_conv2d")
+COUNT_SAMPLES = 256   # samples of the calibration data the emulator counts operations on at conversion
+MP_FLOAT = ("mp.dot", "mp.conv2d")   # float MP layers: the C backend writes MP in integers only
+NEEDS_QUANTIZE = "the c backend writes MP layers as integer MP only: add --quantize 16 (adds, compares, shifts)"
 LOCALS = ("i", "j", "h", "k", "g", "oc", "ci", "ch", "oy", "ox", "ky", "kx", "wk", "gk")
 
 
@@ -115,6 +119,8 @@ def _float_boundary(graph: Graph) -> tuple[Value, Value]:
 def _check_table(graph: Graph, fixed: bool) -> dict:
     table = RENDER if fixed else RENDER_FLOAT
     for op in graph.ops:
+        if op.kind in MP_FLOAT and not fixed:
+            raise UnsupportedOp(op.kind, op.loc, NEEDS_QUANTIZE)
         if op.kind not in table:
             hint = "" if fixed else " in float graphs (convert with --quantize W for fixed-point C)"
             raise UnsupportedOp(op.kind, op.loc, f"the C backend has no rendering for this op kind{hint}")
@@ -186,4 +192,28 @@ def write(graph: Graph, folder: Path, target: str = "float") -> Emitted:
     return Emitted(tuple(f"c/{f}" for f in sorted(files)), {"c": c_section(graph, c, h)})
 
 
-BACKEND = Backend("c", LOWERING, {**RENDER_FLOAT, **RENDER}, write)
+def with_counted_ops(emitted: Emitted, graph: Graph, data) -> Emitted:
+    """`emitted` with section `c`'s operation counts counted by the emulator on `data` (the converted
+    graph lowered again: the same lowering the files came from), on at most COUNT_SAMPLES samples."""
+    from dataclasses import replace
+
+    from mpc.backends.base import lower
+    from mpc.backends.c.resources import counted_ops
+
+    from mpc.data import Dataset
+    if data.batched and data.size > COUNT_SAMPLES:   # the head of the data: counting runs the emulator
+        data = Dataset({k: v[:COUNT_SAMPLES] for k, v in data.feeds.items()}, None, data.source)
+    counted = counted_ops(lower(BACKEND, graph)[0], data)
+    if not counted:
+        return emitted
+    sections = dict(emitted.report_sections)
+    sections["c"] = {**sections["c"], **counted}
+    return replace(emitted, report_sections=sections)
+
+
+def _needs_quantize(op, n: Names) -> list[str]:
+    """Float MP layers reach `write`, which rejects them with NEEDS_QUANTIZE (see _check_table)."""
+    raise UnsupportedOp(op.kind, op.loc, NEEDS_QUANTIZE)
+
+
+BACKEND = Backend("c", LOWERING, {**RENDER_FLOAT, **RENDER, **dict.fromkeys(MP_FLOAT, _needs_quantize)}, write)

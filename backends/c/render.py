@@ -125,9 +125,9 @@ def _relu(op: Op, n: Names) -> list[str]:
             f"        {y}[i] = {x}[i] > 0 ? {x}[i] : 0;"]
 
 
-def _acc_type(op: Op, depth: int) -> str:
-    x, w = op.operands[0].type.dtype, op.operands[1].type.dtype
-    return "int32_t" if x.width + w.width + max(0, depth - 1).bit_length() <= 31 else "int64_t"
+def _acc_type(op: Op) -> str:
+    # chosen by the c-accumulators lowering pass (acc_bits), not here
+    return "int32_t" if op.attrs.acc_bits == 32 else "int64_t"
 
 
 @renders("fx.matmul")
@@ -136,7 +136,7 @@ def _matmul(op: Op, n: Names) -> list[str]:
     if len(n.shape[id(x)]) != 1:
         raise UnsupportedOp(op.kind, op.loc, "the C backend multiplies one row per sample (x must be [N, D])")
     d, h = w.type.shape
-    acc = _acc_type(op, d)
+    acc = _acc_type(op)
     return [_head(op), f"    for (h = 0; h < {h}; h++) {{", f"        {acc} acc = 0;",
             f"        for (j = 0; j < {d}; j++)",
             f"            acc += ({acc}){n.of(x)}[j] * {n.of(w)}[j * {h} + h];",
@@ -185,7 +185,7 @@ def _conv(op: Op, n: Names) -> list[str]:
     m, oh, ow = n.shape[id(op.results[0])]
     cg, kh, kw = w.type.shape[1:]
     mg = m // a.group
-    acc = _acc_type(op, cg * kh * kw)
+    acc = _acc_type(op)
     wi = f"((oc * {cg} + ci) * {kh} + ky) * {kw} + kx"
     xi = f"((g * {cg} + ci) * {hh} + iy) * {ww} + ix"
     return [_head(op), f"    for (g = 0; g < {a.group}; g++)", f"        for (oc = g * {mg}; oc < (g + 1) * {mg}; oc++)",

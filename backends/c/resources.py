@@ -1,10 +1,12 @@
 """The C report section: operations per inference by kind and static memory of the emitted C.
 
-Operation counts follow the loops the renderers emit, op by op, for one sample: `add` (adds and
-subtracts), `compare` (compares, max, abs, saturation), `shift`, `multiply`, `divide`. Data-
-dependent branches (a bisection step adds [u - α]_+ only where positive) are counted as if taken,
-so the numbers are upper bounds; divide is always 0 (every division is a shift), and multiply is 0
-in MP layers by construction. Sizes come from compiling model.c alone with the host gcc and with
+For fixed-point graphs the operation counts are counted by the emulator (mpc.fx.count) on data:
+`with_counted_ops` replaces them with the mean and the maximum per inference over the samples
+(`ops_source` says which samples). Without data (and for float C), they follow the loops the
+renderers emit, op by op, for one sample: `add` (adds and subtracts), `compare` (compares, max,
+abs, saturation), `shift`, `multiply`, `divide`. Data-dependent branches (a bisection step adds
+[u - α]_+ only where positive) are then counted as if taken, so the numbers are upper bounds;
+divide is always 0 (every division is a shift), and multiply is 0 in MP layers by construction. Sizes come from compiling model.c alone with the host gcc and with
 arm-none-eabi-gcc when they are installed (otherwise the section says which tool was missing).
 """
 from __future__ import annotations
@@ -124,4 +126,14 @@ def c_section(graph: Graph, c: str, h: str) -> dict:
     rows, total = counts_table(graph)
     mp_mults = sum(r["multiply"] + r["divide"] for r in rows if r["op"] in ("fx.mp_dot", "fx.mp_conv2d"))
     return {"sizes": _sizes(c, h), "ops_per_inference": total, "ops_by_layer": rows,
-            "mp_layer_multiplies_and_divides": mp_mults}
+            "mp_layer_multiplies_and_divides": mp_mults, "ops_source": "static: the C loops, branches as if taken"}
+
+
+def counted_ops(graph: Graph, data) -> dict:
+    """The op-count fields of section `c` counted by the emulator on `data` (empty for float graphs)."""
+    from mpc.fx.count import count_ops, summary
+    counted = summary(graph, count_ops(graph, data))
+    if counted:
+        counted["ops_source"] = f"counted by the emulator: mean and max over {counted.pop('ops_samples')} " \
+            f"samples of {data.source}"
+    return counted

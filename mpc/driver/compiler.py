@@ -160,6 +160,9 @@ def write_outdir(c: Compiled, settings: Settings, outdir: Path, force: bool) -> 
         emitted = {name: emit(BACKENDS[name], c.graph, tmp, settings.target, c.ctx, settings.dump_ir_after)
                    for name in settings.emit}
         files += [f for e in emitted.values() for f in e.files]
+        if "c" in emitted and c.ctx is not None and c.ctx.dataset is not None:   # counts need data
+            from mpc.backends.c import with_counted_ops
+            emitted["c"] = with_counted_ops(emitted["c"], c.graph, c.ctx.dataset)
         if c.dumps:
             (tmp / "ir").mkdir(exist_ok=True)
             for fname, dump_text in c.dumps.items():

@@ -82,8 +82,35 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines += _table([[_fmt(r.get(k, "")) for k in keys] for r in section], keys)
         elif isinstance(section, list) and section:
             lines += [f"- {_fmt(item)}" for item in section]
+        elif isinstance(section, dict) and any(isinstance(v, (dict, list)) for v in section.values()):
+            lines += _nested(section, 3)
         else:
             lines.append(_fmt(section))
         lines.append("")
     lines += ["## Files", ""] + [f"- `{f}`" for f in report["files"]] + [""]
     return "\n".join(lines)
+
+
+def _nested(section: dict, level: int) -> list[str]:
+    """A section holding dicts or lists: its plain values as bullets, then each nested dict (a key |
+    value table, or deeper headings) and each list (a table of its rows) under a heading of its own."""
+    lines = [f"- {k}: {_cell(v)}" for k, v in section.items() if not isinstance(v, (dict, list))]
+    for k, v in section.items():
+        if not isinstance(v, (dict, list)):
+            continue
+        lines += ["", f"{'#' * min(level, 6)} {k}", ""]
+        if isinstance(v, dict) and any(isinstance(x, (dict, list)) for x in v.values()):
+            lines += _nested(v, level + 1)
+        elif isinstance(v, dict):
+            lines += _table([[a, _cell(b)] for a, b in v.items()], ["key", "value"]) if v else ["-"]
+        elif v and all(isinstance(r, dict) for r in v):
+            keys = list(v[0])
+            lines += _table([[_cell(r.get(c, "")) for c in keys] for r in v], keys)
+        else:
+            lines += [f"- {_cell(item)}" for item in v] or ["-"]
+    return lines[1:] if lines and lines[0] == "" else lines
+
+
+def _cell(v) -> str:
+    # counts averaged over samples are large floats: all their digits, not 4 significant ones
+    return f"{v:.10g}" if isinstance(v, float) else _fmt(v)

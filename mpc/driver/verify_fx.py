@@ -112,8 +112,9 @@ def c_measure(graph: Graph, data: Dataset, extra_flags: tuple[str, ...] = ()) ->
     got = np.frombuffer(raw, dtype=qout.dtype)
     want = qout.reshape(-1)
     mismatches = int(want.size) if got.size != want.size else int((got != want).sum())
+    from mpc.backends.c.resources import counted_ops
     return {"c_mismatches": mismatches, "c_samples": int(qin.shape[0]), "c_elements": int(want.size),
-            "c_flags": " ".join(HOST_FLAGS + extra_flags)} | arm
+            "c_flags": " ".join(HOST_FLAGS + extra_flags), "c_ops": counted_ops(lowered, data)} | arm
 
 
 CORTEX_M_SAMPLES = 32   # samples run under qemu (each is built into the firmware image)

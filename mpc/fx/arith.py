@@ -102,23 +102,44 @@ def avgpool2d(x: np.ndarray, kernel, strides, pads, dilations) -> np.ndarray:
     return y
 
 
-def mp_alpha(a: np.ndarray, gamma: int, halvings: int) -> np.ndarray:
+def mp_alpha(a: np.ndarray, gamma: int, halvings: int, counts: dict | None = None) -> np.ndarray:
     """Integer MP threshold over the last axis of a = |u| (int64): the largest integer α with
-    Σ_j [a_j - α]_+ + [-a_j - α]_+ >= gamma, by `halvings` bisection steps over [max a - gamma, max a]."""
+    Σ_j [a_j - α]_+ + [-a_j - α]_+ >= gamma, by `halvings` bisection steps over [max a - gamma, max a].
+    With `counts` (kind -> int64 array of shape a.shape[:-1]) it adds the operations of each search,
+    by the conventions of mpc.fx.count."""
     top = a.max(axis=-1)
     lo, hi = top - gamma, top.copy()
+    if counts is not None:
+        counts["compare"] += a.shape[-1] - 1
+        counts["add"] += 1
     for _ in range(halvings):
         mid = lo + ((hi - lo) >> 1)
         m = mid[..., None]
-        f = (np.maximum(a - m, 0) + np.maximum(-a - m, 0)).sum(axis=-1)
+        pos, neg = np.maximum(a - m, 0), np.maximum(-a - m, 0)
+        f = (pos + neg).sum(axis=-1)
+        if counts is not None:
+            _count_step(counts, pos, neg, gamma)
         ge = f >= gamma
         lo, hi = np.where(ge, mid, lo), np.where(ge, hi, mid)
     return lo
 
 
-def mp_dot(xs: np.ndarray, ws: np.ndarray, gamma: int, shifts: np.ndarray, signs: np.ndarray) -> np.ndarray:
+def _count_step(counts: dict, pos: np.ndarray, neg: np.ndarray, gamma: int) -> None:
+    """One bisection step as the C runs it: elements are visited while the running sum is below γ."""
+    part = pos + neg
+    visited = np.cumsum(part, axis=-1) - part < gamma   # the sum before element i; it only grows
+    v = visited.sum(axis=-1)
+    n = part.shape[-1]
+    counts["add"] += 3 + 2 * v + ((pos > 0) & visited).sum(axis=-1) + ((neg > 0) & visited).sum(axis=-1)
+    counts["shift"] += 1
+    counts["compare"] += 2 * v + np.minimum(v + 1, n) + 1
+
+
+def mp_dot(xs: np.ndarray, ws: np.ndarray, gamma: int, shifts: np.ndarray, signs: np.ndarray,
+           counts: dict | None = None) -> np.ndarray:
     """Integer MP layer on rows xs [R, D] and weights ws [H, D] (int64, one common fraction):
-    y[r, h] = Σ_t signs[h, t]·((α - β) << shifts[h, t]) with α, β the thresholds of |xs + ws|, |xs - ws|."""
+    y[r, h] = Σ_t signs[h, t]·((α - β) << shifts[h, t]) with α, β the thresholds of |xs + ws|, |xs - ws|.
+    With `counts` (kind -> int64 array [R]) it adds each row's operations (see mpc.fx.count)."""
     r, d = xs.shape
     h = ws.shape[0]
     halvings = int(gamma).bit_length()
@@ -126,9 +147,26 @@ def mp_dot(xs: np.ndarray, ws: np.ndarray, gamma: int, shifts: np.ndarray, signs
     step = max(1, ROW_BUDGET // max(1, h * d))
     for i in range(0, r, step):
         xb = xs[i:i + step, None, :]
-        diff = mp_alpha(np.abs(xb + ws[None]), gamma, halvings) - mp_alpha(np.abs(xb - ws[None]), gamma, halvings)
+        plus, minus = xb + ws[None], xb - ws[None]
+        part = None if counts is None else {k: np.zeros(plus.shape[:2], np.int64) for k in counts}
+        diff = mp_alpha(np.abs(plus), gamma, halvings, part) - mp_alpha(np.abs(minus), gamma, halvings, part)
         acc = np.zeros_like(diff)
         for t in range(shifts.shape[1]):
             acc += signs[None, :, t].astype(np.int64) * (diff << shifts[None, :, t].astype(np.int64))
+        if counts is not None:
+            _count_terms(part, plus, minus, shifts, signs)
+            for k in counts:
+                counts[k][i:i + step] += part[k].sum(axis=1)
         y[i:i + step] = acc
     return y
+
+
+def _count_terms(part: dict, plus: np.ndarray, minus: np.ndarray, shifts: np.ndarray, signs: np.ndarray) -> None:
+    """|x ± w| of every term, then α - β and the shift-add gain, per (row, output)."""
+    d = plus.shape[-1]
+    part["add"] += 2 * d + (plus < 0).sum(axis=-1) + (minus < 0).sum(axis=-1)
+    part["compare"] += 2 * d
+    nz = signs != 0
+    part["add"] += 1 + nz.sum(axis=1)
+    part["compare"] += np.where(signs > 0, 1, 2).sum(axis=1)
+    part["shift"] += (nz & (shifts != 0)).sum(axis=1)

@@ -12,6 +12,7 @@ ValueError becomes a `KernelError` naming the op kind and its location.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,9 +50,11 @@ def _last_uses(graph: Graph) -> dict[int, int]:
     return last
 
 
-def apply(op: Op, arrays: Sequence[np.ndarray], kernel: Callable | None = None) -> tuple[np.ndarray, ...]:
-    """Run `op`'s kernel (or `kernel`, same signature) on its operand arrays; its results as a tuple."""
-    k = KernelContext(op.attrs, tuple(v.type for v in op.operands), tuple(r.type for r in op.results))
+def apply(op: Op, arrays: Sequence[np.ndarray], kernel: Callable | None = None,
+          tally: Any = None) -> tuple[np.ndarray, ...]:
+    """Run `op`'s kernel (or `kernel`, same signature) on its operand arrays; its results as a tuple.
+    `tally` reaches the kernel as `k.tally` (kernels that count operations add to it)."""
+    k = KernelContext(op.attrs, tuple(v.type for v in op.operands), tuple(r.type for r in op.results), tally)
     try:
         with np.errstate(all="ignore"):
             out = (kernel or op.opdef.kernel)(k, *arrays)
@@ -61,10 +64,11 @@ def apply(op: Op, arrays: Sequence[np.ndarray], kernel: Callable | None = None) 
 
 
 def run(graph: Graph, feeds: Mapping[str, np.ndarray], keep_all: bool = False,
-        kernels: Mapping | None = None) -> dict[str, np.ndarray]:
+        kernels: Mapping | None = None, tallies: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Run `graph`; returns outputs by name, or every value by name when `keep_all`.
 
-    `kernels` overrides the declared kernel of some op kinds (kind -> fn(k, *arrays)).
+    `kernels` overrides the declared kernel of some op kinds (kind -> fn(k, *arrays)); `tallies` maps
+    an op's first result name to the tally its kernel counts operations into (see mpc.fx.count).
     """
     env: dict[int, np.ndarray] = {}
     checked = check_feeds(graph, feeds)
@@ -75,7 +79,8 @@ def run(graph: Graph, feeds: Mapping[str, np.ndarray], keep_all: bool = False,
     kept: dict[str, np.ndarray] = {}
     for i, op in enumerate(graph.ops):
         args = [graph.weights[v.name] if v.is_weight else env[id(v)] for v in op.operands]
-        for r, a in zip(op.results, apply(op, args, (kernels or {}).get(op.kind))):
+        tally = tallies.get(op.results[0].name) if tallies is not None else None
+        for r, a in zip(op.results, apply(op, args, (kernels or {}).get(op.kind), tally)):
             env[id(r)] = a
             if keep_all:
                 kept[r.name] = a

@@ -154,10 +154,12 @@ def _coerce_dtype(value, where: str) -> DType:
 
 
 class KernelContext:
-    """What a kernel sees besides its arrays: attributes, operand and result types, a seeded RNG."""
+    """What a kernel sees besides its arrays: attributes, operand and result types, a seeded RNG, and
+    an optional operation tally (None on the normal path; kernels that count check it once)."""
 
-    def __init__(self, attrs: Any, in_types: tuple[TensorType, ...], out_types: tuple[TensorType, ...]):
-        self.attrs, self.in_types, self.out_types = attrs, in_types, out_types
+    def __init__(self, attrs: Any, in_types: tuple[TensorType, ...], out_types: tuple[TensorType, ...],
+                 tally: Any = None):
+        self.attrs, self.in_types, self.out_types, self.tally = attrs, in_types, out_types, tally
 
     @functools.cached_property
     def rng(self) -> np.random.Generator:

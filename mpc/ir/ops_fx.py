@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpc.fx import arith as A
+from mpc.fx import tally as C
 from mpc.fx.arith import Overflow, Rounding
 from mpc.ir.opdefs import InferError, define
 from mpc.ir.types import FLOATS, DType, TensorType, broadcast_shapes
@@ -48,6 +49,7 @@ class DequantAttrs:
 class AccumAttrs:
     to: DType
     overflow: Overflow = Overflow.SATURATE
+    acc_bits: int = 64   # width of a backend's running sum; 32 only where no partial sum can exceed it
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class FxConvAttrs:
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     dilations: tuple[int, int] = (1, 1)
     group: int = 1
+    acc_bits: int = 64
 
 
 @dataclass(frozen=True)
@@ -141,11 +144,19 @@ def _add_infer(types, a):
     return [TensorType(to, shape)]
 
 
-def _check_product(x: DType, w: DType, to: DType, depth: int) -> None:
+def sum_bits(x: DType, w: DType, depth: int) -> int:
+    """Bits (sign included) that bound every partial sum of `depth` products of x and w."""
+    return x.width + w.width + max(0, depth - 1).bit_length()
+
+
+def _check_product(x: DType, w: DType, to: DType, depth: int, acc_bits: int = 64) -> None:
     if to.frac != x.frac + w.frac:
         raise InferError(f"result fraction must be {x.frac} + {w.frac} = {x.frac + w.frac}, got {to}")
-    if x.width + w.width + max(0, depth - 1).bit_length() > 63:
+    if sum_bits(x, w, depth) > 63:
         raise InferError(f"{x} times {w} summed over {depth} terms may exceed 64 bits")
+    if acc_bits not in (32, 64) or (acc_bits == 32 and sum_bits(x, w, depth) > 31):
+        raise InferError(f"acc_bits must be 64, or 32 when sums fit in 31 bits ({sum_bits(x, w, depth)} here), "
+                         f"got {acc_bits}")
 
 
 def _matmul_infer(types, a):
@@ -154,7 +165,7 @@ def _matmul_infer(types, a):
     xd, wd = _fx(x), _fx(w, "weight")
     if x.rank < 1 or w.rank != 2 or x.shape[-1] != w.shape[0]:
         raise InferError(f"fx.matmul wants x [.., D] and w [D, H], got {x} and {w}")
-    _check_product(xd, wd, to, w.shape[0])
+    _check_product(xd, wd, to, w.shape[0], a.acc_bits)
     return [TensorType(to, x.shape[:-1] + (w.shape[1],))]
 
 
@@ -164,7 +175,7 @@ def _conv_infer(types, a):
     to = _result(a.to)
     xd, wd = _fx(x), _fx(w, "weight")
     out = nn_conv_infer([TensorType(DType.f32, x.shape), TensorType(DType.f32, w.shape)], a)[0]
-    _check_product(xd, wd, to, math.prod(w.shape[1:]))
+    _check_product(xd, wd, to, math.prod(w.shape[1:]), a.acc_bits)
     return [TensorType(to, out.shape)]
 
 
@@ -240,7 +251,14 @@ def _gain_verify(op, graph) -> None:
 # -- kernels -------------------------------------------------------------------------------
 def _out(k, q):
     to = k.out_types[0].dtype
+    if k.tally is not None:
+        C.overflow(k.tally, np.asarray(q, dtype=np.int64), to.width, k.attrs.overflow is Overflow.SATURATE)
     return A.overflow(q, to.width, k.attrs.overflow, to.numpy)
+
+
+def _count_shift(k, size: int, frac_in: int, frac_out: int, rounding: Rounding) -> None:
+    if k.tally is not None:
+        C.shift(k.tally, size, frac_in - frac_out, rounding is Rounding.NEAREST)
 
 
 def _quantize(k, x):
@@ -249,6 +267,7 @@ def _quantize(k, x):
 
 
 def _cast(k, q):
+    _count_shift(k, q.size, k.in_types[0].dtype.frac, k.out_types[0].dtype.frac, k.attrs.rounding)
     return _out(k, A.shift_to(q, k.in_types[0].dtype.frac, k.out_types[0].dtype.frac, k.attrs.rounding))
 
 
@@ -256,16 +275,29 @@ def _add(k, a, b):
     f = k.out_types[0].dtype.frac
     ta, tb = (t.dtype.frac for t in k.in_types)
     r = k.attrs.rounding
+    if k.tally is not None:   # the C shifts both operands for every output element, then adds
+        size = int(np.broadcast(a, b).size)
+        _count_shift(k, size, ta, f, r)
+        _count_shift(k, size, tb, f, r)
+        k.tally.add_total("add", size)
     return _out(k, A.shift_to(a, ta, f, r) + A.shift_to(b, tb, f, r))
 
 
 def _matmul(k, x, w):
+    if k.tally is not None:   # every row: D·H products, each added to its accumulator
+        k.tally.add_total("multiply", x.size * w.shape[1])
+        k.tally.add_total("add", x.size * w.shape[1])
     return _out(k, np.matmul(x.astype(np.int64), w.astype(np.int64)))
 
 
 def _conv(k, x, w):
     from mpc.ir.ops_nn import folded
     a = k.attrs
+    if k.tally is not None:   # in-bounds taps only: the C skips padding
+        products = math.prod(x.shape[:-3]) * w.shape[0] * w.shape[1] * \
+            C.taps(x.shape, w.shape[2:], a.strides, a.pads, a.dilations)
+        k.tally.add_total("multiply", products)
+        k.tally.add_total("add", products)
     return _out(k, folded(A.conv2d)(x, w, a.strides, a.pads, a.dilations, a.group))
 
 
@@ -273,6 +305,9 @@ def _maxpool(k, x):
     from mpc.ir.ops_nn import folded
     a = k.attrs
     y = folded(A.maxpool2d)(x, a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode)
+    if k.tally is not None:   # v in-bounds taps of a window: v - 1 compares
+        taps = C.taps(x.shape, a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode)
+        k.tally.add_total("compare", math.prod(x.shape[:-2]) * taps - y.size)
     return y.astype(x.dtype)
 
 
@@ -281,6 +316,11 @@ def _avgpool(k, x):
     a = k.attrs
     total = folded(A.avgpool2d)(x, a.kernel, a.strides, a.pads, (1, 1))
     frac = k.in_types[0].dtype.frac + _area_bits(a.kernel)   # the sum read at F + log2(area) is the mean
+    if k.tally is not None:
+        k.tally.add_total("add", math.prod(x.shape[:-2]) * C.taps(x.shape, a.kernel, a.strides, a.pads, (1, 1)))
+        _count_shift(k, total.size, frac, a.to.frac, a.rounding)
+        C.overflow(k.tally, A.shift_to(total, frac, a.to.frac, a.rounding), a.to.width,
+                   a.overflow is Overflow.SATURATE)
     return A.overflow(A.shift_to(total, frac, a.to.frac, a.rounding), a.to.width, a.overflow, a.to.numpy)
 
 
@@ -295,7 +335,11 @@ def mp_operands(k, x, w):
 def _mp_dot(k, x, w, shift, sign):
     xs, ws = mp_operands(k, x, w)
     lead = x.shape[:-1]
-    y = A.mp_dot(xs.reshape(-1, x.shape[-1]), ws, k.attrs.gamma, shift, sign)
+    counts = _mp_counts(k, xs.size // x.shape[-1])
+    y = A.mp_dot(xs.reshape(-1, x.shape[-1]), ws, k.attrs.gamma, shift, sign, counts)
+    if counts is not None:   # the C aligns x and w to the common fraction for every (output, term)
+        counts["shift"] += w.size * _align_shifts(k)
+        _tally_rows(k, counts)
     return _out(k, y.reshape(lead + (w.shape[0],)))
 
 
@@ -310,12 +354,41 @@ def _mp_conv(k, x, w, shift, sign):
         cols, (oh, ow) = K.im2col(xx, ws.shape[2:], a.strides, a.pads, a.dilations, a.group)
         wg, sg, ng = ws.reshape(a.group, m // a.group, -1), shift.reshape(a.group, m // a.group, -1), \
             sign.reshape(a.group, m // a.group, -1)
-        ys = [A.mp_dot(cols[g], wg[g], a.gamma, sg[g], ng[g]) for g in range(a.group)]
+        counts = _mp_counts(k, cols.shape[1])
+        ys = [A.mp_dot(cols[g], wg[g], a.gamma, sg[g], ng[g], counts) for g in range(a.group)]
+        if counts is not None:   # x aligned once per patch element and group, w for every output
+            sx, sw = _align_amounts(k)
+            counts["shift"] += cols.shape[0] * cols.shape[2] * (sx != 0) + ws.size * (sw != 0)
+            _tally_rows(k, counts)
         return np.concatenate(ys, axis=1).reshape(xx.shape[0], oh, ow, m).transpose(0, 3, 1, 2)
     return _out(k, np.ascontiguousarray(folded(conv)(xs)))
 
 
+def _align_amounts(k) -> tuple[int, int]:
+    xd, wd = k.in_types[0].dtype, k.in_types[1].dtype
+    fx_ = xd.frac - k.attrs.c_shift
+    common = max(fx_, wd.frac)
+    return common - fx_, common - wd.frac
+
+
+def _align_shifts(k) -> int:
+    sx, sw = _align_amounts(k)
+    return int(sx != 0) + int(sw != 0)
+
+
+def _mp_counts(k, rows: int) -> dict | None:
+    """Per-row operation counters for the MP search, or None when nothing is counted."""
+    return None if k.tally is None else {kind: np.zeros(rows, np.int64) for kind in C.KINDS}
+
+
+def _tally_rows(k, counts: dict) -> None:
+    for kind, per_row in counts.items():
+        k.tally.add(kind, per_row.reshape(k.tally.samples, -1).sum(axis=1))
+
+
 def _relu(k, x):
+    if k.tally is not None:
+        k.tally.add_total("compare", x.size)
     return np.maximum(x, x.dtype.type(0))
 
 
