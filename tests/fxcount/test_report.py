@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import error_line, run_cli
 from mpc.backends.c.resources import KINDS, counts_table
 
 from mpc.ir import parse
-from tests.cli_helpers import error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 MLP = ROOT / "examples" / "models" / "digits_mlp.onnx"
