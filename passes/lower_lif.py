@@ -149,7 +149,7 @@ class Lowering:
             return self.relu(op, args[0])
         if op.kind == "nn.maxpool2d":
             return self.maxpool(op, args[0])
-        if op.kind in SYNAPSES and op.operands[1].is_weight:
+        if op.kind in SYNAPSES and (op.operands[1].is_weight or _masked_weight(op.operands[1])):
             return self.synapse(op, args)
         if op.kind in ("nn.flatten", "nn.reshape") and args[0].timed:
             return self.reshape(op, args[0])
@@ -183,10 +183,14 @@ class Lowering:
         return Slot(out, True, pooled(x.scale, tuple(out.type.shape[2:])))
 
     def synapse(self, op: Op, args: list[Slot]) -> Slot:
-        x, w = args[0], op.operands[1]
+        x, w = args[0], args[1].value
         if x.scale is not None and not np.all(x.scale == 1):
-            arr = scale_inputs(op, self.graph.weights[w.name], x.scale)
-            w = self.graph.add_weight(f"{w.name}.lif", arr)
+            mask = None if op.operands[1].is_weight else op.operands[1].producer   # sp.mask(@w, @m)
+            base = mask.operands[0] if mask else op.operands[1]
+            arr = scale_inputs(op, self.graph.weights[base.name], x.scale)
+            w = self.graph.add_weight(f"{base.name}.lif", arr)
+            if mask:   # the scaled weight keeps its mask (the unscaled one's sp.mask is left to dce)
+                w = self.emit("sp.mask", [w, mask.operands[1]], mask.attrs, mask.loc)
         operands = [x.value, w] + [a.value for a in args[2:]]
         return Slot(self.emit(op.kind, operands, op.attrs, op.loc), x.timed)
 
@@ -195,6 +199,12 @@ class Lowering:
         out = self.emit("nn.reshape", [x.value], {"shape": (0, 0, -1) if len(shape) == 1 else (0, 0) + tuple(shape)},
                         op.loc)
         return Slot(out, True, None if x.scale is None else x.scale.reshape(out.type.shape[2:]))
+
+
+def _masked_weight(v: Value) -> bool:
+    """Whether v is a pruned weight, sp.mask(@w, @mask): a synapse like any other."""
+    p = v.producer
+    return p is not None and p.kind == "sp.mask" and all(u.is_weight for u in p.operands)
 
 
 def _layer_name(op: Op) -> str:
