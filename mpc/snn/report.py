@@ -34,7 +34,7 @@ def fan_out(op: Op, w: np.ndarray | None = None) -> np.ndarray:
             return np.count_nonzero(w, axis=axis).astype(np.int64)
         return np.full(x[-1:], op.operands[1].type.shape[axis], np.int64)
     a = op.attrs
-    m, cg, kh, kw = op.operands[1].type.shape
+    m, _, kh, kw = op.operands[1].type.shape
     h, wd = x[-2:]
     oh, ow = op.result.type.shape[-2:]
     taps = _tap_fan_out(w, x[-3], a.group) if w is not None else np.full((x[-3], kh, kw), m // a.group)

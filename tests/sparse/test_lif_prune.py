@@ -111,3 +111,32 @@ def test_verify_lif_with_magnitude_pruning_end_to_end(capsys):
     assert r["source_accuracy"] - r["converted_accuracy"] <= 0.01   # source accuracy: onnxruntime
     cost = r["spiking"]["cost"]
     assert 0.4 < cost["synops"] / cost["synops_dense_fan_out"] < 0.7   # half the weights gone, unevenly used
+
+
+def _brute_fan_out(w, x_shape, pads, strides, group):
+    """Per input unit: the (output channel, output position) pairs it reaches through a non-zero weight."""
+    m, cg, kh, kw = w.shape
+    c, h, wd = x_shape
+    oh, ow = (h + pads[0] + pads[2] - kh) // strides[0] + 1, (wd + pads[1] + pads[3] - kw) // strides[1] + 1
+    fan = np.zeros(x_shape, np.int64)
+    for o, y, z, i, j in itertools.product(range(m), range(oh), range(ow), range(kh), range(kw)):
+        r, q = y * strides[0] + i - pads[0], z * strides[1] + j - pads[1]
+        for ci in range(cg):
+            ch = (o // (m // group)) * cg + ci
+            if 0 <= r < h and 0 <= q < wd and w[o, ci, i, j] != 0:
+                fan[ch, r, q] += 1
+    return fan
+
+
+def test_conv_fan_out_counts_only_non_zero_weights():
+    """The SynOps fan-out of a pruned grouped, strided, padded conv against a brute-force count."""
+    from mpc.snn.report import fan_out
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((4, 2, 3, 3)) * (rng.random((4, 2, 3, 3)) < 0.4)
+    text = """graph @c(%x: f64[N,4,6,5]) -> (%y: f64[N,4,3,3]) {
+  weight @w : f64[4,2,3,3]
+  %y = nn.conv2d(%x, @w) {strides = [2, 2], pads = [1, 1, 1, 1], group = 2} : f64[N,4,3,3]
+}"""
+    op = parse(text, {"w": w}).ops[0]
+    np.testing.assert_array_equal(fan_out(op, w), _brute_fan_out(w, (4, 6, 5), (1, 1, 1, 1), (2, 2), 2))
+    np.testing.assert_array_equal(fan_out(op), _brute_fan_out(np.ones_like(w), (4, 6, 5), (1, 1, 1, 1), (2, 2), 2))
