@@ -116,7 +116,7 @@ def test_verify_lif_with_magnitude_pruning_end_to_end(capsys):
 def _brute_fan_out(w, x_shape, pads, strides, group):
     """Per input unit: the (output channel, output position) pairs it reaches through a non-zero weight."""
     m, cg, kh, kw = w.shape
-    c, h, wd = x_shape
+    _, h, wd = x_shape
     oh, ow = (h + pads[0] + pads[2] - kh) // strides[0] + 1, (wd + pads[1] + pads[3] - kw) // strides[1] + 1
     fan = np.zeros(x_shape, np.int64)
     for o, y, z, i, j in itertools.product(range(m), range(oh), range(ow), range(kh), range(kw)):
