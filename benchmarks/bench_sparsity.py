@@ -80,13 +80,14 @@ def _synops(graph, test) -> dict:
     return {"synops": spiking_report(graph, load_onnx(str(MODEL)).graph, test)["cost"]["synops"]}
 
 
-def adabreg_rows(target: str, sparsities, calib, train, test, dense: int, lam: float, epochs: int) -> list[dict]:
+def adabreg_rows(target: str, sparsities, calib, train, test, dense: int, lam: float, epochs: int,
+                 lr: float = 1e-3) -> list[dict]:
     """lbi-prune at each sparsity, then AdaBreg fine-tuning."""
     from mpc.train.bregman import finetune_bregman
     rows = []
     for s in sparsities:
         g = convert(f"lbi-prune{{sparsity={s}}}", target, calib)
-        res = finetune_bregman(g, train, "adabreg", lam, epochs, 1e-3, 64)
+        res = finetune_bregman(g, train, "adabreg", lam, epochs, lr, 64)
         run_pipeline(g, "fuse,dce", PassContext())
         rows.append({"target": target, "method": "lbi+adabreg", "requested": s,
                      "sparsity": 1 - _weights(g) / dense, "accuracy": _accuracy(g, test),
@@ -149,6 +150,8 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--lam", type=float, default=0.1, help="AdaBreg λ")
+    p.add_argument("--adabreg-lr", type=float, default=1e-3, help="AdaBreg learning rate")
+    p.add_argument("--adabreg-start", default="0.8,0.9", help="float: LBI sparsities AdaBreg starts from")
     p.add_argument("--no-mp", action="store_true")
     p.add_argument("--no-lif", action="store_true", help="skip the spiking (lif) rows")
     p.add_argument("--out", default=str(ROOT / "benchmarks/bench_sparsity.png"))
@@ -167,8 +170,9 @@ def main() -> None:
             acc += accuracy_table(target, LIF_SPARSITIES, calib, test, dense)
             continue
         acc += accuracy_table(target, SPARSITIES if target == "float" else MP_SPARSITIES, calib, test, dense)
-        acc += adabreg_rows(target, (0.8, 0.9) if target == "float" else (0.9,), calib, train, test, dense,
-                            args.lam, args.epochs)
+        starts = tuple(float(s) for s in args.adabreg_start.split(","))
+        acc += adabreg_rows(target, starts if target == "float" else (0.9,), calib, train, test, dense,
+                            args.lam, args.epochs, args.adabreg_lr)
     print("| target | method | requested | sparsity | accuracy | drop (pt) |\n|---|---|---|---|---|---|")
     for r in acc:
         print(f"| {r['target']} | {r['method']} | {r['requested']:.2f} | {100 * r['sparsity']:.1f}% | "
