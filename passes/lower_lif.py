@@ -15,6 +15,7 @@ sample, on [N, ...]) or seeded Poisson spikes (encoded at the input). A max-pool
 on a constant current is exact before the neuron (max and ReLU commute and the current does not change
 over time); elsewhere it becomes the spiking snn.maxpool. The graph output, a synapse's current,
 is read out by membrane (snn.decode mode membrane: the mean input current over T, the source's logit).
+A pruned weight (sp.mask from lbi-prune) is a synapse weight like any other: the scaled copy keeps its mask.
 
 Options (`lower-lif{timesteps=32,norm=p99.9,granularity=layer}`; the lif target's --timesteps,
 --norm and --norm-granularity set them): timesteps, norm (max | p99.9 | p99.99), granularity
