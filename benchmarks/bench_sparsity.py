@@ -1,5 +1,5 @@
 """Benchmark: accuracy vs sparsity of the digits MLP (post-training LBI, magnitude, LBI + AdaBreg;
-float and mp targets) and the NumPy backend's CSR speed-up over dense layers.
+float, mp and lif targets; SynOps of the lif rows) and the NumPy backend's CSR speed-up over dense layers.
 
 Accuracy: held-out digits (examples/data/digits_test.npz), masks fit on the first 512 training
 samples, every model run by mpc's interpreter. Sparsity = removed fraction of the source's synapse
@@ -9,7 +9,7 @@ like LBI's), `lbi` (lbi-prune's default), `lbi+adabreg` (lbi-prune, then `mpc.op
 for a few epochs on the training split; its final sparsity is what AdaBreg leaves). Speed: x @ W for
 a 1024x1024 layer, batch 256, dense np.matmul (BLAS) vs model.py's CSR kernel; the median of `--repeat`.
 
-    python benchmarks/bench_sparsity.py [--repeat 20] [--out benchmarks/bench_sparsity.png] [--no-mp]
+    python benchmarks/bench_sparsity.py [--repeat 20] [--out benchmarks/bench_sparsity.png] [--no-mp] [--no-lif]
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "examples/models/digits_mlp.onnx"
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95)
 MP_SPARSITIES = (0.5, 0.8, 0.9)
-TAIL = {"float": "", "mp": ",mp-rewrite,mp-calibrate,dce"}
+TAIL = {"float": "", "mp": ",mp-rewrite,mp-calibrate,dce", "lif": ",lower-lif,dce"}
+LIF_SPARSITIES = (0.5, 0.8, 0.9)
 
 
 def _data():
@@ -68,17 +69,25 @@ def accuracy_table(target: str, sparsities, calib, test, dense: int) -> list[dic
                 continue
             g = convert(f"lbi-prune{{{opt},sparsity={s}}}", target, calib)
             rows.append({"target": target, "method": name, "requested": s,
-                         "sparsity": 1 - _weights(g) / dense, "accuracy": _accuracy(g, test)})
+                         "sparsity": 1 - _weights(g) / dense, "accuracy": _accuracy(g, test)}
+                        | (_synops(g, test) if target == "lif" else {}))
     return rows
 
 
-def adabreg_rows(target: str, sparsities, calib, train, test, dense: int, lam: float, epochs: int) -> list[dict]:
+def _synops(graph, test) -> dict:
+    """lif target: SynOps per inference on the test set (spikes x non-zero fan-out; mpc.snn.report)."""
+    from mpc.snn.report import spiking_report
+    return {"synops": spiking_report(graph, load_onnx(str(MODEL)).graph, test)["cost"]["synops"]}
+
+
+def adabreg_rows(target: str, sparsities, calib, train, test, dense: int, lam: float, epochs: int,
+                 lr: float = 1e-3) -> list[dict]:
     """lbi-prune at each sparsity, then AdaBreg fine-tuning."""
     from mpc.train.bregman import finetune_bregman
     rows = []
     for s in sparsities:
         g = convert(f"lbi-prune{{sparsity={s}}}", target, calib)
-        res = finetune_bregman(g, train, "adabreg", lam, epochs, 1e-3, 64)
+        res = finetune_bregman(g, train, "adabreg", lam, epochs, lr, 64)
         run_pipeline(g, "fuse,dce", PassContext())
         rows.append({"target": target, "method": "lbi+adabreg", "requested": s,
                      "sparsity": 1 - _weights(g) / dense, "accuracy": _accuracy(g, test),
@@ -115,8 +124,8 @@ def plot(acc: list[dict], base: dict, spd: list[dict], out: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for ax, target in zip(axes[:2], ("float", "mp")):
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
+    for ax, target in zip(axes[:3], ("float", "mp", "lif")):
         for method in sorted({r["method"] for r in acc if r["target"] == target}):
             pts = sorted((r["sparsity"], r["accuracy"]) for r in acc if r["target"] == target and r["method"] == method)
             ax.plot([100 * p[0] for p in pts], [100 * p[1] for p in pts], "o-", label=method)
@@ -127,7 +136,7 @@ def plot(acc: list[dict], base: dict, spd: list[dict], out: Path) -> None:
                ylabel="test accuracy (%)")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    ax = axes[2]
+    ax = axes[3]
     ax.bar([f"{int(100 * r['sparsity'])}%" for r in spd], [r["speedup"] for r in spd])
     ax.axhline(1.0, color="gray", ls="--")
     ax.set(title="CSR kernel vs dense BLAS, 1024x1024, batch 256", xlabel="sparsity", ylabel="speed-up (x)")
@@ -141,25 +150,40 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--lam", type=float, default=0.1, help="AdaBreg λ")
+    p.add_argument("--adabreg-lr", type=float, default=1e-3, help="AdaBreg learning rate")
+    p.add_argument("--adabreg-start", default="0.8,0.9", help="float: LBI sparsities AdaBreg starts from")
     p.add_argument("--no-mp", action="store_true")
+    p.add_argument("--no-lif", action="store_true", help="skip the spiking (lif) rows")
     p.add_argument("--out", default=str(ROOT / "benchmarks/bench_sparsity.png"))
     args = p.parse_args()
     train, test, calib = _data()
     targets = ("float",) if args.no_mp else ("float", "mp")
+    targets += () if args.no_lif else ("lif",)
     base = {}
     acc = []
     for target in targets:
         g = convert("", target, calib)
         dense = _weights(g)
         base[target] = _accuracy(g, test)
+        if target == "lif":   # no Bregman fine-tuning of the spiking target here (mpc finetune: float, mp)
+            base_synops = _synops(g, test)["synops"]
+            acc += accuracy_table(target, LIF_SPARSITIES, calib, test, dense)
+            continue
         acc += accuracy_table(target, SPARSITIES if target == "float" else MP_SPARSITIES, calib, test, dense)
-        acc += adabreg_rows(target, (0.8, 0.9) if target == "float" else (0.9,), calib, train, test, dense,
-                            args.lam, args.epochs)
+        starts = tuple(float(s) for s in args.adabreg_start.split(","))
+        acc += adabreg_rows(target, starts if target == "float" else (0.9,), calib, train, test, dense,
+                            args.lam, args.epochs, args.adabreg_lr)
     print("| target | method | requested | sparsity | accuracy | drop (pt) |\n|---|---|---|---|---|---|")
     for r in acc:
         print(f"| {r['target']} | {r['method']} | {r['requested']:.2f} | {100 * r['sparsity']:.1f}% | "
               f"{100 * r['accuracy']:.2f}% | {100 * (base[r['target']] - r['accuracy']):+.2f} |")
     print("dense: " + ", ".join(f"{t} {100 * a:.2f}%" for t, a in base.items()))
+    lif = [r for r in acc if "synops" in r]
+    if lif:
+        print(f"\n| lif method | sparsity | SynOps/inference | vs dense lif ({base_synops:.0f}) |\n|---|---|---|---|")
+    for r in lif:
+        print(f"| {r['method']} | {100 * r['sparsity']:.1f}% | {r['synops']:.0f} | "
+              f"{r['synops'] / base_synops:.1%} |")
     spd = speed(args.repeat)
     print("\n| sparsity | dense BLAS (ms) | CSR (ms) | speed-up |\n|---|---|---|---|")
     for r in spd:

@@ -9,8 +9,9 @@ regularization path from the empty support until the support holds the requested
 fraction of the weights (then the entries with the largest |v| are kept, so each layer meets the
 sparsity exactly), or, when `lam` is given (sparsity is then ignored), runs `iters` iterations with
 that λ and keeps its support. `group=rows` keeps
-or drops an output neuron's incoming weights together, `group=kernels` a conv kernel; the threshold
-is λ√(group size). `method=magnitude` keeps the largest |w| (or group norms) per layer instead.
+or drops an output neuron's incoming weights together (except in output layers, those whose results
+reach a graph output without another synapse: their rows are the class logits, so they are pruned
+weight by weight, every output keeping the same share of its weights), `group=kernels` a conv kernel; the threshold is λ√(group size). `method=magnitude` keeps the largest |w| (or group norms) per layer instead.
 
 With `refit` (default), the kept weights of each layer are refit by least squares so that the
 pruned layer, fed the outputs of the layers pruned before it, reproduces the dense layer's outputs
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -129,16 +130,29 @@ def _grouping(opts: LBIPruneOptions, native: Grouping) -> Grouping:
 
 
 def choose_mask(opts: LBIPruneOptions, u: np.ndarray, a: np.ndarray | None, grouping: Grouping,
-                f: np.ndarray | None = None) -> tuple:
-    """(mask of U, LBI iterations) for one layer; LBI fits F (default A·U) from A."""
+                f: np.ndarray | None = None, balanced: bool = False) -> tuple:
+    """(mask of U, LBI iterations) for one layer; LBI fits F (default A·U) from A. `balanced`: every
+    output keeps the same share of its weights (an output layer under group=rows)."""
     keep = None if opts.lam is not None else round((1.0 - opts.sparsity) * u.size)
+    pick = balanced_mask if balanced else top_mask
     if opts.method is Method.MAGNITUDE:
-        return top_mask(np.abs(u) if grouping.kind == "none" else _group_norm(u, grouping), keep, grouping), 0
+        return pick(np.abs(u) if grouping.kind == "none" else _group_norm(u, grouping), keep, grouping), 0
     kw = {"lam": opts.lam} if opts.lam is not None else {}
     res = lbi_path(a, a @ u if f is None else f, iters=opts.iters, grouping=grouping, stop_nnz=keep, **kw)
     if keep is None:
         return res.u != 0, res.iterations
-    return top_mask(res.priority, keep, grouping), res.iterations
+    return pick(res.priority, keep, grouping), res.iterations
+
+
+def balanced_mask(priority: np.ndarray, keep: int, grouping: Grouping | None = None) -> np.ndarray:
+    """A bool mask of U [D, H] keeping `keep` entries spread evenly over the H outputs (the first
+    keep mod H outputs keep one more), each output its entries of highest priority (ties: index order)."""
+    d, h = priority.shape
+    mask = np.zeros((d, h), bool)
+    for j in range(h):
+        k = min(d, keep // h + (j < keep % h))
+        mask[np.argsort(-priority[:, j], kind="stable")[:k], j] = True
+    return mask
 
 
 def _group_norm(u: np.ndarray, grouping: Grouping) -> np.ndarray:
@@ -171,16 +185,16 @@ class LayerPlan:
 
 
 def plan_layer(op: Op, w: np.ndarray, x_in: np.ndarray | None, x_dense: np.ndarray | None,
-               opts: LBIPruneOptions, seed: int) -> LayerPlan:
+               opts: LBIPruneOptions, seed: int, balanced: bool = False) -> LayerPlan:
     """Mask (and refit weights) of one layer: A from the pruned network, F = the dense layer's output."""
     u, native = as_matrix(op, w)
     grouping = _grouping(opts, native)
     if x_in is None:
-        mask_u, iters = choose_mask(opts, u, None, grouping)
+        mask_u, iters = choose_mask(opts, u, None, grouping, balanced=balanced)
         return LayerPlan(from_matrix(op, mask_u, w.shape), None, iters)
     a = layer_inputs(op, x_in, w, opts.rows, seed)
     f = layer_inputs(op, x_dense, w, opts.rows, seed) @ u
-    mask_u, iters = choose_mask(opts, u, a, grouping, f)
+    mask_u, iters = choose_mask(opts, u, a, grouping, f, balanced)
     new = refit(a, f, mask_u) if opts.refit else None
     new = None if new is None else from_matrix(op, new, w.shape)
     return LayerPlan(from_matrix(op, mask_u, w.shape), new, iters)
@@ -194,8 +208,11 @@ def _masked_output(op: Op, args: list[np.ndarray], plan: LayerPlan) -> tuple[np.
 def plan_all(graph: Graph, ops: list[Op], ctx, opts: LBIPruneOptions) -> dict[int, LayerPlan]:
     """Plans in graph order; with LBI each layer sees the outputs of the layers pruned before it."""
     weight = {id(op): np.asarray(graph.weights[op.operands[1].name], np.float64) for op in ops}
+    per_op = layer_options(graph, ops, opts)
+    out = output_layers(graph, ops) if opts.group is Group.ROWS else set()   # balanced masks there
     if opts.method is Method.MAGNITUDE and not opts.refit:   # the plain baseline needs no data
-        return {id(op): plan_layer(op, weight[id(op)], None, None, opts, ctx.seed) for op in ops}
+        return {id(op): plan_layer(op, weight[id(op)], None, None, per_op[id(op)], ctx.seed, balanced=id(op) in out)
+                for op in ops}
     data = ctx.dataset if ctx.dataset is not None else random_data(graph, 256, ctx.seed)
     dense = capture(graph, data, [op.operands[0] for op in ops], batch_size=None, dtype=np.float64,
                     quiet=ctx.quiet, progress=ctx.progress, desc="lbi-prune dense")
@@ -204,12 +221,42 @@ def plan_all(graph: Graph, ops: list[Op], ctx, opts: LBIPruneOptions) -> dict[in
     def hook(op, args, outs):
         if id(op) not in weight:
             return None
-        plans[id(op)] = plan_layer(op, weight[id(op)], args[0], dense[op.operands[0].name], opts, ctx.seed)
+        plans[id(op)] = plan_layer(op, weight[id(op)], args[0], dense[op.operands[0].name], per_op[id(op)],
+                                   ctx.seed, id(op) in out)
         return _masked_output(op, args, plans[id(op)])
 
     capture(graph, data, [], batch_size=None, hook=hook, dtype=np.float64, quiet=ctx.quiet,
             progress=ctx.progress, desc="lbi-prune")
     return plans
+
+
+def _reaches_output(op: Op, users: dict, outs: set[int]) -> bool:
+    """Whether op's result reaches a graph output through ops that are not synapses."""
+    stack, seen = list(op.results), set()
+    while stack:
+        v = stack.pop()
+        if id(v) in outs:
+            return True
+        nxt = [u for u in users.get(id(v), []) if u.kind not in SYNAPSES and id(u) not in seen]
+        seen.update(id(u) for u in nxt)
+        stack += [r for u in nxt for r in u.results]
+    return False
+
+
+def output_layers(graph: Graph, ops: list[Op]) -> set[int]:
+    """ids of the synapse ops whose outputs reach a graph output without passing another synapse."""
+    users, outs = graph.users(), {id(v) for v in graph.outputs}
+    return {id(op) for op in ops if _reaches_output(op, users, outs)}
+
+
+def layer_options(graph: Graph, ops: list[Op], opts: LBIPruneOptions) -> dict[int, LBIPruneOptions]:
+    """Options per synapse: with group=rows an output layer is pruned weight by weight instead (with the
+    same share kept by every output), since its rows are the graph's outputs (class logits): a dropped
+    row would leave a class with only its bias."""
+    if opts.group is not Group.ROWS:
+        return {id(op): opts for op in ops}
+    last = output_layers(graph, ops)
+    return {id(op): replace(opts, group=Group.NONE) if id(op) in last else opts for op in ops}
 
 
 def _attach(graph: Graph, op: Op, plan: LayerPlan) -> None:
@@ -229,6 +276,7 @@ def lbi_prune(graph: Graph, ctx, opts: LBIPruneOptions) -> dict:
     """Mask every synapse weight; statistics: layers, weights, kept."""
     ops = synapses(graph)
     plans = plan_all(graph, ops, ctx, opts) if ops else {}
+    groups = {i: o.group.value for i, o in layer_options(graph, ops, opts).items()}
     table = []
     for op in ops:
         name = op.operands[1].name
@@ -236,6 +284,7 @@ def lbi_prune(graph: Graph, ctx, opts: LBIPruneOptions) -> dict:
         _attach(graph, op, plan)
         size, kept = int(plan.mask.size), int(plan.mask.sum())
         table.append({"layer": name, "op": op.kind, "weights": size, "kept": kept,
-                      "sparsity": round(1 - kept / size, 4), "lbi_iterations": plan.iterations})
+                      "sparsity": round(1 - kept / size, 4), "lbi_iterations": plan.iterations,
+                      "group": groups[id(op)]})
     ctx.report.section("Pruning", table)
     return {"layers": len(ops), "weights": sum(r["weights"] for r in table), "kept": sum(r["kept"] for r in table)}

@@ -15,6 +15,7 @@ sample, on [N, ...]) or seeded Poisson spikes (encoded at the input). A max-pool
 on a constant current is exact before the neuron (max and ReLU commute and the current does not change
 over time); elsewhere it becomes the spiking snn.maxpool. The graph output, a synapse's current,
 is read out by membrane (snn.decode mode membrane: the mean input current over T, the source's logit).
+A pruned weight (sp.mask from lbi-prune) is a synapse weight like any other: the scaled copy keeps its mask.
 
 Options (`lower-lif{timesteps=32,norm=p99.9,granularity=layer}`; the lif target's --timesteps,
 --norm and --norm-granularity set them): timesteps, norm (max | p99.9 | p99.99), granularity
@@ -149,7 +150,7 @@ class Lowering:
             return self.relu(op, args[0])
         if op.kind == "nn.maxpool2d":
             return self.maxpool(op, args[0])
-        if op.kind in SYNAPSES and op.operands[1].is_weight:
+        if op.kind in SYNAPSES and (op.operands[1].is_weight or _masked_weight(op.operands[1])):
             return self.synapse(op, args)
         if op.kind in ("nn.flatten", "nn.reshape") and args[0].timed:
             return self.reshape(op, args[0])
@@ -183,10 +184,14 @@ class Lowering:
         return Slot(out, True, pooled(x.scale, tuple(out.type.shape[2:])))
 
     def synapse(self, op: Op, args: list[Slot]) -> Slot:
-        x, w = args[0], op.operands[1]
+        x, w = args[0], args[1].value
         if x.scale is not None and not np.all(x.scale == 1):
-            arr = scale_inputs(op, self.graph.weights[w.name], x.scale)
-            w = self.graph.add_weight(f"{w.name}.lif", arr)
+            mask = None if op.operands[1].is_weight else op.operands[1].producer   # sp.mask(@w, @m)
+            base = mask.operands[0] if mask else op.operands[1]
+            arr = scale_inputs(op, self.graph.weights[base.name], x.scale)
+            w = self.graph.add_weight(f"{base.name}.lif", arr)
+            if mask:   # the scaled weight keeps its mask (the unscaled one's sp.mask is left to dce)
+                w = self.emit("sp.mask", [w, mask.operands[1]], mask.attrs, mask.loc)
         operands = [x.value, w] + [a.value for a in args[2:]]
         return Slot(self.emit(op.kind, operands, op.attrs, op.loc), x.timed)
 
@@ -195,6 +200,12 @@ class Lowering:
         out = self.emit("nn.reshape", [x.value], {"shape": (0, 0, -1) if len(shape) == 1 else (0, 0) + tuple(shape)},
                         op.loc)
         return Slot(out, True, None if x.scale is None else x.scale.reshape(out.type.shape[2:]))
+
+
+def _masked_weight(v: Value) -> bool:
+    """Whether v is a pruned weight, sp.mask(@w, @mask): a synapse like any other."""
+    p = v.producer
+    return p is not None and p.kind == "sp.mask" and all(u.is_weight for u in p.operands)
 
 
 def _layer_name(op: Op) -> str:

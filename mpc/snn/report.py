@@ -23,23 +23,48 @@ NEURONS = ("snn.lif", "snn.nlif")
 SYNAPSES = ("nn.matmul", "nn.conv2d", "mp.dot", "mp.conv2d")
 
 
-def fan_out(op: Op) -> np.ndarray:
-    """Targets each input unit of one sample reaches through a synapse: shape of the input's sample."""
+def fan_out(op: Op, w: np.ndarray | None = None) -> np.ndarray:
+    """Targets each input unit of one sample reaches through a synapse: shape of the input's sample.
+
+    With the synapse's effective weight `w` (a pruned one), only its non-zero weights count."""
     x = op.operands[0].type.shape
     if op.kind in ("nn.matmul", "mp.dot"):
-        w = op.operands[1].type.shape
-        return np.full(x[-1:], w[1] if op.kind == "nn.matmul" else w[0], np.int64)
+        axis = 1 if op.kind == "nn.matmul" else 0   # nn.matmul: W [in, out]; mp.dot: W [out, in]
+        if w is not None:
+            return np.count_nonzero(w, axis=axis).astype(np.int64)
+        return np.full(x[-1:], op.operands[1].type.shape[axis], np.int64)
     a = op.attrs
     m, _, kh, kw = op.operands[1].type.shape
-    h, w = x[-2:]
+    h, wd = x[-2:]
     oh, ow = op.result.type.shape[-2:]
-    reach = np.zeros((h + a.pads[0] + a.pads[2], w + a.pads[1] + a.pads[3]), np.int64)
+    taps = _tap_fan_out(w, x[-3], a.group) if w is not None else np.full((x[-3], kh, kw), m // a.group)
+    fan = np.zeros((x[-3], h, wd), np.int64)
     for i in range(kh):
         for j in range(kw):
             di, dj = i * a.dilations[0], j * a.dilations[1]
-            reach[di:di + oh * a.strides[0]:a.strides[0], dj:dj + ow * a.strides[1]:a.strides[1]] += 1
-    reach = reach[a.pads[0]:a.pads[0] + h, a.pads[1]:a.pads[1] + w]
-    return np.broadcast_to(reach * (m // a.group), (x[-3], h, w)).copy()
+            reach = np.zeros((h + a.pads[0] + a.pads[2], wd + a.pads[1] + a.pads[3]), np.int64)
+            reach[di:di + oh * a.strides[0]:a.strides[0], dj:dj + ow * a.strides[1]:a.strides[1]] = 1
+            fan += reach[a.pads[0]:a.pads[0] + h, a.pads[1]:a.pads[1] + wd][None] * taps[:, i, j, None, None]
+    return fan
+
+
+def _tap_fan_out(w: np.ndarray, channels: int, group: int) -> np.ndarray:
+    """[C, kh, kw]: the non-zero output weights of each input channel at each kernel tap."""
+    m, cg = w.shape[:2]
+    per = m // group
+    return np.stack([np.count_nonzero(w[(c // cg) * per:(c // cg + 1) * per, c % cg], axis=0)
+                     for c in range(channels)]).astype(np.int64)
+
+
+def effective_weight(graph: Graph, op: Op) -> np.ndarray | None:
+    """A synapse's weight as it acts (a mask applied), or None when it is not a static weight."""
+    v = op.operands[1]
+    if v.is_weight:
+        return graph.weights[v.name]
+    p = v.producer
+    if p is None or p.kind != "sp.mask" or not all(u.is_weight for u in p.operands):
+        return None
+    return np.where(graph.weights[p.operands[1].name], graph.weights[p.operands[0].name], 0)
 
 
 def macs(op: Op) -> int:
@@ -102,7 +127,9 @@ def spiking_report(graph: Graph, source: Graph, data, batch: int = 256) -> dict:
     synapses = [op for op in graph.ops if op.kind in SYNAPSES]
     src, src_acts = source_activations(source)
     spikes = np.zeros(len(neurons))
-    events = np.zeros(len(synapses))
+    events, dense_events = np.zeros(len(synapses)), np.zeros(len(synapses))
+    # SynOps count the non-zero fan-out: a pruned synapse does no work (spikes × non-zero fan-out)
+    fans = [fan_out(op, effective_weight(graph, op)) for op in synapses]
     pear = [Pearson() for _ in neurons]
     for feeds, _ in batches(data, batch):
         got = run(graph, feeds, keep_all=True)
@@ -117,7 +144,8 @@ def spiking_report(graph: Graph, source: Graph, data, batch: int = 256) -> dict:
         for j, op in enumerate(synapses):
             if _timed(op.operands[0]):
                 nz = np.count_nonzero(got[op.operands[0].name], axis=(0, 1))
-                events[j] += float((nz * fan_out(op)).sum())
+                events[j] += float((nz * fans[j]).sum())
+                dense_events[j] += float((nz * fan_out(op)).sum())
     n = data.size
     layers = []
     for i, op in enumerate(neurons):
@@ -126,7 +154,9 @@ def spiking_report(graph: Graph, source: Graph, data, batch: int = 256) -> dict:
         layers.append({"layer": _layer_name(op),
                        "neurons": units, "spikes_per_inference": spikes[i] / n,
                        "firing_rate": spikes[i] / (n * units * steps), "pearson": pear[i].value()})
-    return {"layers": layers, "cost": cost(graph, source, synapses, events / n)}
+    c = cost(graph, source, synapses, events / n)
+    c["synops_dense_fan_out"] = float(dense_events.sum() / n)   # the same spikes through unpruned synapses
+    return {"layers": layers, "cost": c}
 
 
 def cost(graph: Graph, source: Graph, synapses: list[Op], synops_per_syn: np.ndarray) -> dict:
@@ -154,4 +184,8 @@ def print_spiking(r: dict) -> None:
     print(f"\n  per inference: source {c['source_macs']} MACs ({c['energy_source_pj'] / 1e3:.2f} nJ); "
           f"spiking {c['synops']:.0f} SynOps + {c['dense_macs']} MACs ({c['energy_snn_pj'] / 1e3:.2f} nJ, "
           f"{c['energy_snn_int_pj'] / 1e3:.2f} nJ with int32 synapses)")
+    if c.get("synops_dense_fan_out", c["synops"]) > c["synops"]:
+        print(f"  pruned synapses: {c['synops']:.0f} SynOps = spikes x non-zero fan-out, "
+              f"{c['synops'] / c['synops_dense_fan_out']:.1%} of the {c['synops_dense_fan_out']:.0f} "
+              f"the same spikes would cost at dense fan-out")
     print(f"  energy table: {c['energy_table']}")
