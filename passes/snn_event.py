@@ -62,7 +62,6 @@ def _densities(graph: Graph, ctx) -> dict[int, float]:
             acc = sums.setdefault(id(op.result), [0.0, 0.0])
             acc[0] += float(np.count_nonzero(outputs[0]))
             acc[1] += outputs[0].size
-        return None
     capture(graph, head, (), hook=hook)
     return {k: s / max(n, 1.0) for k, (s, n) in sums.items()}
 
