@@ -7,9 +7,11 @@ users, becomes one `snn.event_linear`: model.py then adds only the weight rows o
 spiked and runs the LIF update in the same loop. That beats BLAS's dense product only while spikes are
 sparse, so the choice is per layer, from the input spike density measured on the calibration data
 (at most 256 samples, run through the interpreter): layers whose density is at most `max_density`
-are lowered; the others stay dense. Without calibration data every such layer is lowered (firing
-rates of rate-coded networks are low). The default threshold is the crossover measured by
-benchmarks/bench_snn_event.py (see BENCHMARKS.md). The numbers are the dense layer's up to the order of
+(weights of at most `large` = 16384 entries, where BLAS runs far below its peak) or
+`max_density_large` (bigger weights) are lowered; the others stay dense. Without calibration data
+every such layer is lowered (firing rates of rate-coded networks are low). The defaults (0.35, 0.1)
+follow the crossovers measured by benchmarks/bench_snn_event.py on a loaded 2-core machine (64->32:
+event faster at density 0.3; 256->256: up to about 0.2; 1024->256: up to 0.05-0.1; see BENCHMARKS.md). The numbers are the dense layer's up to the order of
 the additions inside one current.
 """
 from __future__ import annotations
@@ -31,13 +33,17 @@ CALIB_SAMPLES = 256
 
 @dataclass(frozen=True)
 class SnnEventOptions:
-    """Synapses whose input spike density is at most max_density run event-driven."""
+    """Synapses whose input spike density is at most max_density run event-driven (max_density_large for
+    weights of more than `large` entries, where BLAS is more efficient)."""
 
-    max_density: float = 0.5
+    max_density: float = 0.35
+    max_density_large: float = 0.1
+    large: int = 16384
 
     def __post_init__(self):
-        if not 0.0 <= self.max_density <= 1.0:
-            raise BadFlag(f"snn-event: option max_density must be in [0, 1], got {self.max_density!r}")
+        for name in ("max_density", "max_density_large"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise BadFlag(f"snn-event: option {name} must be in [0, 1], got {getattr(self, name)!r}")
 
 
 def _sole_user(graph: Graph, op: Op, kind: str, users) -> Op | None:
@@ -124,7 +130,7 @@ def snn_event(graph: Graph, ctx, opts: SnnEventOptions) -> dict:
         if src is None or not (w.is_weight and w.type.rank == 2 and x.type.rank == 3):
             continue
         d = dens.get(id(src), -1.0)
-        if d > opts.max_density:
+        if d > (opts.max_density if w.type.shape[0] * w.type.shape[1] <= opts.large else opts.max_density_large):
             dense += 1
             continue
         old, fused = _lower(graph, mm, d, graph.users())

@@ -108,7 +108,7 @@ def test_snn_event_pass_lowers_both_synapses_and_keeps_every_spike(tmp_path):
     g, _ = _mlp()
     data = _data()
     want = run(g, {"x": data.feeds["x"]})["y"]
-    stats = run_pipeline(g, "snn-event", PassContext(dataset=data))[-1].stats
+    stats = run_pipeline(g, "snn-event{max_density=1.0}", PassContext(dataset=data))[-1].stats
     text = print_graph(g)
     assert stats == {"event": 2, "dense": 0}
     assert text.count("snn.event_linear(") == 2 and "nn.matmul" not in text and text.count("snn.lif(") == 1
@@ -125,7 +125,7 @@ def test_snn_event_pass_lowers_both_synapses_and_keeps_every_spike(tmp_path):
 
 def test_layers_above_max_density_stay_dense():
     g, _ = _mlp()
-    stats = run_pipeline(g, "snn-event{max_density=0.0}", PassContext(dataset=_data()))[-1].stats
+    stats = run_pipeline(g, "snn-event{max_density=0.0,max_density_large=0.0}", PassContext(dataset=_data()))[-1].stats
     assert stats == {"event": 0, "dense": 2} and "snn.event_linear" not in print_graph(g)
 
 
