@@ -4,8 +4,8 @@ SpikingJelly multi-step at T = 32, batch 256, and SynOps / energy vs the source'
 
     python benchmarks/bench_snn.py [--repeat 5] [--steps 4,8,16,32,64] [--only throughput]
 
-Throughput compares model.py as emitted (event-driven synapses: the lowering pass snn-event) with
-model.py emitted without snn-event (dense BLAS synapses), side by side; `--only throughput` skips the
+Throughput compares model.py as emitted (the default lowering keeps this model's synapses dense) with
+model.py emitted with every synapse on spikes event-driven (snn-event{max_density=1.0,...}), side by side; `--only throughput` skips the
 accuracy and energy parts and writes benchmarks/bench_snn_throughput.png instead.
 
 SpikingJelly (and sinabs) are optional (`pip install 'mpc[bench]'`); rows for a missing package are
@@ -148,16 +148,15 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def _dense_model_py(c, folder: Path) -> None:
-    """model.py of the same graph emitted without the lowering pass snn-event (dense BLAS synapses)."""
+def _model_py(c, folder: Path, lowering: str) -> None:
+    """model.py of the same graph emitted with another numpy lowering pipeline."""
     import dataclasses
 
     from mpc.backends.base import emit
     from mpc.backends.numpy_backend import BACKEND
     folder.mkdir()
     (folder / "weights.npz").write_bytes(npz_bytes({w: c.graph.weights[w] for w in c.graph.used_weights()}))
-    dense = dataclasses.replace(BACKEND, lowering=BACKEND.lowering.replace(",snn-event", ""))
-    emit(dense, c.graph, folder, "lif", c.ctx)
+    emit(dataclasses.replace(BACKEND, lowering=lowering), c.graph, folder, "lif", c.ctx)
 
 
 def throughput(repeat: int, have_sj: bool) -> dict:
@@ -168,8 +167,8 @@ def throughput(repeat: int, have_sj: bool) -> dict:
     settings = Settings(target="lif", quiet=True, calib=str(DATA / "digits_train.npz"))
     c = compile_model(str(MODELS / "digits_mlp.onnx"), settings)
     with tempfile.TemporaryDirectory() as tmp:
-        write_outdir(c, settings, Path(tmp) / "m", False)
-        _dense_model_py(c, Path(tmp) / "d")
+        write_outdir(c, settings, Path(tmp) / "d", False)   # the default lowering: dense on this model
+        _model_py(c, Path(tmp) / "m", "fuse-conv-epilogue,sparse-csr,snn-event{max_density=1.0,max_density_large=1.0}")
         runners = {"mpc model.py (event)": mpc_runner(Path(tmp) / "m", x),
                    "mpc model.py (dense)": mpc_runner(Path(tmp) / "d", x)}
     if have_sj:

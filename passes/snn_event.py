@@ -7,11 +7,12 @@ users, becomes one `snn.event_linear`: model.py then adds only the weight rows o
 spiked and runs the LIF update in the same loop. That beats BLAS's dense product only while spikes are
 sparse, so the choice is per layer, from the input spike density measured on the calibration data
 (at most 256 samples, run through the interpreter): layers whose density is at most `max_density`
-(weights of at most `large` = 16384 entries, where BLAS runs far below its peak) or
-`max_density_large` (bigger weights) are lowered; the others stay dense. Without calibration data
-every such layer is lowered (firing rates of rate-coded networks are low). The defaults (0.35, 0.1)
-follow the crossovers measured by benchmarks/bench_snn_event.py on a loaded 2-core machine (64->32:
-event faster at density 0.3; 256->256: up to about 0.2; 1024->256: up to 0.05-0.1; see BENCHMARKS.md). The numbers are the dense layer's up to the order of
+(weights of at most `large` = 16384 entries, where a BLAS call is short) or `max_density_large`
+(bigger weights) are lowered; the others stay dense. Without calibration data every such layer is
+lowered. The defaults (0.02, 0.1) are the crossovers measured single-threaded by
+benchmarks/bench_snn_event.py (64->32: event faster up to density 0.02; 256->256 and 1024->256: up
+to 0.1; see BENCHMARKS.md), so the digits MLP (densities 0.30 and 0.25) keeps its dense synapses.
+The numbers are the dense layer's up to the order of
 the additions inside one current.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ class SnnEventOptions:
     """Synapses whose input spike density is at most max_density run event-driven (max_density_large for
     weights of more than `large` entries, where BLAS is more efficient)."""
 
-    max_density: float = 0.35
+    max_density: float = 0.02
     max_density_large: float = 0.1
     large: int = 16384
 
