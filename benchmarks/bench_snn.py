@@ -4,8 +4,8 @@ SpikingJelly multi-step at T = 32, batch 256, and SynOps / energy vs the source'
 
     python benchmarks/bench_snn.py [--repeat 5] [--steps 4,8,16,32,64] [--only throughput]
 
-Throughput compares model.py as emitted (the default lowering keeps this model's synapses dense) with
-model.py emitted with every synapse on spikes event-driven (snn-event{max_density=1.0,...}), side by side; `--only throughput` skips the
+Throughput compares model.py as emitted (the default lowering) with
+model.py emitted without snn-event (dense BLAS synapses), side by side; `--only throughput` skips the
 accuracy and energy parts and writes benchmarks/bench_snn_throughput.png instead.
 
 SpikingJelly (and sinabs) are optional (`pip install 'mpc[bench]'`); rows for a missing package are
@@ -167,8 +167,8 @@ def throughput(repeat: int, have_sj: bool) -> dict:
     settings = Settings(target="lif", quiet=True, calib=str(DATA / "digits_train.npz"))
     c = compile_model(str(MODELS / "digits_mlp.onnx"), settings)
     with tempfile.TemporaryDirectory() as tmp:
-        write_outdir(c, settings, Path(tmp) / "d", False)   # the default lowering: dense on this model
-        _model_py(c, Path(tmp) / "m", "fuse-conv-epilogue,sparse-csr,snn-event{max_density=1.0,max_density_large=1.0}")
+        write_outdir(c, settings, Path(tmp) / "m", False)   # the default lowering: event-driven on this model
+        _model_py(c, Path(tmp) / "d", "fuse-conv-epilogue,sparse-csr")
         runners = {"mpc model.py (event)": mpc_runner(Path(tmp) / "m", x),
                    "mpc model.py (dense)": mpc_runner(Path(tmp) / "d", x)}
     if have_sj:

@@ -9,9 +9,10 @@ sparse, so the choice is per layer, from the input spike density measured on the
 (at most 256 samples, run through the interpreter): layers whose density is at most `max_density`
 (weights of at most `large` = 16384 entries, where a BLAS call is short) or `max_density_large`
 (bigger weights) are lowered; the others stay dense. Without calibration data every such layer is
-lowered. The defaults (0.02, 0.1) are the crossovers measured single-threaded by
-benchmarks/bench_snn_event.py (64->32: event faster up to density 0.02; 256->256 and 1024->256: up
-to 0.1; see BENCHMARKS.md), so the digits MLP (densities 0.30 and 0.25) keeps its dense synapses.
+lowered. The defaults (0.35, 0.1) follow the crossovers measured by benchmarks/bench_snn_event.py
+with 2 threads (64->32: event faster at densities up to 0.3-0.5; 256->256: up to 0.2; 1024->256: up to
+0.05), where the dense path mixes BLAS's thread pool with numba's; single-threaded, BLAS is faster and
+the crossovers drop to 0.02 (64->32) and 0.1 (wider layers): see BENCHMARKS.md.
 The numbers are the dense layer's up to the order of
 the additions inside one current.
 """
@@ -37,7 +38,7 @@ class SnnEventOptions:
     """Synapses whose input spike density is at most max_density run event-driven (max_density_large for
     weights of more than `large` entries, where BLAS is more efficient)."""
 
-    max_density: float = 0.02
+    max_density: float = 0.35
     max_density_large: float = 0.1
     large: int = 16384
 
