@@ -2,7 +2,11 @@
 SpikingJelly's ann2snn when installed), `--target nlif`, simulation throughput of mpc's model.py vs
 SpikingJelly multi-step at T = 32, batch 256, and SynOps / energy vs the source's MACs.
 
-    python benchmarks/bench_snn.py [--repeat 5] [--steps 4,8,16,32,64]
+    python benchmarks/bench_snn.py [--repeat 5] [--steps 4,8,16,32,64] [--only throughput]
+
+Throughput compares model.py as emitted (the default lowering) with
+model.py emitted without snn-event (dense BLAS synapses), side by side; `--only throughput` skips the
+accuracy and energy parts and writes benchmarks/bench_snn_throughput.png instead.
 
 SpikingJelly (and sinabs) are optional (`pip install 'mpc[bench]'`); rows for a missing package are
 skipped. Writes benchmarks/bench_snn.png and prints markdown tables.
@@ -18,6 +22,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from mpc.data import npz_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS, DATA = ROOT / "examples" / "models", ROOT / "examples" / "data"
@@ -142,11 +148,75 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def _model_py(c, folder: Path, lowering: str) -> None:
+    """model.py of the same graph emitted with another numpy lowering pipeline."""
+    import dataclasses
+
+    from mpc.backends.base import emit
+    from mpc.backends.numpy_backend import BACKEND
+    folder.mkdir()
+    (folder / "weights.npz").write_bytes(npz_bytes({w: c.graph.weights[w] for w in c.graph.used_weights()}))
+    emit(dataclasses.replace(BACKEND, lowering=lowering), c.graph, folder, "lif", c.ctx)
+
+
+def throughput(repeat: int, have_sj: bool) -> dict:
+    """Samples/s of the MLP at T = 32, batch 256: model.py (event / dense synapses) vs SpikingJelly."""
+    from mpc.driver.compiler import Settings, compile_model, write_outdir
+    x, _ = _data("digits_test.npz")
+    x = np.concatenate([x, x])[:256]
+    settings = Settings(target="lif", quiet=True, calib=str(DATA / "digits_train.npz"))
+    c = compile_model(str(MODELS / "digits_mlp.onnx"), settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_outdir(c, settings, Path(tmp) / "m", False)   # the default lowering: event-driven on this model
+        _model_py(c, Path(tmp) / "d", "fuse-conv-epilogue,sparse-csr")
+        runners = {"mpc model.py (event)": mpc_runner(Path(tmp) / "m", x),
+                   "mpc model.py (dense)": mpc_runner(Path(tmp) / "d", x)}
+    if have_sj:
+        runners["SpikingJelly multi-step"] = spikingjelly_runner(c.graph, x, 32)
+    # alternate the runners, round by round, so all see the same machine load; keep each one's best
+    best = {k: _timed(fn) for k, fn in runners.items()}
+    rounds = {k: [] for k in runners}
+    for _ in range(repeat):
+        for k, fn in runners.items():
+            t = _timed(fn)
+            best[k] = min(best[k], t)
+            rounds[k].append(len(x) / t)
+    tp = {k: len(x) / best[k] for k in runners}
+    print(f"\nthroughput, digits MLP, T = 32, batch 256, {os.cpu_count()} CPUs, {repeat} rounds:")
+    for k, v in tp.items():
+        r = np.array(rounds[k])
+        print(f"  {k:<26} best {v:8.0f} samples/s; per round min {r.min():.0f}, median {np.median(r):.0f}")
+    for base in ("SpikingJelly multi-step", "mpc model.py (dense)"):
+        if base in rounds:
+            ratios = np.array(rounds["mpc model.py (event)"]) / np.array(rounds[base])
+            print(f"  ratio event / {base}: best {tp['mpc model.py (event)'] / tp[base]:.1f}x; per round "
+                  f"min {ratios.min():.1f}x, median {np.median(ratios):.1f}x, max {ratios.max():.1f}x")
+    return tp
+
+
+def plot_throughput(tp) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=100)
+    ax.bar(list(tp), list(tp.values()), color=[f"C{i + 2}" for i in range(len(tp))])
+    ax.set_ylabel("samples / s (best round)")
+    ax.set_title("digits MLP, lif T=32, batch 256, 2 threads")
+    ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(ROOT / "benchmarks" / "bench_snn_throughput.png", metadata={"Software": None})
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--steps", default="4,8,16,32,64")
+    p.add_argument("--only", choices=("throughput",), default=None)
     args = p.parse_args(argv)
+    if args.only == "throughput":
+        tp = throughput(args.repeat, importlib.util.find_spec("spikingjelly") is not None)
+        plot_throughput(tp)
+        return 0
     steps = [int(s) for s in args.steps.split(",")]
     have_sj = importlib.util.find_spec("spikingjelly") is not None
     rows, energy = {}, {}
@@ -167,33 +237,7 @@ def main(argv=None) -> int:
               + f" | {100 * r['nlif']:.2f} |")
         if "sj" in r:
             print(f"| {model} (SpikingJelly 99.9%) | | " + " | ".join(f"{100 * r['sj'][t]:.2f}" for t in steps) + " | |")
-    # throughput: the MLP at T = 32, batch 256
-    from mpc.driver.compiler import Settings, compile_model, write_outdir
-    x, _ = _data("digits_test.npz")
-    x = np.concatenate([x, x])[:256]
-    settings = Settings(target="lif", quiet=True, calib=str(DATA / "digits_train.npz"))
-    c = compile_model(str(MODELS / "digits_mlp.onnx"), settings)
-    with tempfile.TemporaryDirectory() as tmp:
-        write_outdir(c, settings, Path(tmp) / "m", False)
-        runners = {"mpc model.py": mpc_runner(Path(tmp) / "m", x)}
-    if have_sj:
-        runners["SpikingJelly multi-step"] = spikingjelly_runner(c.graph, x, 32)
-    # alternate the runners, round by round, so both see the same machine load; keep each one's best
-    best = {k: min(_timed(fn) for fn in [fn] * 1) for k, fn in runners.items()}
-    rounds = {k: [] for k in runners}
-    for _ in range(args.repeat):
-        for k, fn in runners.items():
-            t = _timed(fn)
-            best[k] = min(best[k], t)
-            rounds[k].append(len(x) / t)
-    tp = {k: len(x) / best[k] for k in runners}
-    print(f"\nthroughput, digits MLP, T = 32, batch 256, {os.cpu_count()} CPUs:")
-    for k, v in tp.items():
-        print(f"  {k:<26} {v:10.0f} samples/s")
-    if len(tp) > 1:
-        ratios = np.array(rounds["mpc model.py"]) / np.array(rounds["SpikingJelly multi-step"])
-        print(f"  ratio mpc / SpikingJelly: best {tp['mpc model.py'] / tp['SpikingJelly multi-step']:.1f}x; "
-              f"per round min {ratios.min():.1f}x, median {np.median(ratios):.1f}x, max {ratios.max():.1f}x")
+    tp = throughput(args.repeat, have_sj)
     print("\nper inference at T = 32 (lif):")
     for model, cst in energy.items():
         print(f"  {model}: source {cst['source_macs']} MACs = {cst['energy_source_pj'] / 1e3:.1f} nJ; "
@@ -221,7 +265,7 @@ def plot(rows, steps, tp, energy) -> None:
     ax.legend(fontsize=7)
     ax.set_title("accuracy vs T")
     ax = axes[1]
-    ax.bar(list(tp), list(tp.values()), color=["C2", "C3"][:len(tp)])
+    ax.bar(list(tp), list(tp.values()), color=[f"C{i + 2}" for i in range(len(tp))])
     ax.set_ylabel("samples / s")
     ax.set_title("simulation throughput, MLP, T=32, batch 256")
     ax = axes[2]

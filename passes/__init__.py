@@ -19,6 +19,7 @@ from . import (  # noqa: F401  (each import registers its pass)
     mp_rewrite,
     quantize,
     remove_identity,
+    snn_event,
     sparse_csr,
 )
 
