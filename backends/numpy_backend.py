@@ -557,20 +557,20 @@ def _add_lowered_weights(graph: Graph, folder: Path) -> None:
     extra = [w for w in graph.used_weights() if w not in table]
     if extra:
         path.write_bytes(npz_bytes(table | {w: graph.weights[w] for w in extra}))
-# -- snnperf: event-driven synapses on spikes (the lowering pass snn-event; backends/numpy_snnperf.py) --
-from mpc.backends.numpy_snnperf import NAMES as SNNPERF_NAMES
-from mpc.backends.numpy_snnperf import RENDER as SNNPERF_RENDER
-from mpc.backends.numpy_snnperf import kernel_source as snnperf_kernel_source
+# -- snn events: event-driven synapses on spikes (the lowering pass snn-event; backends/numpy_snn_event.py) --
+from mpc.backends.numpy_snn_event import NAMES as SNN_EVENT_NAMES
+from mpc.backends.numpy_snn_event import RENDER as SNN_EVENT_RENDER
+from mpc.backends.numpy_snn_event import kernel_source as snn_event_kernel_source
 
 LOWERING += ",snn-event"
 BACKEND = Backend("numpy", LOWERING, RENDER, write)
 
 
-def _snnperf_kernel_source() -> str:
-    """The event-driven synapse kernels (mpc.snnperf.kernels), embedded so model.py stands alone."""
-    return _kernel_module("snn event kernels", snnperf_kernel_source(), SNNPERF_NAMES)
+def _snn_event_kernel_source() -> str:
+    """The event-driven synapse kernels (mpc.snn.event), embedded so model.py stands alone."""
+    return _kernel_module("snn event kernels", snn_event_kernel_source(), SNN_EVENT_NAMES)
 
 
-_EMBEDS[_snnperf_kernel_source] = SNNPERF_NAMES
-for _kind, _fn in SNNPERF_RENDER.items():
-    RENDER[_kind], HELPERS[_kind], EXTRA_SOURCE[_kind] = _fn, [], _snnperf_kernel_source
+_EMBEDS[_snn_event_kernel_source] = SNN_EVENT_NAMES
+for _kind, _fn in SNN_EVENT_RENDER.items():
+    RENDER[_kind], HELPERS[_kind], EXTRA_SOURCE[_kind] = _fn, [], _snn_event_kernel_source

@@ -25,8 +25,8 @@ LAYERS = ((64, 32), (256, 256), (1024, 256))
 
 def paths(x, w, b, th):
     """The two implementations of one spiking layer on spikes x: (event, dense)."""
+    from mpc.snn.event import event_linear
     from mpc.snn.kernels import snn_lif
-    from mpc.snnperf.kernels import event_linear
 
     def event():
         return event_linear(x, w, b, th, 1.0, True, 0, 0.5)

@@ -8,11 +8,11 @@ import importlib.util
 import numpy as np
 import pytest
 from mpc.backends.numpy_backend import render_model
+from snn.test_ops import lif_reference
 
 from mpc.data import Dataset, npz_bytes
 from mpc.ir import parse, print_graph, run
 from mpc.passmanager import PassContext, run_pipeline
-from tests.snn.test_ops import lif_reference
 
 RNG = np.random.default_rng(11)
 

@@ -1,4 +1,4 @@
-"""NumPy-backend renderer of snn.event_linear: one call into `mpc.snnperf.kernels`, whose source (NumPy +
+"""NumPy-backend renderer of snn.event_linear: one call into `mpc.snn.event`, whose source (NumPy +
 numba) model.py embeds and loads through the shared kernel cache; numpy_backend merges `RENDER`."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ NAMES = ("event_linear",)
 
 
 def kernel_source() -> str:
-    """The source of mpc.snnperf.kernels (numpy + numba only)."""
-    import mpc.snnperf.kernels
-    return inspect.getsource(mpc.snnperf.kernels)
+    """The source of mpc.snn.event (numpy + numba only)."""
+    import mpc.snn.event
+    return inspect.getsource(mpc.snn.event)
 
 
 def _event_linear(op, a):

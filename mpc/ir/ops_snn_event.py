@@ -49,7 +49,7 @@ def _infer(types, a):
 
 
 def _kernel(k, x, w, b=None, theta=None):
-    from mpc.snnperf.kernels import event_linear
+    from mpc.snn.event import event_linear
     a = k.attrs
     return event_linear(x, w, b, theta, a.beta, a.reset is ResetMode.SOFT, a.refractory, a.v0)
 
