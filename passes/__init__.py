@@ -5,6 +5,7 @@ from mpc.passmanager import register_alias
 
 from . import (  # noqa: F401  (each import registers its pass)
     c_accumulators,
+    c_sparse,
     dce,
     fold_batchnorm,
     fold_constants,

@@ -8,7 +8,9 @@ stored integers of the quantized input and returns those of the requantized outp
 the emulator (the interpreter's fx kernels) computes; `mpc verify --emit c` checks that bit for bit.
 
 Lowering (`LOWERING`, ordinary passes): dead-code elimination, then `c-accumulators` (the width
-of each matmul/conv running sum, an attribute the renderer reads). Rendering is the per-op table in
+of each matmul/conv running sum, an attribute the renderer reads), then `c-sparse` (pruned
+matmuls whose compressed table of non-zeros is smaller than the dense one: only those are written
+and multiplied). Rendering is the per-op table in
 render.py; an op kind without a renderer is rejected by name (float graphs included: float C is
 not implemented).
 """
@@ -29,7 +31,7 @@ from mpc import __version__
 from mpc.errors import UnsupportedOp
 from mpc.ir import Graph, Value
 
-LOWERING = "dce,c-accumulators"
+LOWERING = "dce,c-accumulators,c-sparse"
 ALIASES = ("fx.quantize", "fx.dequantize", "nn.flatten", "nn.reshape", "nn.identity")
 MP_KINDS = ("fx.mp_dot", "fx.mp_conv2d")
 COUNT_SAMPLES = 256   # samples of the calibration data the emulator counts operations on at conversion
@@ -87,9 +89,37 @@ def _names(graph: Graph, qin: Value) -> tuple[Names, list[str]]:
     return n, decls
 
 
+def _sparse_weights(graph: Graph) -> set[str]:
+    """Weights read only by matmuls the c-sparse pass marked sparse: written as compressed tables only."""
+    users: dict[str, list[bool]] = {}
+    for op in graph.ops:
+        for v in op.operands:
+            if v.is_weight:
+                users.setdefault(v.name, []).append(op.kind == "fx.matmul" and op.attrs.sparse and v is op.operands[1])
+    return {w for w, sparse in users.items() if all(sparse)}
+
+
+def _csr(name: str, w: np.ndarray, t: str) -> list[str]:
+    """Column pointers, row indices and values of the non-zeros of w [D, H], column by column."""
+    from mpc.passes.c_sparse import index_ctype
+    rows, cols = np.nonzero(w.T)   # row-major over W^T: column h of W, rows j ascending
+    ptr = np.searchsorted(rows, np.arange(w.shape[1] + 1)).tolist()
+    vals = [_literal(x, t) for x in w.T[rows, cols].tolist()]
+    out = []
+    for suffix, ct, items in (("ptr", "int32_t", [str(p) for p in ptr]),
+                              ("idx", index_ctype(w.shape[0]), [str(c) for c in cols.tolist()]), ("val", t, vals)):
+        body = ",\n    ".join(", ".join(items[i:i + 16]) for i in range(0, len(items), 16)) or "0"
+        out.append(f"static const {ct} {name}_{suffix}[{max(1, len(items))}] = {{\n    {body}\n}};")
+    return out
+
+
 def _weights(graph: Graph) -> list[str]:
     lines = []
+    sparse = _sparse_weights(graph)
     for w in graph.used_weights():
+        if w in sparse:
+            lines += _csr(f"w_{_ident(w)[2:]}", graph.weights[w], ctype(graph.weight(w).type.dtype))
+            continue
         a = graph.weights[w].reshape(-1)
         t = ctype(graph.weight(w).type.dtype)
         vals = [_literal(x, t) for x in a.tolist()]

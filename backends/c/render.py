@@ -137,6 +137,12 @@ def _matmul(op: Op, n: Names) -> list[str]:
         raise UnsupportedOp(op.kind, op.loc, "the C backend multiplies one row per sample (x must be [N, D])")
     d, h = w.type.shape
     acc = _acc_type(op)
+    if op.attrs.sparse:   # chosen by the c-sparse lowering pass: only W's non-zeros, per column h
+        t = n.of(w)
+        return [_head(op, " sparse"), f"    for (h = 0; h < {h}; h++) {{", f"        {acc} acc = 0;",
+                f"        for (k = {t}_ptr[h]; k < {t}_ptr[h + 1]; k++)",
+                f"            acc += ({acc}){n.of(x)}[{t}_idx[k]] * {t}_val[k];",
+                f"        {n.of(op.results[0])}[h] = {_ovf(op, 'acc')};", "    }"]
     return [_head(op), f"    for (h = 0; h < {h}; h++) {{", f"        {acc} acc = 0;",
             f"        for (j = 0; j < {d}; j++)",
             f"            acc += ({acc}){n.of(x)}[j] * {n.of(w)}[j * {h} + h];",

@@ -50,6 +50,7 @@ class AccumAttrs:
     to: DType
     overflow: Overflow = Overflow.SATURATE
     acc_bits: int = 64   # width of a backend's running sum; 32 only where no partial sum can exceed it
+    sparse: bool = False   # C lowering (c-sparse): emit and count only the non-zero weights' terms
 
 
 @dataclass(frozen=True)
@@ -284,9 +285,10 @@ def _add(k, a, b):
 
 
 def _matmul(k, x, w):
-    if k.tally is not None:   # every row: D·H products, each added to its accumulator
-        k.tally.add_total("multiply", x.size * w.shape[1])
-        k.tally.add_total("add", x.size * w.shape[1])
+    if k.tally is not None:   # every row: D·H products (nnz(w) when sparse), each added to its accumulator
+        terms = x.size // max(1, x.shape[-1]) * np.count_nonzero(w) if k.attrs.sparse else x.size * w.shape[1]
+        k.tally.add_total("multiply", terms)
+        k.tally.add_total("add", terms)
     return _out(k, np.matmul(x.astype(np.int64), w.astype(np.int64)))
 
 

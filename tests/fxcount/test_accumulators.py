@@ -25,7 +25,7 @@ def test_lowering_sets_the_width_and_the_renderer_prints_it():
     for bits, acc in ((8, "int32_t"), (16, "int64_t")):
         g = parse(GRAPH.format(b=bits), {"w": np.ones((5, 4), np.int8 if bits == 8 else np.int16)})
         lowered, records = lower(BACKENDS["c"], g)
-        assert [r.name for r in records] == ["dce", "c-accumulators"]
+        assert [r.name for r in records] == ["dce", "c-accumulators", "c-sparse"]
         op = next(op for op in lowered.ops if op.kind == "fx.matmul")
         assert op.attrs.acc_bits == (32 if 2 * bits + (5 - 1).bit_length() <= 31 else 64)
         assert re.findall(r"\b(int32_t|int64_t) acc\b", render_c(lowered)[0]) == [acc]
