@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from snn.test_lower_lif import MLP, SIZES  # the same tiny MLP as the lif conversion tests
 
 from mpc.cli import main
 from mpc.data import Dataset
@@ -15,25 +16,7 @@ from mpc.ir import parse, run
 from mpc.passmanager import PassContext, run_pipeline
 from mpc.snn.report import spiking_report
 
-SIZES = (6, 5, 4, 3)
 STEPS = 24
-MLP = """graph @mlp(%x: f64[N,6]) -> (%y: f64[N,3]) {
-  weight @w0 : f64[6,5]
-  weight @b0 : f64[5]
-  weight @w1 : f64[5,4]
-  weight @b1 : f64[4]
-  weight @w2 : f64[4,3]
-  weight @b2 : f64[3]
-  %0 = nn.matmul(%x, @w0) : f64[N,5]
-  %1 = nn.add(%0, @b0) : f64[N,5]
-  %2 = nn.relu(%1) : f64[N,5]
-  %3 = nn.matmul(%2, @w1) : f64[N,4]
-  %4 = nn.add(%3, @b1) : f64[N,4]
-  %5 = nn.relu(%4) : f64[N,4]
-  %6 = nn.matmul(%5, @w2) : f64[N,3]
-  %y = nn.add(%6, @b2) : f64[N,3]
-}
-"""
 
 
 def _weights(rng):
