@@ -31,13 +31,18 @@ class Names:
 RENDER: dict[str, Callable[[Op, Names], list[str]]] = {}
 
 
-def renders(*kinds: str):
-    """Register a renderer for op kinds."""
-    def deco(fn):
-        for k in kinds:
-            RENDER[k] = fn
-        return fn
-    return deco
+def registrar(table: dict):
+    """A decorator `renders(*kinds)` that registers a renderer for op kinds in `table`."""
+    def renders(*kinds: str):
+        def deco(fn):
+            for k in kinds:
+                table[k] = fn
+            return fn
+        return deco
+    return renders
+
+
+renders = registrar(RENDER)
 
 
 def ctype_of(width: int) -> str:

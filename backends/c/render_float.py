@@ -7,7 +7,7 @@ difference for float graphs.
 """
 from __future__ import annotations
 
-from mpc.backends.c.render import Names, _head, _size, _strides, _window
+from mpc.backends.c.render import Names, _head, _size, _strides, _window, registrar
 
 from mpc.errors import UnsupportedOp
 from mpc.ir import Op
@@ -15,13 +15,7 @@ from mpc.ir import Op
 RENDER_FLOAT: dict = {}
 
 
-def renders(*kinds: str):
-    """Register a float renderer for op kinds."""
-    def deco(fn):
-        for k in kinds:
-            RENDER_FLOAT[k] = fn
-        return fn
-    return deco
+renders = registrar(RENDER_FLOAT)   # float renderers for op kinds
 
 
 @renders("nn.flatten", "nn.reshape", "nn.identity", "nn.dropout")

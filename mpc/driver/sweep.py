@@ -30,19 +30,28 @@ def accuracy(graph, data) -> float:
     return correct / data.size
 
 
-def sweep(spec: str, settings: Settings, data_path: str, gammas: list[float]) -> dict:
-    """Accuracy per global γ, plus the calibrated per-layer choice."""
+def sweep_option(spec: str, settings: Settings, data_path: str, what: str, stage: str, option: str,
+                 values) -> tuple:
+    """(loaded source, labelled data, rows): accuracy of the target with `stage{option=v}` for each v."""
     loaded = load(spec, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch,
                   outputs=settings.outputs)
     data = load_data(data_path, loaded.graph, loaded.input_names)
     if data.labels is None:
-        raise BadInput(f"{data_path}: sweep-gamma needs 'labels' in the data file")
+        raise BadInput(f"{data_path}: {what} needs 'labels' in the data file")
     quiet = dataclasses.replace(settings, quiet=True)
     rows = []
-    for g in progress_bar(gammas, desc="sweep-gamma", quiet=settings.quiet, progress=settings.progress):
-        fixed = dataclasses.replace(quiet, passes=set_options(pipeline_for(settings), {"mp-calibrate": {"gamma": g}}))
+    for v in progress_bar(values, desc=what.lstrip("-"), quiet=settings.quiet, progress=settings.progress):
+        fixed = dataclasses.replace(quiet, passes=set_options(pipeline_for(settings), {stage: {option: v}}))
         c = compile_model(spec, fixed, loaded=dataclasses.replace(loaded, graph=clone(loaded.graph)))
-        rows.append({"gamma": float(g), "accuracy": accuracy(c.graph, data)})
+        rows.append({option: v, "accuracy": accuracy(c.graph, data)})
+    return loaded, data, rows
+
+
+def sweep(spec: str, settings: Settings, data_path: str, gammas: list[float]) -> dict:
+    """Accuracy per global γ, plus the calibrated per-layer choice."""
+    loaded, data, rows = sweep_option(spec, settings, data_path, "sweep-gamma", "mp-calibrate", "gamma",
+                                      [float(g) for g in gammas])
+    quiet = dataclasses.replace(settings, quiet=True)
     auto = compile_model(spec, quiet, loaded=dataclasses.replace(loaded, graph=clone(loaded.graph)))
     chosen = [op.attrs.gamma for op in auto.graph.ops if op.kind.startswith("mp.")]
     return {"rows": rows, "calibrated_gammas": chosen, "calibrated_accuracy": accuracy(auto.graph, data),

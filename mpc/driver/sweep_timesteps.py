@@ -3,18 +3,12 @@ of time steps T (the neuron scales are calibrated again for each T, on the same 
 timesteps.csv and timesteps.png (the source's accuracy as a horizontal line) into an output folder."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-from mpc.data import load_data
-from mpc.driver.compiler import Settings, compile_model, pipeline_for
+from mpc.driver.compiler import Settings
 from mpc.driver.outdir import staged_dir
-from mpc.driver.sweep import accuracy
-from mpc.errors import BadFlag, BadInput
-from mpc.frontend import load
-from mpc.ir import clone
-from mpc.passmanager import set_options
-from mpc.progress import progress_bar
+from mpc.driver.sweep import accuracy, sweep_option
+from mpc.errors import BadFlag
 
 
 def parse_steps(text: str) -> tuple[int, ...]:
@@ -34,16 +28,8 @@ def sweep_timesteps(spec: str, settings: Settings, data_path: str | None, steps:
         raise BadFlag(f"--sweep-timesteps needs --target lif (got {settings.target})")
     if not data_path:
         raise BadFlag("--sweep-timesteps needs labelled --data")
-    loaded = load(spec, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch)
-    data = load_data(data_path, loaded.graph, loaded.input_names)
-    if data.labels is None:
-        raise BadInput(f"{data_path}: --sweep-timesteps needs 'labels' in the data file")
-    quiet = dataclasses.replace(settings, quiet=True)
-    rows = []
-    for t in progress_bar(steps, desc="sweep-timesteps", quiet=settings.quiet, progress=settings.progress):
-        fixed = dataclasses.replace(quiet, passes=set_options(pipeline_for(settings), {"lower-lif": {"timesteps": t}}))
-        c = compile_model(spec, fixed, loaded=dataclasses.replace(loaded, graph=clone(loaded.graph)))
-        rows.append({"timesteps": t, "accuracy": accuracy(c.graph, data)})
+    loaded, data, rows = sweep_option(spec, settings, data_path, "--sweep-timesteps", "lower-lif", "timesteps",
+                                      steps)
     return {"rows": rows, "source_accuracy": accuracy(loaded.graph, data)}
 
 

@@ -79,14 +79,20 @@ def _drives(net: HopNet, x: np.ndarray) -> list[np.ndarray]:
     return HK.hop_constants(x, net.theta0, np.concatenate(net.biases), net.sizes)
 
 
-def _dp_update(k, sp, sm, c, pairs, blocks, acts, y, beta):
-    """New (s+_k, s-_k) of dual propagation from the other layers' current states."""
+def _drive(k, sp, sm, c, pairs, blocks):
+    """Layer k's input from the mean states below (u) and the state differences above (d)."""
     u, d = c[k].copy(), np.zeros_like(c[k])
     for (dst, src), b in zip(pairs, blocks):
         if dst == k:
             u += ((sp[src] + sm[src]) / 2) @ b.T
         if src == k:
             d += (sp[dst] - sm[dst]) @ b
+    return u, d
+
+
+def _dp_update(k, sp, sm, c, pairs, blocks, acts, y, beta):
+    """New (s+_k, s-_k) of dual propagation from the other layers' current states."""
+    u, d = _drive(k, sp, sm, c, pairs, blocks)
     if k < len(sp) - 1:
         return HK.hop_act(acts[k], u + d / 2), HK.hop_act(acts[k], u - d / 2)
     return (2 * (u + d / 2) + beta * y) / (2 + beta), (2 * (u - d / 2) - beta * y) / (2 - beta)
@@ -106,12 +112,7 @@ def damping_for(net: HopNet) -> float:
 
 def _dp_damped(k, sp, sm, c, pairs, blocks, acts, y, beta, g):
     """Damped (forward-backward) update of layer k's (s+, s-) pair, for nets where plain sweeps diverge."""
-    u, d = c[k].copy(), np.zeros_like(c[k])
-    for (dst, src), b in zip(pairs, blocks):
-        if dst == k:
-            u += ((sp[src] + sm[src]) / 2) @ b.T
-        if src == k:
-            d += (sp[dst] - sm[dst]) @ b
+    u, d = _drive(k, sp, sm, c, pairs, blocks)
     if k < len(sp) - 1:
         return (HK.hop_act(acts[k], (1 - g) * sp[k] + g * (u + d / 2)),
                 HK.hop_act(acts[k], (1 - g) * sm[k] + g * (u - d / 2)))
