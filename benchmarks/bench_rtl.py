@@ -10,7 +10,8 @@ here).  Rows:
       Skipped, with the reason printed, while this mpc has no Verilog backend.
   (c) da4ml (optional `bench` extra): its fully parallel adder-graph RTL for the same quantized weights
       (combinational: one inference per cycle, no registers).
-Each row reports LUT, FF, CARRY, DSP (Vivado-style keys from `mpc.eda`), Yosys wall time and cycles.
+Each row reports LUT, FF, CARRY, DSP (Vivado-style keys from `mpc.eda`), Yosys wall time and cycles;
+`--families xilinx,ice40` adds `synth_ice40 -dsp` rows (iCE40: LUT4, SB_CARRY, SB_MAC16).
 
     OMP_NUM_THREADS=1 nice -n 5 python benchmarks/bench_rtl.py [--time-limit S] [--designs dense64x32,...]
         prints a table, writes benchmarks/bench_rtl.json and benchmarks/bench_rtl.png
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mpc.eda import synth
+from mpc.eda import family_options, synth
 
 ROOT = Path(__file__).resolve().parents[1]
 MLP, TRAIN = ROOT / "examples" / "models" / "digits_mlp.onnx", ROOT / "examples" / "data" / "digits_train.npz"
@@ -138,18 +139,24 @@ def digits_layers(bits: int = 8) -> list:
     return layers
 
 
-def measure(name: str, kind: str, p, sources, cycles, time_limit: float, work: Path) -> dict:
-    """One row: synth_xilinx on the sources (top module as the flow names it), counts and wall time."""
+def measure(name: str, kind: str, p, sources, cycles, args, work: Path) -> list[dict]:
+    """One row per FPGA family: Yosys (default DSP use) on the sources, counts and wall time."""
     top = "model" if kind == "da4ml" else "mpc_top"
-    r = synth(sources, top, work, family="xilinx", time_limit_s=time_limit)
-    row = {"design": name, "kind": kind, "P": p, "status": r.status, "yosys_s": round(r.wall_s, 1),
-           "cycles": cycles, **{k: r.summary.get(k) for k in KEYS}}
-    print(_fmt(row), flush=True)
-    return row
+    rows = []
+    for family in args.families.split(","):
+        r = synth(sources, top, work / family, family=family, options=family_options(family, True),
+                  time_limit_s=args.time_limit)
+        rows.append({"design": name, "kind": kind, "P": p, "family": family, "status": r.status,
+                     "yosys_s": round(r.wall_s, 1), "cycles": cycles, **{k: r.summary.get(k) for k in KEYS}})
+        print(_fmt(rows[-1]), flush=True)
+    return rows
+
+
+COLUMNS = ("design", "kind", "P", "family", *KEYS, "cycles", "yosys_s", "status")
 
 
 def _fmt(row: dict) -> str:
-    cols = ("design", "kind", "P", *KEYS, "cycles", "yosys_s", "status")
+    cols = COLUMNS
     return "| " + " | ".join("–" if row.get(c) is None else str(row.get(c)) for c in cols) + " |"
 
 
@@ -172,7 +179,7 @@ def mpc_rows(design: str, model, calib, width: int, args, tmp: Path) -> list[dic
             n = width if p == "full" else p
             out = tmp / f"{design}-{kind}-{p}"
             sources, cycles = mpc_rtl(model, calib, target, n, out)
-            rows.append(measure(design, f"mpc {kind}", p, sources, cycles, args.time_limit, out / "yosys"))
+            rows += measure(design, f"mpc {kind}", p, sources, cycles, args, out / "yosys")
     return rows
 
 
@@ -187,7 +194,7 @@ def da4ml_rows(design: str, args, tmp: Path) -> list[dict]:
     out = tmp / f"{design}-da4ml"
     in_kif = (0, 1, 7) if design == "digits" else (1, 0, 7)     # digits pixels lie in [0, 1]
     sources = da4ml_rtl(layers, out, in_kif)
-    return [measure(design, "da4ml", "full", sources, 1, args.time_limit, out / "yosys")]
+    return measure(design, "da4ml", "full", sources, 1, args, out / "yosys")
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -196,7 +203,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     done = [r for r in rows if r["status"] == "ok"]
-    labels = [f"{r['design']}\n{r['kind']} P={r['P']}" for r in done]
+    labels = [f"{r['design']}\n{r['kind']} P={r['P']}\n{r['family']}" for r in done]
     xs = np.arange(len(done))
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(done) + 2), 4.5))
     for i, key in enumerate(("LUT", "FF", "CARRY", "DSP")):
@@ -204,7 +211,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.axhline(NAIR["LUT"], color="grey", ls="--", lw=1, label="Nair et al. 256x32 MP: ~9k LUT (published)")
     ax.set_yscale("log")
     ax.set_xticks(xs, labels, fontsize=8)
-    ax.set_ylabel("cells (Yosys synth_xilinx)")
+    ax.set_ylabel("cells (Yosys synth_<family>)")
     ax.set_title("FPGA resources, one Yosys flow for every design")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -216,6 +223,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--time-limit", type=float, default=1800, help="seconds per Yosys run (default 1800)")
     ap.add_argument("--designs", default=",".join(DESIGNS), help=f"comma-separated subset of {DESIGNS}")
+    ap.add_argument("--families", default="xilinx",
+                    help="comma-separated Yosys targets: xilinx (synth_xilinx), ice40 (synth_ice40 -dsp)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "bench_rtl")
     args = ap.parse_args(argv)
     designs = [d for d in args.designs.split(",") if d]
@@ -228,8 +237,8 @@ def main(argv=None) -> None:
     for what, why in (("mpc MP/MAC rows", no_verilog), ("da4ml rows", no_da4ml)):
         if why:
             print(f"skipping {what}: {why}")
-    print(_fmt({c: c for c in ("design", "kind", "P", *KEYS, "cycles", "yosys_s", "status")}))
-    print("|---" * 10 + "|")
+    print(_fmt({c: c for c in COLUMNS}))
+    print("|---" * len(COLUMNS) + "|")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         models = _models(Path(tmp))
