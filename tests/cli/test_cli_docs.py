@@ -30,7 +30,8 @@ def test_help_passes_and_targets_describe_what_exists(capsys):
 def test_repository_docs_point_nowhere_outside(doc):
     text = (ROOT / doc).read_text()
     assert not PRIVATE.search(text)
-    assert not re.search(r"iverilog|yosys|Verilog", text)
+    # the open EDA flow (mpc.eda: Yosys, iverilog, .ci/run installs them) exists; a Verilog backend not yet
+    assert not re.search(r"--emit verilog|verilog backend", text, re.IGNORECASE)
 
 
 def test_module_docstrings_cite_papers_not_private_notes():
