@@ -239,7 +239,7 @@ def main(argv=None) -> None:
             print(f"skipping {what}: {why}")
     print(_fmt({c: c for c in COLUMNS}))
     print("|---" * len(COLUMNS) + "|")
-    rows = []
+    rows, skipped = [], {"mpc": no_verilog, "da4ml": no_da4ml}
     with tempfile.TemporaryDirectory() as tmp:
         models = _models(Path(tmp))
         for design in designs:
@@ -247,12 +247,16 @@ def main(argv=None) -> None:
                 rows += mpc_rows(design, *models[design], args, Path(tmp))
             if not no_da4ml:
                 rows += da4ml_rows(design, args, Path(tmp))
+            save(rows, skipped, args.out)          # after every design: a long run keeps what it measured
     print(f"reference (published, not measured): Nair et al. 256x32 MP kernel machine ~{NAIR['LUT']} LUT, "
           f"~{NAIR['FF']} FF, {NAIR['DSP']} DSP")
-    args.out.with_suffix(".json").write_text(json.dumps({"skipped": {"mpc": no_verilog, "da4ml": no_da4ml},
-                                                         "rows": rows}, indent=1) + "\n")
+
+
+def save(rows: list[dict], skipped: dict, out: Path) -> None:
+    """The rows as JSON (with why rows were skipped) and the plot."""
+    out.with_suffix(".json").write_text(json.dumps({"skipped": skipped, "rows": rows}, indent=1) + "\n")
     if rows:
-        plot(rows, args.out.with_suffix(".png"))
+        plot(rows, out.with_suffix(".png"))
 
 
 if __name__ == "__main__":
