@@ -206,10 +206,15 @@ def plot(rows: list[dict], path: Path) -> None:
     labels = [f"{r['design']}\n{r['kind']} P={r['P']}\n{r['family']}" for r in done]
     xs = np.arange(len(done))
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(done) + 2), 4.5))
-    for i, key in enumerate(("LUT", "FF", "CARRY", "DSP")):
-        ax.bar(xs + (i - 1.5) * 0.2, [max(r[key] or 0, 0.8) for r in done], 0.2, label=key)
+    for i, key in enumerate(KEYS):
+        values = [r[key] or 0 for r in done]
+        bars = ax.bar(xs + (i - 1.5) * 0.2, [v if v > 0 else np.nan for v in values], 0.2, label=key)
+        for bar, x, v in zip(bars, xs + (i - 1.5) * 0.2, values):      # a zero has no bar on a log axis
+            ax.text(x, v if v > 0 else 1, str(v), ha="center", va="bottom", fontsize=7)
     ax.axhline(NAIR["LUT"], color="grey", ls="--", lw=1, label="Nair et al. 256x32 MP: ~9k LUT (published)")
     ax.set_yscale("log")
+    ax.set_ylim(0.8, 3 * max(NAIR["LUT"], *(r[k] or 0 for r in done for k in KEYS)))
+    ax.set_xlim(-0.6, len(done) - 0.4)
     ax.set_xticks(xs, labels, fontsize=8)
     ax.set_ylabel("cells (Yosys synth_<family>)")
     ax.set_title("FPGA resources, one Yosys flow for every design")
