@@ -71,17 +71,15 @@ def verilog_unavailable() -> str | None:
 
 
 def _find_cycles(report) -> int | None:
-    """The first cycles-per-inference figure in resources.json (keys containing 'cycles')."""
-    if isinstance(report, dict):
-        for key, value in sorted(report.items()):
-            if "cycles" in key and isinstance(value, (int, float)):
-                return int(value)
-            found = _find_cycles(value)
-            if found is not None:
-                return found
-    if isinstance(report, list):
-        return next((c for c in map(_find_cycles, report) if c is not None), None)
-    return None
+    """The cycles-per-inference figure in resources.json: the shallowest key containing 'cycles'."""
+    items = sorted(report.items()) if isinstance(report, dict) else enumerate(report) \
+        if isinstance(report, list) else ()
+    items = list(items)
+    direct = [v for k, v in items if "cycles" in str(k) and isinstance(v, (int, float))]
+    if direct:
+        return int(direct[0])
+    nested = (_find_cycles(v) for _, v in items)
+    return next((c for c in nested if c is not None), None)
 
 
 def mpc_rtl(model: Path, calib: Path, target: str, p: int, out: Path) -> tuple[list[Path], int | None]:
