@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mpc.eda.tools import ToolRun, require, run_tool, tool_version
+from mpc.errors import BadInput
 
 FAMILIES = ("xilinx", "ice40")
 
@@ -78,7 +79,7 @@ def parse_stat_json(text: str) -> dict[str, int]:
 def synth_script(sources, top: str, family: str, options: tuple[str, ...], netlist: Path | None) -> str:
     """The Yosys script: read every source, synthesize for the family, save stat as text and JSON."""
     if family not in FAMILIES:
-        raise ValueError(f"unknown FPGA family {family!r} (expected one of {', '.join(FAMILIES)})")
+        raise BadInput(f"unknown FPGA family '{family}' (expected one of: {', '.join(FAMILIES)})")
     reads = "\n".join(f"read_verilog -sv {json.dumps(str(Path(s).resolve()))}" for s in sources)
     json_opt = f" -json {json.dumps(str(netlist))}" if netlist is not None else ""
     synth = f"synth_{family} -top {top}{json_opt} {' '.join(options)}".rstrip()
@@ -88,12 +89,12 @@ def synth_script(sources, top: str, family: str, options: tuple[str, ...], netli
 def synth(sources, top: str, workdir, *, family: str = "xilinx", options=(), time_limit_s: float | None = None,
           netlist: bool = False) -> SynthResult:
     """Synthesize Verilog `sources` with top module `top` in `workdir` (options e.g. ("-nodsp",) or ("-dsp",))."""
-    require("yosys")
-    work = Path(workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    options = tuple(options)
+    work, options = Path(workdir), tuple(options)
     net = work / f"{top}.{family}.json" if netlist else None
-    (work / "synth.ys").write_text(synth_script(sources, top, family, options, net))
+    script = synth_script(sources, top, family, options, net)        # a bad family fails before any tool
+    require("yosys")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "synth.ys").write_text(script)
     run = run_tool(("yosys", "-q", "-l", "yosys.log", "synth.ys"), cwd=work, time_limit_s=time_limit_s)
     return _result(run, work, family, top, options, net)
 

@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from mpc.eda import iverilog_compile, summarize, verilator_lint
+from mpc.eda import iverilog_compile, summarize, synth, verilator_lint
+from mpc.errors import BadInput
 
 CLEAN = """module clean(input wire clk, input wire [3:0] a, output reg [3:0] q);
   always @(posedge clk) q <= a + 4'd1;
@@ -50,3 +51,8 @@ def test_summary_keys_from_cells():
     assert summarize(xilinx, "xilinx") == {"LUT": 7, "FF": 5, "CARRY": 2, "DSP": 1, "BRAM_18K": 3}
     ice40 = {"SB_LUT4": 10, "SB_DFF": 2, "SB_DFFNESR": 1, "SB_CARRY": 4, "SB_MAC16": 2, "SB_RAM40_4K": 1}
     assert summarize(ice40, "ice40") == {"LUT": 10, "FF": 3, "CARRY": 4, "DSP": 2, "BRAM": 1, "BRAM_18K": None}
+
+
+def test_unknown_family_is_a_clear_error(tmp_path):
+    with pytest.raises(BadInput, match="unknown FPGA family 'ecp5' \\(expected one of: xilinx, ice40\\)"):
+        synth([tmp_path / "x.v"], "x", tmp_path, family="ecp5")
