@@ -40,6 +40,7 @@ from mpc.fx.formats import (
     saturating_fraction,
     shift_add_terms,
 )
+from mpc.fx.snn import SNN_RULES, time_major
 from mpc.ir import DType, Graph, Op, Value, make_op
 from mpc.ir.ops_mp import snap_shift_add
 from mpc.passmanager import register_pass
@@ -259,12 +260,24 @@ RULES = {
     "nn.maxpool2d": _same("fx.maxpool2d", ("kernel", "strides", "pads", "dilations", "ceil_mode")),
     "nn.flatten": _same("nn.flatten", ("axis",)), "nn.reshape": _same("nn.reshape", ("shape",)),
     "nn.identity": _same("nn.identity"), "nn.dropout": _same("nn.identity"),
+    **SNN_RULES,   # spiking layers of the lif target: fx.encode, fx.lif, fx.decode (mpc.fx.snn)
 }
 
 
 def _calibration(graph: Graph, ctx) -> dict[str, np.ndarray]:
     data = ctx.dataset if ctx is not None and ctx.dataset is not None else random_data(graph, 256, 0)
-    return capture(graph, data, [v.name for v in graph.inputs] + [lambda op: True], dtype=np.float64)
+    timed = time_major(graph, ("snn.encode",), ("snn.decode",))
+    if not timed:
+        return capture(graph, data, [v.name for v in graph.inputs] + [lambda op: True], dtype=np.float64)
+    steps: dict[str, list[np.ndarray]] = {}   # time-major values [T, N, ...] do not lead with the batch
+
+    def keep(op, inputs, outputs):
+        for r, a in zip(op.results, outputs):
+            if id(r) in timed:
+                steps.setdefault(r.name, []).append(np.asarray(a))
+    values = capture(graph, data, [v.name for v in graph.inputs] + [lambda op: id(op.results[0]) not in timed],
+                     dtype=np.float64, hook=keep)
+    return values | {name: np.concatenate(parts, axis=1) for name, parts in steps.items()}
 
 
 def _finish(Q: _Quantizer, graph: Graph) -> None:

@@ -9,10 +9,10 @@ the emulator (the interpreter's fx kernels) computes; `mpc verify --emit c` chec
 
 Lowering (`LOWERING`, ordinary passes): dead-code elimination, then `c-accumulators` (the width
 of each matmul/conv running sum, an attribute the renderer reads), then `c-sparse` (pruned
-matmuls whose compressed table of non-zeros is smaller than the dense one: only those are written
-and multiplied). Rendering is the per-op table in
-render.py; an op kind without a renderer is rejected by name (float graphs included: float C is
-not implemented).
+matmuls and convolutions whose compressed table of non-zeros is smaller than the dense one: only
+those are written and multiplied). Rendering is the per-op table in render.py (render_snn.py: the
+fixed-point spiking ops; render_float.py: float graphs); an op kind without a renderer is rejected
+by name. Time-major values [T, N, ...] between fx.encode and fx.decode are stored per sample as [T, ...].
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from mpc.backends.base import Backend, Emitted
+from mpc.backends.c import render_snn  # noqa: F401  (registers fx.encode, fx.lif, fx.decode in RENDER)
 from mpc.backends.c.render import RENDER, Names, ctype
 from mpc.backends.c.render_float import RENDER_FLOAT
 from mpc.backends.c.resources import c_section
@@ -29,6 +30,7 @@ from mpc.backends.c.runtime import HELPERS, MAIN_C, MAKEFILE, MP_HELPER
 
 from mpc import __version__
 from mpc.errors import UnsupportedOp
+from mpc.fx.snn import time_major
 from mpc.ir import Graph, Value
 
 LOWERING = "dce,c-accumulators,c-sparse"
@@ -59,10 +61,12 @@ def _boundary(graph: Graph) -> tuple[Value, Value]:
     return q[0].result, out.operands[0]
 
 
-def _per_sample(v: Value) -> tuple[int, ...]:
+def _per_sample(v: Value, timed: bool = False) -> tuple[int, ...]:
     shape = v.type.shape
     if v.is_weight:
         return tuple(shape)
+    if timed:   # time-major [T, N, ...] (fx.encode to fx.decode): one sample's steps, stored as [T, ...]
+        shape = shape[1:2] + shape[:1] + shape[2:]
     if not shape or not isinstance(shape[0], (int, str)) or any(not isinstance(d, int) for d in shape[1:]):
         raise UnsupportedOp(v.producer.kind if v.producer else "graph", v.producer.loc if v.producer else None,
                             f"value %{v.name} {v.type}: the C backend needs a leading batch dim and static others")
@@ -78,9 +82,10 @@ def _names(graph: Graph, qin: Value) -> tuple[Names, list[str]]:
         n.expr[id(v)], n.ctype[id(v)], n.shape[id(v)] = "w_" + _ident(w)[2:], ctype(v.type.dtype), \
             tuple(v.type.shape)
     n.expr[id(qin)], n.shape[id(qin)] = "in", _per_sample(qin)
+    timed = time_major(graph, ("fx.encode",), ("fx.decode",))
     for op in graph.ops:
         for r in op.results:
-            n.shape[id(r)] = _per_sample(r)
+            n.shape[id(r)] = _per_sample(r, id(r) in timed)
             if op.kind in ALIASES + ("nn.dropout",) and op.kind != "fx.quantize":
                 n.expr[id(r)] = n.expr[id(op.operands[0])]
             elif op.kind != "fx.quantize":
@@ -95,7 +100,8 @@ def _sparse_weights(graph: Graph) -> set[str]:
     for op in graph.ops:
         for v in op.operands:
             if v.is_weight:
-                users.setdefault(v.name, []).append(op.kind == "fx.matmul" and op.attrs.sparse and v is op.operands[1])
+                users.setdefault(v.name, []).append(op.kind in ("fx.matmul", "fx.conv2d") and op.attrs.sparse
+                                                    and v is op.operands[1])
     return {w for w, sparse in users.items() if all(sparse)}
 
 
@@ -113,12 +119,27 @@ def _csr(name: str, w: np.ndarray, t: str) -> list[str]:
     return out
 
 
+def _conv_table(name: str, w: np.ndarray, t: str) -> list[str]:
+    """Per output channel oc of w [M, Cg, kh, kw]: pointers, and the input channel, tap row, tap column
+    and value of each non-zero weight, in row-major order of (ci, ky, kx)."""
+    oc, ci, ky, kx = np.nonzero(w)
+    ptr = np.searchsorted(oc, np.arange(w.shape[0] + 1)).tolist()
+    out = []
+    for suffix, ct, items in (("ptr", "int32_t", ptr), ("ci", "uint16_t", ci.tolist()), ("ky", "uint8_t", ky.tolist()),
+                              ("kx", "uint8_t", kx.tolist()), ("val", t, w[oc, ci, ky, kx].tolist())):
+        vals = [_literal(x, t) if suffix == "val" else str(x) for x in items]
+        body = ",\n    ".join(", ".join(vals[i:i + 16]) for i in range(0, len(vals), 16)) or "0"
+        out.append(f"static const {ct} {name}_{suffix}[{max(1, len(vals))}] = {{\n    {body}\n}};")
+    return out
+
+
 def _weights(graph: Graph) -> list[str]:
     lines = []
     sparse = _sparse_weights(graph)
     for w in graph.used_weights():
         if w in sparse:
-            lines += _csr(f"w_{_ident(w)[2:]}", graph.weights[w], ctype(graph.weight(w).type.dtype))
+            table = _csr if graph.weights[w].ndim == 2 else _conv_table
+            lines += table(f"w_{_ident(w)[2:]}", graph.weights[w], ctype(graph.weight(w).type.dtype))
             continue
         a = graph.weights[w].reshape(-1)
         t = ctype(graph.weight(w).type.dtype)

@@ -62,6 +62,7 @@ class FxConvAttrs:
     dilations: tuple[int, int] = (1, 1)
     group: int = 1
     acc_bits: int = 64
+    sparse: bool = False   # C lowering (c-sparse): emit and count only the non-zero weights' taps
 
 
 @dataclass(frozen=True)
@@ -295,9 +296,10 @@ def _matmul(k, x, w):
 def _conv(k, x, w):
     from mpc.ir.ops_nn import folded
     a = k.attrs
-    if k.tally is not None:   # in-bounds taps only: the C skips padding
-        products = math.prod(x.shape[:-3]) * w.shape[0] * w.shape[1] * \
-            C.taps(x.shape, w.shape[2:], a.strides, a.pads, a.dilations)
+    if k.tally is not None:   # in-bounds taps only: the C skips padding (and zero weights when sparse)
+        products = math.prod(x.shape[:-3]) * (C.sparse_taps(x.shape, w, a.strides, a.pads, a.dilations) if a.sparse
+                                              else w.shape[0] * w.shape[1] *
+                                              C.taps(x.shape, w.shape[2:], a.strides, a.pads, a.dilations))
         k.tally.add_total("multiply", products)
         k.tally.add_total("add", products)
     return _out(k, folded(A.conv2d)(x, w, a.strides, a.pads, a.dilations, a.group))
