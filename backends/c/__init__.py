@@ -73,10 +73,10 @@ def _per_sample(v: Value, timed: bool = False) -> tuple[int, ...]:
     return tuple(shape[1:])
 
 
-def _names(graph: Graph, qin: Value) -> tuple[Names, list[str]]:
-    """C expressions for every value (aliases share their operand's buffer) and the buffer declarations."""
+def _names(graph: Graph, qin: Value, qout: Value) -> tuple[Names, list[str]]:
+    """C expressions for every value (aliases share their operand's buffer; values whose lifetimes do not
+    overlap share a buffer of their C type, see _plan) and the buffer declarations."""
     n = Names({}, {}, {})
-    decls = []
     for w in graph.used_weights():
         v = graph.weight(w)
         n.expr[id(v)], n.ctype[id(v)], n.shape[id(v)] = "w_" + _ident(w)[2:], ctype(v.type.dtype), \
@@ -86,12 +86,61 @@ def _names(graph: Graph, qin: Value) -> tuple[Names, list[str]]:
     for op in graph.ops:
         for r in op.results:
             n.shape[id(r)] = _per_sample(r, id(r) in timed)
+    slot_of, slots = _plan(graph, qout, n)
+    for op in graph.ops:
+        for r in op.results:
             if op.kind in ALIASES + ("nn.dropout",) and op.kind != "fx.quantize":
                 n.expr[id(r)] = n.expr[id(op.operands[0])]
             elif op.kind != "fx.quantize":
-                n.expr[id(r)] = "b_" + _ident(r.name)[2:]
-                decls.append(f"static {ctype(r.type.dtype)} {n.expr[id(r)]}[{math.prod(n.shape[id(r)])}];")
-    return n, decls
+                n.expr[id(r)] = f"b{slot_of[id(r)]}"
+    return n, [f"static {t} b{i}[{size}];" for i, (t, size) in enumerate(slots)]
+
+
+def _owns_buffer(op) -> bool:
+    return op.kind not in ALIASES + ("nn.dropout",)
+
+
+def _last_uses(graph: Graph, qout: Value) -> dict[int, int]:
+    """For each value that owns a buffer: the index of the last op reading it or one of its aliases
+    (len(ops) for the output, which the entry copies out at the end)."""
+    root: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for i, op in enumerate(graph.ops):
+        for v in op.operands:
+            if id(v) in root:
+                last[root[id(v)]] = i
+        for r in op.results:
+            root[id(r)] = root.get(id(op.operands[0]), id(r)) if not _owns_buffer(op) else id(r)
+    if id(qout) in root:
+        last[root[id(qout)]] = len(graph.ops)
+    return last
+
+
+def _plan(graph: Graph, qout: Value, n: Names) -> tuple[dict[int, int], list[tuple[str, int]]]:
+    """Static buffers shared by values of one C type whose lifetimes do not overlap (greedy, in op order:
+    an op's result gets a free buffer of its type, never one of its own operands'; a buffer is freed
+    after its value's last reader). Returns value id -> buffer index and the buffers (C type, size)."""
+    last = _last_uses(graph, qout)
+    slots: list[tuple[str, int]] = []
+    slot_of: dict[int, int] = {}
+    free: list[int] = []
+    for i, op in enumerate(graph.ops):
+        if not _owns_buffer(op):
+            continue
+        for r in op.results:
+            t, size = ctype(r.type.dtype), math.prod(n.shape[id(r)])
+            k = next((k for k in free if slots[k][0] == t), None)
+            if k is None:
+                k = len(slots)
+                slots.append((t, 0))
+            else:
+                free.remove(k)
+            slots[k] = (t, max(slots[k][1], size))
+            slot_of[id(r)] = k
+        done = sorted(slot_of[v] for v, j in last.items() if j == i and v in slot_of)
+        done += sorted(slot_of[id(r)] for r in op.results if id(r) not in last)   # never read
+        free = sorted(set(free) | set(done))
+    return slot_of, slots
 
 
 def _sparse_weights(graph: Graph) -> set[str]:
@@ -192,7 +241,7 @@ def render_c(graph: Graph) -> tuple[str, str, str, str]:
     fixed = any(op.kind.startswith("fx.") for op in graph.ops)
     table = _check_table(graph, fixed)
     qin, qout = _boundary(graph) if fixed else _float_boundary(graph)
-    n, decls = _names(graph, qin)
+    n, decls = _names(graph, qin, qout)
     body = [line for op in graph.ops for line in table[op.kind](op, n)]
     in_t, out_t = ctype(qin.type.dtype), ctype(qout.type.dtype)
     size_in, size_out = math.prod(n.shape[id(qin)]), math.prod(n.shape[id(qout)])
