@@ -254,12 +254,22 @@ def _avgpool(Q: _Quantizer, op: Op) -> Value:
                                         "pads": a.pads, "rounding": Q.rounding, "overflow": Q.overflow}, op.loc)
 
 
+def _global_avgpool(Q: _Quantizer, op: Op) -> Value:
+    x = Q.wide(op.operands[0], op.loc)
+    kernel = tuple(x.type.shape[-2:])
+    if not all(isinstance(d, int) for d in kernel):
+        raise UnsupportedOp(op.kind, op.loc, f"fixed point averages a static window, got {x.type}")
+    return Q.emit("fx.avgpool2d", [x], {"kernel": kernel, "to": x.type.dtype, "rounding": Q.rounding,
+                                        "overflow": Q.overflow}, op.loc)
+
+
 RULES = {
     "nn.matmul": _matmul, "nn.conv2d": _conv, "nn.add": _add, "mp.dot": _mp, "mp.conv2d": _mp,
     "nn.relu": _same("fx.relu"), "nn.avgpool2d": _avgpool,
     "nn.maxpool2d": _same("fx.maxpool2d", ("kernel", "strides", "pads", "dilations", "ceil_mode")),
     "nn.flatten": _same("nn.flatten", ("axis",)), "nn.reshape": _same("nn.reshape", ("shape",)),
     "nn.identity": _same("nn.identity"), "nn.dropout": _same("nn.identity"),
+    "nn.global_avgpool": _global_avgpool,
     **SNN_RULES,   # spiking layers of the lif target: fx.encode, fx.lif, fx.decode (mpc.fx.snn)
 }
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from mpc.errors import UnsupportedOp
 from mpc.fx import Overflow, Rounding
 from mpc.ir import Op, Value
+from mpc.ir.ops_fx import divide_terms
 
 
 @dataclass
@@ -196,6 +197,10 @@ def _maxpool(op: Op, n: Names) -> list[str]:
 @renders("fx.avgpool2d")
 def _avgpool(op: Op, n: Names) -> list[str]:
     area = op.attrs.kernel[0] * op.attrs.kernel[1]
+    if area & (area - 1):   # not a power of two: an integer division (mpc_div_round), as the emulator
+        up, d = divide_terms(op.attrs.kernel, op.operands[0].type.dtype.frac, op.attrs.to.frac)
+        return _window(op, n, op.attrs.kernel, lambda v: [f"r += {v};"], "0",
+                       _ovf(op, f"mpc_div_round(mpc_shl(r, {up}), {d}, {_nearest(op)})"))
     s = op.operands[0].type.dtype.frac + area.bit_length() - 1 - op.attrs.to.frac
     return _window(op, n, op.attrs.kernel, lambda v: [f"r += {v};"], "0",
                    _ovf(op, f"mpc_round_shift(r, {s}, {_nearest(op)})"))

@@ -96,7 +96,11 @@ def _counts(op: Op, kind: str, n: int) -> Counter:
         return _mp_counts(op, 1, h, d, op.operands[2].type.shape[1])
     if kind in ("fx.maxpool2d", "fx.avgpool2d"):
         taps = _taps(op, op.attrs.kernel, _sample(op)[0])
-        return Counter(compare=taps) if kind == "fx.maxpool2d" else Counter(add=taps, shift=n, compare=2 * n)
+        if kind == "fx.maxpool2d":
+            return Counter(compare=taps)
+        area = op.attrs.kernel[0] * op.attrs.kernel[1]
+        return Counter(add=taps, shift=n, compare=2 * n) + (Counter(divide=n, add=2 * n) if area & (area - 1)
+                                                              else Counter())
     return Counter()
 
 
