@@ -12,6 +12,8 @@ Formats come from calibration ranges (activation capture through `mpc.calib`, fl
   sum of signed powers of two that mp-calibrate chose, as left shifts of α - β at an output
   fraction where every shift is exact; its width bounds |α - β| <= max|x·c| + max|W/c| + γ.
 Outputs are requantized to W bits and dequantized to f32, so the graph keeps its interface.
+Average pools (global ones included) become fx.avgpool2d; the spiking ops of the lif target become
+fx.encode, fx.lif and fx.decode (rules in mpc.fx.snn; time-major values are captured whole).
 
 Options (`quantize{width=16,rounding=nearest,overflow=saturate,config=FILE.toml}`; `--quantize W`
 and `--quantize-config FILE` set them). The report section `quantize` lists every tensor's format,
