@@ -39,6 +39,9 @@ MP_KINDS = ("fx.mp_dot", "fx.mp_conv2d")
 COUNT_SAMPLES = 256   # samples of the calibration data the emulator counts operations on at conversion
 MP_FLOAT = ("mp.dot", "mp.conv2d")   # float MP layers: the C backend writes MP in integers only
 NEEDS_QUANTIZE = "the c backend writes MP layers as integer MP only: add --quantize 16 (adds, compares, shifts)"
+# kinds whose C reads a time-major operand stored per sample as [T, ...] (elementwise, row-wise or spiking)
+TIMED_KINDS = ("fx.add", "fx.cast", "fx.decode", "fx.dequantize", "fx.lif", "fx.matmul", "fx.relu", "nn.flatten",
+               "nn.identity", "nn.reshape")
 LOCALS = ("i", "j", "h", "k", "g", "oc", "ci", "ch", "oy", "ox", "ky", "kx", "wk", "gk")
 
 
@@ -84,6 +87,9 @@ def _names(graph: Graph, qin: Value, qout: Value) -> tuple[Names, list[str]]:
     n.expr[id(qin)], n.shape[id(qin)] = "in", _per_sample(qin)
     timed = time_major(graph, ("fx.encode",), ("fx.decode",))
     for op in graph.ops:
+        if op.kind not in TIMED_KINDS and any(id(v) in timed for v in op.operands):
+            raise UnsupportedOp(op.kind, op.loc, f"the C backend takes time-major [T, N, ...] operands only in "
+                                                 f"{', '.join(sorted(TIMED_KINDS))}")
         for r in op.results:
             n.shape[id(r)] = _per_sample(r, id(r) in timed)
     slot_of, slots = _plan(graph, qout, n)
