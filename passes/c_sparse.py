@@ -9,7 +9,12 @@ are exact), so outputs stay bit-exact.
 
 Integer MP layers (fx.mp_dot, fx.mp_conv2d) stay dense: in margin propagation a zero weight is not
 a no-op (|0 - x| and |0 + x| still enter the margin of every output), so pruning there means a
-weight of 0, not a missing term. fx.conv2d stays dense too (not lowered yet).
+weight of 0, not a missing term.
+
+An fx.conv2d with weight W [M, Cg, kh, kw] goes sparse by the same rule, with a table per output
+channel oc: channel pointers (int32), the input channel (uint16) and tap row and column (uint8) of each
+non-zero weight, and its value (`conv_table_bytes`). The C then loops over output positions and
+those taps only, skipping taps that fall in the padding as the dense loop does.
 """
 from __future__ import annotations
 
@@ -44,16 +49,30 @@ def dense_bytes(w: np.ndarray, width: int) -> int:
     return w.size * (_bytes(width))
 
 
-@register_pass("c-sparse", summary="compressed weight tables for fx.matmul where they are smaller than dense")
+def conv_table_bytes(w: np.ndarray, width: int) -> int:
+    """Bytes of the compressed table of a conv weight [M, Cg, kh, kw]: int32 channel pointers, and per
+    non-zero its input channel (uint16), tap row and column (uint8) and value."""
+    return 4 * (w.shape[0] + 1) + int(np.count_nonzero(w)) * (4 + _bytes(width))
+
+
+def _smaller(op, graph: Graph) -> bool:
+    w = op.operands[1]
+    rank = 2 if op.kind == "fx.matmul" else 4
+    arr = graph.weights.get(w.name) if w.is_weight and len(w.type.shape) == rank else None
+    if arr is None or (rank == 4 and (w.type.shape[1] > 1 << 16 or max(w.type.shape[2:]) > 255)):
+        return False
+    table = csr_bytes if rank == 2 else conv_table_bytes
+    return table(arr, w.type.dtype.width) < dense_bytes(arr, w.type.dtype.width)
+
+
+@register_pass("c-sparse", summary="compressed weight tables for fx.matmul/fx.conv2d where smaller than dense")
 def c_sparse(graph: Graph, ctx) -> dict:
-    """Set `sparse` on fx.matmul with a 2-D weight whose compressed table is smaller; returns counts."""
+    """Set `sparse` on fx.matmul and fx.conv2d whose compressed weight table is smaller; returns counts."""
     stats = {"sparse": 0, "dense": 0}
     for op in graph.ops:
-        if op.kind != "fx.matmul":
+        if op.kind not in ("fx.matmul", "fx.conv2d"):
             continue
-        w = op.operands[1]
-        arr = graph.weights.get(w.name) if w.is_weight and len(w.type.shape) == 2 else None
-        small = arr is not None and csr_bytes(arr, w.type.dtype.width) < dense_bytes(arr, w.type.dtype.width)
+        small = _smaller(op, graph)
         op.attrs = dataclasses.replace(op.attrs, sparse=bool(small))
         stats["sparse" if small else "dense"] += 1
     return stats

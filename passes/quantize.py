@@ -12,6 +12,8 @@ Formats come from calibration ranges (activation capture through `mpc.calib`, fl
   sum of signed powers of two that mp-calibrate chose, as left shifts of α - β at an output
   fraction where every shift is exact; its width bounds |α - β| <= max|x·c| + max|W/c| + γ.
 Outputs are requantized to W bits and dequantized to f32, so the graph keeps its interface.
+Average pools (global ones included) become fx.avgpool2d; the spiking ops of the lif target become
+fx.encode, fx.lif and fx.decode (rules in mpc.fx.snn; time-major values are captured whole).
 
 Options (`quantize{width=16,rounding=nearest,overflow=saturate,config=FILE.toml}`; `--quantize W`
 and `--quantize-config FILE` set them). The report section `quantize` lists every tensor's format,
@@ -40,6 +42,7 @@ from mpc.fx.formats import (
     saturating_fraction,
     shift_add_terms,
 )
+from mpc.fx.snn import SNN_RULES, time_major
 from mpc.ir import DType, Graph, Op, Value, make_op
 from mpc.ir.ops_mp import snap_shift_add
 from mpc.passmanager import register_pass
@@ -253,18 +256,40 @@ def _avgpool(Q: _Quantizer, op: Op) -> Value:
                                         "pads": a.pads, "rounding": Q.rounding, "overflow": Q.overflow}, op.loc)
 
 
+def _global_avgpool(Q: _Quantizer, op: Op) -> Value:
+    x = Q.wide(op.operands[0], op.loc)
+    kernel = tuple(x.type.shape[-2:])
+    if not all(isinstance(d, int) for d in kernel):
+        raise UnsupportedOp(op.kind, op.loc, f"fixed point averages a static window, got {x.type}")
+    return Q.emit("fx.avgpool2d", [x], {"kernel": kernel, "to": x.type.dtype, "rounding": Q.rounding,
+                                        "overflow": Q.overflow}, op.loc)
+
+
 RULES = {
     "nn.matmul": _matmul, "nn.conv2d": _conv, "nn.add": _add, "mp.dot": _mp, "mp.conv2d": _mp,
     "nn.relu": _same("fx.relu"), "nn.avgpool2d": _avgpool,
     "nn.maxpool2d": _same("fx.maxpool2d", ("kernel", "strides", "pads", "dilations", "ceil_mode")),
     "nn.flatten": _same("nn.flatten", ("axis",)), "nn.reshape": _same("nn.reshape", ("shape",)),
     "nn.identity": _same("nn.identity"), "nn.dropout": _same("nn.identity"),
+    "nn.global_avgpool": _global_avgpool,
+    **SNN_RULES,   # spiking layers of the lif target: fx.encode, fx.lif, fx.decode (mpc.fx.snn)
 }
 
 
 def _calibration(graph: Graph, ctx) -> dict[str, np.ndarray]:
     data = ctx.dataset if ctx is not None and ctx.dataset is not None else random_data(graph, 256, 0)
-    return capture(graph, data, [v.name for v in graph.inputs] + [lambda op: True], dtype=np.float64)
+    timed = time_major(graph, ("snn.encode",), ("snn.decode",))
+    if not timed:
+        return capture(graph, data, [v.name for v in graph.inputs] + [lambda op: True], dtype=np.float64)
+    steps: dict[str, list[np.ndarray]] = {}   # time-major values [T, N, ...] do not lead with the batch
+
+    def keep(op, inputs, outputs):
+        for r, a in zip(op.results, outputs):
+            if id(r) in timed:
+                steps.setdefault(r.name, []).append(np.asarray(a))
+    values = capture(graph, data, [v.name for v in graph.inputs] + [lambda op: id(op.results[0]) not in timed],
+                     dtype=np.float64, hook=keep)
+    return values | {name: np.concatenate(parts, axis=1) for name, parts in steps.items()}
 
 
 def _finish(Q: _Quantizer, graph: Graph) -> None:

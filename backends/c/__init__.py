@@ -9,10 +9,10 @@ the emulator (the interpreter's fx kernels) computes; `mpc verify --emit c` chec
 
 Lowering (`LOWERING`, ordinary passes): dead-code elimination, then `c-accumulators` (the width
 of each matmul/conv running sum, an attribute the renderer reads), then `c-sparse` (pruned
-matmuls whose compressed table of non-zeros is smaller than the dense one: only those are written
-and multiplied). Rendering is the per-op table in
-render.py; an op kind without a renderer is rejected by name (float graphs included: float C is
-not implemented).
+matmuls and convolutions whose compressed table of non-zeros is smaller than the dense one: only
+those are written and multiplied). Rendering is the per-op table in render.py (render_snn.py: the
+fixed-point spiking ops; render_float.py: float graphs); an op kind without a renderer is rejected
+by name. Time-major values [T, N, ...] between fx.encode and fx.decode are stored per sample as [T, ...].
 """
 from __future__ import annotations
 
@@ -22,13 +22,15 @@ from pathlib import Path
 
 import numpy as np
 from mpc.backends.base import Backend, Emitted
+from mpc.backends.c import render_snn  # noqa: F401  (registers fx.encode, fx.lif, fx.decode in RENDER)
 from mpc.backends.c.render import RENDER, Names, ctype
 from mpc.backends.c.render_float import RENDER_FLOAT
 from mpc.backends.c.resources import c_section
-from mpc.backends.c.runtime import HELPERS, MAIN_C, MAKEFILE, MP_HELPER
+from mpc.backends.c.runtime import DIV_HELPER, HELPERS, MAIN_C, MAKEFILE, MP_HELPER
 
 from mpc import __version__
 from mpc.errors import UnsupportedOp
+from mpc.fx.snn import time_major
 from mpc.ir import Graph, Value
 
 LOWERING = "dce,c-accumulators,c-sparse"
@@ -37,6 +39,9 @@ MP_KINDS = ("fx.mp_dot", "fx.mp_conv2d")
 COUNT_SAMPLES = 256   # samples of the calibration data the emulator counts operations on at conversion
 MP_FLOAT = ("mp.dot", "mp.conv2d")   # float MP layers: the C backend writes MP in integers only
 NEEDS_QUANTIZE = "the c backend writes MP layers as integer MP only: add --quantize 16 (adds, compares, shifts)"
+# kinds whose C reads a time-major operand stored per sample as [T, ...] (elementwise, row-wise or spiking)
+TIMED_KINDS = ("fx.add", "fx.cast", "fx.decode", "fx.dequantize", "fx.lif", "fx.matmul", "fx.relu", "nn.flatten",
+               "nn.identity", "nn.reshape")
 LOCALS = ("i", "j", "h", "k", "g", "oc", "ci", "ch", "oy", "ox", "ky", "kx", "wk", "gk")
 
 
@@ -59,34 +64,89 @@ def _boundary(graph: Graph) -> tuple[Value, Value]:
     return q[0].result, out.operands[0]
 
 
-def _per_sample(v: Value) -> tuple[int, ...]:
+def _per_sample(v: Value, timed: bool = False) -> tuple[int, ...]:
     shape = v.type.shape
     if v.is_weight:
         return tuple(shape)
+    if timed:   # time-major [T, N, ...] (fx.encode to fx.decode): one sample's steps, stored as [T, ...]
+        shape = shape[1:2] + shape[:1] + shape[2:]
     if not shape or not isinstance(shape[0], (int, str)) or any(not isinstance(d, int) for d in shape[1:]):
         raise UnsupportedOp(v.producer.kind if v.producer else "graph", v.producer.loc if v.producer else None,
                             f"value %{v.name} {v.type}: the C backend needs a leading batch dim and static others")
     return tuple(shape[1:])
 
 
-def _names(graph: Graph, qin: Value) -> tuple[Names, list[str]]:
-    """C expressions for every value (aliases share their operand's buffer) and the buffer declarations."""
+def _names(graph: Graph, qin: Value, qout: Value) -> tuple[Names, list[str]]:
+    """C expressions for every value (aliases share their operand's buffer; values whose lifetimes do not
+    overlap share a buffer of their C type, see _plan) and the buffer declarations."""
     n = Names({}, {}, {})
-    decls = []
     for w in graph.used_weights():
         v = graph.weight(w)
         n.expr[id(v)], n.ctype[id(v)], n.shape[id(v)] = "w_" + _ident(w)[2:], ctype(v.type.dtype), \
             tuple(v.type.shape)
     n.expr[id(qin)], n.shape[id(qin)] = "in", _per_sample(qin)
+    timed = time_major(graph, ("fx.encode",), ("fx.decode",))
+    for op in graph.ops:
+        if op.kind not in TIMED_KINDS and any(id(v) in timed for v in op.operands):
+            raise UnsupportedOp(op.kind, op.loc, f"the C backend takes time-major [T, N, ...] operands only in "
+                                                 f"{', '.join(sorted(TIMED_KINDS))}")
+        for r in op.results:
+            n.shape[id(r)] = _per_sample(r, id(r) in timed)
+    slot_of, slots = _plan(graph, qout, n)
     for op in graph.ops:
         for r in op.results:
-            n.shape[id(r)] = _per_sample(r)
             if op.kind in ALIASES + ("nn.dropout",) and op.kind != "fx.quantize":
                 n.expr[id(r)] = n.expr[id(op.operands[0])]
             elif op.kind != "fx.quantize":
-                n.expr[id(r)] = "b_" + _ident(r.name)[2:]
-                decls.append(f"static {ctype(r.type.dtype)} {n.expr[id(r)]}[{math.prod(n.shape[id(r)])}];")
-    return n, decls
+                n.expr[id(r)] = f"b{slot_of[id(r)]}"
+    return n, [f"static {t} b{i}[{size}];" for i, (t, size) in enumerate(slots)]
+
+
+def _owns_buffer(op) -> bool:
+    return op.kind not in ALIASES + ("nn.dropout",)
+
+
+def _last_uses(graph: Graph, qout: Value) -> dict[int, int]:
+    """For each value that owns a buffer: the index of the last op reading it or one of its aliases
+    (len(ops) for the output, which the entry copies out at the end)."""
+    root: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for i, op in enumerate(graph.ops):
+        for v in op.operands:
+            if id(v) in root:
+                last[root[id(v)]] = i
+        for r in op.results:
+            root[id(r)] = root.get(id(op.operands[0]), id(r)) if not _owns_buffer(op) else id(r)
+    if id(qout) in root:
+        last[root[id(qout)]] = len(graph.ops)
+    return last
+
+
+def _plan(graph: Graph, qout: Value, n: Names) -> tuple[dict[int, int], list[tuple[str, int]]]:
+    """Static buffers shared by values of one C type whose lifetimes do not overlap (greedy, in op order:
+    an op's result gets a free buffer of its type, never one of its own operands'; a buffer is freed
+    after its value's last reader). Returns value id -> buffer index and the buffers (C type, size)."""
+    last = _last_uses(graph, qout)
+    slots: list[tuple[str, int]] = []
+    slot_of: dict[int, int] = {}
+    free: list[int] = []
+    for i, op in enumerate(graph.ops):
+        if not _owns_buffer(op):
+            continue
+        for r in op.results:
+            t, size = ctype(r.type.dtype), math.prod(n.shape[id(r)])
+            k = next((k for k in free if slots[k][0] == t), None)
+            if k is None:
+                k = len(slots)
+                slots.append((t, 0))
+            else:
+                free.remove(k)
+            slots[k] = (t, max(slots[k][1], size))
+            slot_of[id(r)] = k
+        done = sorted(slot_of[v] for v, j in last.items() if j == i and v in slot_of)
+        done += sorted(slot_of[id(r)] for r in op.results if id(r) not in last)   # never read
+        free = sorted(set(free) | set(done))
+    return slot_of, slots
 
 
 def _sparse_weights(graph: Graph) -> set[str]:
@@ -95,7 +155,8 @@ def _sparse_weights(graph: Graph) -> set[str]:
     for op in graph.ops:
         for v in op.operands:
             if v.is_weight:
-                users.setdefault(v.name, []).append(op.kind == "fx.matmul" and op.attrs.sparse and v is op.operands[1])
+                users.setdefault(v.name, []).append(op.kind in ("fx.matmul", "fx.conv2d") and op.attrs.sparse
+                                                    and v is op.operands[1])
     return {w for w, sparse in users.items() if all(sparse)}
 
 
@@ -113,12 +174,27 @@ def _csr(name: str, w: np.ndarray, t: str) -> list[str]:
     return out
 
 
+def _conv_table(name: str, w: np.ndarray, t: str) -> list[str]:
+    """Per output channel oc of w [M, Cg, kh, kw]: pointers, and the input channel, tap row, tap column
+    and value of each non-zero weight, in row-major order of (ci, ky, kx)."""
+    oc, ci, ky, kx = np.nonzero(w)
+    ptr = np.searchsorted(oc, np.arange(w.shape[0] + 1)).tolist()
+    out = []
+    for suffix, ct, items in (("ptr", "int32_t", ptr), ("ci", "uint16_t", ci.tolist()), ("ky", "uint8_t", ky.tolist()),
+                              ("kx", "uint8_t", kx.tolist()), ("val", t, w[oc, ci, ky, kx].tolist())):
+        vals = [_literal(x, t) if suffix == "val" else str(x) for x in items]
+        body = ",\n    ".join(", ".join(vals[i:i + 16]) for i in range(0, len(vals), 16)) or "0"
+        out.append(f"static const {ct} {name}_{suffix}[{max(1, len(vals))}] = {{\n    {body}\n}};")
+    return out
+
+
 def _weights(graph: Graph) -> list[str]:
     lines = []
     sparse = _sparse_weights(graph)
     for w in graph.used_weights():
         if w in sparse:
-            lines += _csr(f"w_{_ident(w)[2:]}", graph.weights[w], ctype(graph.weight(w).type.dtype))
+            table = _csr if graph.weights[w].ndim == 2 else _conv_table
+            lines += table(f"w_{_ident(w)[2:]}", graph.weights[w], ctype(graph.weight(w).type.dtype))
             continue
         a = graph.weights[w].reshape(-1)
         t = ctype(graph.weight(w).type.dtype)
@@ -171,7 +247,7 @@ def render_c(graph: Graph) -> tuple[str, str, str, str]:
     fixed = any(op.kind.startswith("fx.") for op in graph.ops)
     table = _check_table(graph, fixed)
     qin, qout = _boundary(graph) if fixed else _float_boundary(graph)
-    n, decls = _names(graph, qin)
+    n, decls = _names(graph, qin, qout)
     body = [line for op in graph.ops for line in table[op.kind](op, n)]
     in_t, out_t = ctype(qin.type.dtype), ctype(qout.type.dtype)
     size_in, size_out = math.prod(n.shape[id(qin)]), math.prod(n.shape[id(qout)])
@@ -182,10 +258,11 @@ def render_c(graph: Graph) -> tuple[str, str, str, str]:
     local = ([f"    int {', '.join(used)};"] if used else []) + \
         (["    int64_t d, y;"] if re.search(r"\bd = ", text) else [])
     mp = any(op.kind in MP_KINDS for op in graph.ops)
+    div = "mpc_div_round(" in text   # only where a mean divides: an unused static function is an error
     what = "integer arithmetic only" if fixed else "float arithmetic"
     includes = ["#include <stdint.h>"] + ([] if fixed else ["#include <float.h>"])
     c = "\n".join([f"/* {graph.name}: generated by mpc {__version__}; {what} (C99). */",
-                   *includes, '#include "model.h"', "", (HELPERS + (MP_HELPER if mp else "")) if fixed else "",
+                   *includes, '#include "model.h"', "", (HELPERS + (MP_HELPER if mp else "") + (DIV_HELPER if div else "")) if fixed else "",
                    *_weights(graph), "", *decls, *_scratch(graph), "",
                    f"int mpc_run(const {in_t} *in, {out_t} *out)", "{", *local, text, "    return 0;", "}", ""])
     h = _header(graph, qin, qout, in_t, out_t, size_in, size_out)

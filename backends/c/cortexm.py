@@ -67,12 +67,24 @@ __attribute__((section(".isr_vector"), used)) static void (*const vectors[2])(vo
 """
 
 
+def _literal(v, c_type: str) -> str:
+    # float inputs as C99 hexadecimal literals: the exact f32 value, no decimal rounding
+    return f"{float(v).hex()}f" if c_type == "float" else str(int(v))
+
+
+# a float output printed as the integer of its IEEE-754 bits, so the host can compare bit for bit
+FLOAT_PRINT = """            {{ uint32_t bits; memcpy(&bits, &out[i], sizeof bits); printf("%lu\\n", (unsigned long)bits); }}"""
+
+
 def driver(inputs: np.ndarray, in_t: str, out_t: str) -> str:
-    """A main() that runs every sample of `inputs` (stored integers, [S, IN]) and prints the outputs."""
-    rows = ["{" + ", ".join(str(int(v)) for v in row) + "}" for row in inputs.reshape(inputs.shape[0], -1)]
+    """A main() that runs every sample of `inputs` (stored integers or f32, [S, IN]) and prints the
+    outputs (integers; for float outputs the integers of their bits)."""
+    rows = ["{" + ", ".join(_literal(v, in_t) for v in row) + "}" for row in inputs.reshape(inputs.shape[0], -1)]
     data = ",\n    ".join(rows)
+    show = FLOAT_PRINT.format() if out_t == "float" else '            printf("%ld\\n", (long)out[i]);'
     return f"""\
 #include <stdio.h>
+#include <string.h>
 #include "model.h"
 
 static const {in_t} samples[{inputs.shape[0]}][MPC_IN_SIZE] = {{
@@ -87,7 +99,7 @@ int main(void)
         if (mpc_run(samples[s], out) != 0)
             return 1;
         for (i = 0; i < MPC_OUT_SIZE; i++)
-            printf("%ld\\n", (long)out[i]);
+{show}
     }}
     return 0;
 }}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from mpc.errors import UnsupportedOp
 from mpc.fx import Overflow, Rounding
 from mpc.ir import Op, Value
+from mpc.ir.ops_fx import divide_terms
 
 
 @dataclass
@@ -139,7 +140,7 @@ def _acc_type(op: Op) -> str:
 def _matmul(op: Op, n: Names) -> list[str]:
     x, w = op.operands
     if len(n.shape[id(x)]) != 1:
-        raise UnsupportedOp(op.kind, op.loc, "the C backend multiplies one row per sample (x must be [N, D])")
+        return _matmul_rows(op, n)
     d, h = w.type.shape
     acc = _acc_type(op)
     if op.attrs.sparse:   # chosen by the c-sparse lowering pass: only W's non-zeros, per column h
@@ -152,6 +153,19 @@ def _matmul(op: Op, n: Names) -> list[str]:
             f"        for (j = 0; j < {d}; j++)",
             f"            acc += ({acc}){n.of(x)}[j] * {n.of(w)}[j * {h} + h];",
             f"        {n.of(op.results[0])}[h] = {_ovf(op, 'acc')};", "    }"]
+
+
+def _matmul_rows(op: Op, n: Names) -> list[str]:
+    """Several rows per sample (time-major spikes [T, D]): the one-row loops inside a loop over rows,
+    on pointers to row r of x and of the result."""
+    x, w = op.operands
+    rows, d, h = math.prod(n.shape[id(x)][:-1]), *w.type.shape
+    xt, yt = ctype(x.type.dtype), ctype(op.results[0].type.dtype)
+    inner = _matmul(op, Names({**n.expr, id(x): "xr", id(op.results[0]): "yr"}, n.ctype,
+                              {**n.shape, id(x): (d,)}))
+    return [inner[0], "    {", "        int r;", f"        for (r = 0; r < {rows}; r++) {{",
+            f"            const {xt} *xr = {n.of(x)} + r * {d};", f"            {yt} *yr = {n.of(op.results[0])} + r * {h};",
+            *("        " + line for line in inner[1:]), "        }", "    }"]
 
 
 def _window(op: Op, n: Names, kernel, fill_taps: Callable[[str], list[str]], init: str, finish: str,
@@ -183,6 +197,10 @@ def _maxpool(op: Op, n: Names) -> list[str]:
 @renders("fx.avgpool2d")
 def _avgpool(op: Op, n: Names) -> list[str]:
     area = op.attrs.kernel[0] * op.attrs.kernel[1]
+    if area & (area - 1):   # not a power of two: an integer division (mpc_div_round), as the emulator
+        up, d = divide_terms(op.attrs.kernel, op.operands[0].type.dtype.frac, op.attrs.to.frac)
+        return _window(op, n, op.attrs.kernel, lambda v: [f"r += {v};"], "0",
+                       _ovf(op, f"mpc_div_round(mpc_shl(r, {up}), {d}, {_nearest(op)})"))
     s = op.operands[0].type.dtype.frac + area.bit_length() - 1 - op.attrs.to.frac
     return _window(op, n, op.attrs.kernel, lambda v: [f"r += {v};"], "0",
                    _ovf(op, f"mpc_round_shift(r, {s}, {_nearest(op)})"))
@@ -197,6 +215,8 @@ def _conv(op: Op, n: Names) -> list[str]:
     cg, kh, kw = w.type.shape[1:]
     mg = m // a.group
     acc = _acc_type(op)
+    if a.sparse:   # chosen by the c-sparse lowering pass: only the non-zero weights of each channel
+        return _conv_sparse(op, n)
     wi = f"((oc * {cg} + ci) * {kh} + ky) * {kw} + kx"
     xi = f"((g * {cg} + ci) * {hh} + iy) * {ww} + ix"
     return [_head(op), f"    for (g = 0; g < {a.group}; g++)", f"        for (oc = g * {mg}; oc < (g + 1) * {mg}; oc++)",
@@ -212,6 +232,28 @@ def _conv(op: Op, n: Names) -> list[str]:
             "                            }",
             f"                    {n.of(op.results[0])}[(oc * {oh} + oy) * {ow} + ox] = {_ovf(op, 'acc')};",
             "                }"]
+
+
+def _conv_sparse(op: Op, n: Names) -> list[str]:
+    """fx.conv2d over the compressed table (_ptr, _ci, _ky, _kx, _val) of its non-zero weights."""
+    a = op.attrs
+    x, w = op.operands
+    _c, hh, ww = n.shape[id(x)]
+    m, oh, ow = n.shape[id(op.results[0])]
+    cg, mg, t = w.type.shape[1], m // a.group, n.of(w)
+    acc = _acc_type(op)
+    base = "" if a.group == 1 else f"oc / {mg} * {cg} + "   # the group's first input channel
+    return [_head(op, " sparse"), f"    for (oc = 0; oc < {m}; oc++)",
+            f"        for (oy = 0; oy < {oh}; oy++)", f"            for (ox = 0; ox < {ow}; ox++) {{",
+            f"                {acc} acc = 0;", f"                for (k = {t}_ptr[oc]; k < {t}_ptr[oc + 1]; k++) {{",
+            f"                    int iy = oy * {a.strides[0]} - {a.pads[0]} + {t}_ky[k] * {a.dilations[0]};",
+            f"                    int ix = ox * {a.strides[1]} - {a.pads[1]} + {t}_kx[k] * {a.dilations[1]};",
+            f"                    if (iy < 0 || iy >= {hh} || ix < 0 || ix >= {ww})",
+            "                        continue;",
+            f"                    acc += ({acc}){n.of(x)}[(({base}{t}_ci[k]) * {hh} + iy) * {ww} + ix] * {t}_val[k];",
+            "                }",
+            f"                {n.of(op.results[0])}[(oc * {oh} + oy) * {ow} + ox] = {_ovf(op, 'acc')};",
+            "            }"]
 
 
 def _mp_shifts(op: Op) -> tuple[int, int]:

@@ -25,7 +25,10 @@ KINDS = ("add", "compare", "shift", "multiply", "divide")
 
 
 def _sample(op: Op, i: int = 0) -> tuple[int, ...]:
-    return tuple(op.results[i].type.shape[1:])
+    shape = op.results[i].type.shape
+    if len(shape) > 1 and isinstance(shape[0], int) and isinstance(shape[1], str):   # time-major [T, N, ...]
+        return (shape[0],) + tuple(shape[2:])
+    return tuple(shape[1:])
 
 
 def _taps(op: Op, kernel, cin: int) -> int:
@@ -77,7 +80,10 @@ def _counts(op: Op, kind: str, n: int) -> Counter:
         return Counter(compare=n)
     if kind == "fx.matmul":
         d, h = op.operands[1].type.shape
-        return Counter(multiply=d * h, add=d * h, compare=2 * h)
+        rows = n // h   # more than one per sample for time-major spikes [T, N, D]
+        return Counter(multiply=rows * d * h, add=rows * d * h, compare=2 * rows * h)
+    if kind in ("fx.encode", "fx.lif", "fx.decode"):
+        return _spiking_counts(op, kind, n)
     if kind in ("fx.conv2d", "fx.mp_conv2d"):
         m, cg, kh, kw = op.operands[1].type.shape
         taps = _taps(op, (kh, kw), cg)
@@ -90,8 +96,25 @@ def _counts(op: Op, kind: str, n: int) -> Counter:
         return _mp_counts(op, 1, h, d, op.operands[2].type.shape[1])
     if kind in ("fx.maxpool2d", "fx.avgpool2d"):
         taps = _taps(op, op.attrs.kernel, _sample(op)[0])
-        return Counter(compare=taps) if kind == "fx.maxpool2d" else Counter(add=taps, shift=n, compare=2 * n)
+        if kind == "fx.maxpool2d":
+            return Counter(compare=taps)
+        area = op.attrs.kernel[0] * op.attrs.kernel[1]
+        return Counter(add=taps, shift=n, compare=2 * n) + (Counter(divide=n, add=2 * n) if area & (area - 1)
+                                                              else Counter())
     return Counter()
+
+
+def _spiking_counts(op: Op, kind: str, n: int) -> Counter:
+    """fx.lif per unit and step, every branch taken: refractory test, add of x, overflow (2) and threshold
+    compares, the leak (multiply, shift, rounding add) unless beta is 1, the soft reset's subtract."""
+    if kind == "fx.encode":
+        return Counter()
+    if kind == "fx.decode":
+        return Counter(add=math.prod(_sample(op)) * op.operands[0].type.shape[0], compare=2 * n)
+    a = op.attrs
+    leak = a.beta != 1 << a.beta_frac
+    return Counter(compare=4 * n, add=n * (1 + int(a.reset.value == "soft") + int(leak and a.beta_frac > 0)),
+                   multiply=n * int(leak), shift=n * int(leak and a.beta_frac > 0))
 
 
 def counts_table(graph: Graph) -> tuple[list[dict], dict[str, int]]:

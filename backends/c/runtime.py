@@ -41,6 +41,23 @@ static int64_t mpc_overflow(int64_t v, int bits, int saturate)
 }
 """
 
+DIV_HELPER = """\
+/* floor(n / d) for d > 0, or floor((2n + d) / 2d) (nearest, ties toward +infinity): C99 division
+   truncates toward zero, so a negative quotient with a remainder is one lower */
+static int64_t mpc_div_round(int64_t n, int64_t d, int nearest)
+{
+    int64_t q;
+    if (nearest) {
+        n = 2 * n + d;
+        d = 2 * d;
+    }
+    q = n / d;
+    if (n % d != 0 && n < 0)
+        q--;
+    return q;
+}
+"""
+
 MP_HELPER = """\
 /* Integer MP threshold: the largest alpha with sum_j [a_j - alpha]_+ + [-a_j - alpha]_+ >= gamma,
    by `halvings` bisection steps over [max a - gamma, max a]: adds, compares and shifts only. */

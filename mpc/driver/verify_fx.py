@@ -69,7 +69,10 @@ def print_fx(r: dict[str, Any]) -> None:
     elif "c_mismatches" in r:
         print(f"  C vs emulator    {r['c_mismatches']} of {r['c_elements']} output integers differ "
               f"({r['c_samples']} samples, gcc -O2)")
-    if "c_cortex_m_mismatches" in r:
+    if "c_cortex_m_max_abs_err" in r:
+        print(f"  Cortex-M4 (qemu, soft float) {r['c_cortex_m_mismatches']} outputs differ from the host C's bits "
+              f"({r['c_cortex_m_samples']} samples; max abs err vs interpreter {r['c_cortex_m_max_abs_err']:.3g})")
+    elif "c_cortex_m_mismatches" in r:
         print(f"  Cortex-M4 (qemu) {r['c_cortex_m_mismatches']} output integers differ ({r['c_cortex_m_samples']} "
               f"samples; flash {r['c_cortex_m_flash_bytes']} B, RAM {r['c_cortex_m_ram_bytes']} B)")
     elif "c_cortex_m" in r:
@@ -158,10 +161,31 @@ def _c_float(graph: Graph, data: Dataset, extra_flags: tuple[str, ...]) -> dict[
         for fname, text in (("model.c", c), ("model.h", h), ("main.c", main)):
             (d / fname).write_text(text)
         got = np.frombuffer(run_host(compile_host(d, d / "model", extra_flags), x.tobytes()), dtype=np.float32)
+        arm = _float_cortex_m(d, x, got, want)
     if got.size != want.size:
         return {"c_mismatches": int(want.size), "c_samples": int(x.shape[0]), "c_elements": int(want.size)}
     diff = np.abs(got.astype(np.float64) - want)
     bad = int((diff > FLOAT_RTOL * np.maximum(1.0, np.abs(want))).sum())
     return {"c_mismatches": bad, "c_samples": int(x.shape[0]), "c_elements": int(want.size),
-            "c_max_abs_err": float(diff.max(initial=0.0)), "c_flags": " ".join(HOST_FLAGS + extra_flags),
-            "c_cortex_m": "not run: float graphs run on the host only"}
+            "c_max_abs_err": float(diff.max(initial=0.0)), "c_flags": " ".join(HOST_FLAGS + extra_flags)} | arm
+
+
+def _float_cortex_m(cdir, x: np.ndarray, host: np.ndarray, want: np.ndarray) -> dict[str, Any]:
+    """Float C on the emulated Cortex-M4 (soft-float ABI: -mcpu=cortex-m4 -mthumb without an FPU flag):
+    output elements whose bits differ from the host C's, the largest difference from the interpreter."""
+    from mpc.backends.c import cortexm
+    from mpc.backends.c.build import ToolMissing
+    n = min(CORTEX_M_SAMPLES, x.shape[0])
+    try:
+        elf = cortexm.build(cdir, cdir, x[:n], "float", "float")
+        bits = np.array(cortexm.run_qemu(elf), dtype=np.uint64).astype(np.uint32)
+        sizes = cortexm.firmware_sizes(elf)
+    except ToolMissing as e:
+        return {"c_cortex_m": f"not run: {e}"}
+    m = want.size // x.shape[0] * n
+    if bits.size != m or host.size < m:
+        return {"c_cortex_m_mismatches": m, "c_cortex_m_samples": int(n)}
+    got = bits.view(np.float32)
+    return {"c_cortex_m_mismatches": int((bits != host[:m].view(np.uint32)).sum()), "c_cortex_m_samples": int(n),
+            "c_cortex_m_max_abs_err": float(np.abs(got.astype(np.float64) - want[:m]).max(initial=0.0)),
+            "c_cortex_m_flash_bytes": sizes["flash_bytes"], "c_cortex_m_ram_bytes": sizes["ram_bytes"]}

@@ -57,3 +57,16 @@ def taps(x_shape, kernel, strides, pads, dilations, ceil_mode: bool = False) -> 
     ones = np.ones((1, 1) + tuple(x_shape[-2:]), np.int64)
     xp, out = K.padded(ones, kernel, strides, pads, dilations, 0, ceil_mode)
     return int(sum(int(v.sum()) for _, _, v in K.taps(xp, kernel, strides, dilations, out)))
+
+
+def sparse_taps(x_shape, w: np.ndarray, strides, pads, dilations) -> int:
+    """Products of a convolution that skips zero weights: for each non-zero w[oc, ci, ky, kx], the
+    output positions where tap (ky, kx) falls inside an input of shape [.., H, W]."""
+    from mpc import kernels_np as K
+    kh, kw = w.shape[2:]
+    ones = np.ones((1, 1) + tuple(x_shape[-2:]), np.int64)
+    xp, out = K.padded(ones, (kh, kw), strides, pads, dilations, 0, False)
+    inside = np.zeros((kh, kw), np.int64)
+    for ky, kx, v in K.taps(xp, (kh, kw), strides, dilations, out):
+        inside[ky, kx] = int(v.sum())
+    return int(((w != 0).sum(axis=(0, 1)) * inside).sum())

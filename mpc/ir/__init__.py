@@ -4,6 +4,7 @@ Other code imports from `mpc.ir` only. Op families are imported here by an expli
 """
 from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.*, hop.*, fx.*, snn.*, sp.* kinds)
            ops_fx,
+           ops_fx_snn,
            ops_hop,
            ops_mp,
            ops_nn,

@@ -8,7 +8,8 @@
     fx.conv2d(x, w)          exact integer convolution (NCHW, MCkk), fraction Fx + Fw
     fx.relu(q)               max(q, 0), same type
     fx.maxpool2d(q)          integer max pooling, same type
-    fx.avgpool2d(q)          window sum, divided by the (power-of-two) area with a rounding shift
+    fx.avgpool2d(q)          window sum divided by the area: a rounding shift when the area is a power
+                             of two, else an exact integer division with the same rounding
     fx.mp_dot(x, w, shift, sign)    integer margin propagation: see `mpc.fx.arith.mp_dot`
     fx.mp_conv2d(x, w, shift, sign) the same over the im2col patches of a convolution
 
@@ -62,6 +63,7 @@ class FxConvAttrs:
     dilations: tuple[int, int] = (1, 1)
     group: int = 1
     acc_bits: int = 64
+    sparse: bool = False   # C lowering (c-sparse): emit and count only the non-zero weights' taps
 
 
 @dataclass(frozen=True)
@@ -191,18 +193,26 @@ def _pool_infer(types, a):
     return [TensorType(types[0].dtype, nn_pool_infer([TensorType(DType.f32, types[0].shape)], a)[0].shape)]
 
 
-def _area_bits(kernel) -> int:
+def _area_bits(kernel) -> int | None:
+    """log2 of the window area, or None when the area is not a power of two (the mean is a division)."""
     area = kernel[0] * kernel[1]
-    if area & (area - 1):
-        raise InferError(f"fx.avgpool2d divides by a shift: the window area {area} must be a power of two")
-    return area.bit_length() - 1
+    return None if area & (area - 1) else area.bit_length() - 1
+
+
+def divide_terms(kernel, frac_in: int, frac_out: int) -> tuple[int, int]:
+    """(left shift of the sum, divisor) so that the mean at frac_out is round(sum·2^up / divisor)."""
+    area = kernel[0] * kernel[1]
+    return max(0, frac_out - frac_in), area << max(0, frac_in - frac_out)
 
 
 def _avgpool_infer(types, a):
     from mpc.ir.ops_nn import PoolAttrs
     from mpc.ir.ops_nn import _pool_infer as nn_pool_infer
-    _fx(types[0])
-    _area_bits(a.kernel)
+    xd = _fx(types[0])
+    if _area_bits(a.kernel) is None:   # the division's numerator sum·2^up must stay inside int64
+        up = divide_terms(a.kernel, xd.frac, a.to.frac)[0]
+        if xd.width + (a.kernel[0] * a.kernel[1]).bit_length() + up + 2 > 62:
+            raise InferError(f"the window sum of {xd} shifted by {up} bits to {a.to} needs more than 62 bits")
     shape = nn_pool_infer([TensorType(DType.f32, types[0].shape)], PoolAttrs(a.kernel, a.strides, a.pads))[0].shape
     return [TensorType(_result(a.to), shape)]
 
@@ -295,9 +305,10 @@ def _matmul(k, x, w):
 def _conv(k, x, w):
     from mpc.ir.ops_nn import folded
     a = k.attrs
-    if k.tally is not None:   # in-bounds taps only: the C skips padding
-        products = math.prod(x.shape[:-3]) * w.shape[0] * w.shape[1] * \
-            C.taps(x.shape, w.shape[2:], a.strides, a.pads, a.dilations)
+    if k.tally is not None:   # in-bounds taps only: the C skips padding (and zero weights when sparse)
+        products = math.prod(x.shape[:-3]) * (C.sparse_taps(x.shape, w, a.strides, a.pads, a.dilations) if a.sparse
+                                              else w.shape[0] * w.shape[1] *
+                                              C.taps(x.shape, w.shape[2:], a.strides, a.pads, a.dilations))
         k.tally.add_total("multiply", products)
         k.tally.add_total("add", products)
     return _out(k, folded(A.conv2d)(x, w, a.strides, a.pads, a.dilations, a.group))
@@ -317,6 +328,8 @@ def _avgpool(k, x):
     from mpc.ir.ops_nn import folded
     a = k.attrs
     total = folded(A.avgpool2d)(x, a.kernel, a.strides, a.pads, (1, 1))
+    if _area_bits(a.kernel) is None:
+        return _avgpool_divide(k, x, total)
     frac = k.in_types[0].dtype.frac + _area_bits(a.kernel)   # the sum read at F + log2(area) is the mean
     if k.tally is not None:
         k.tally.add_total("add", math.prod(x.shape[:-2]) * C.taps(x.shape, a.kernel, a.strides, a.pads, (1, 1)))
@@ -324,6 +337,22 @@ def _avgpool(k, x):
         C.overflow(k.tally, A.shift_to(total, frac, a.to.frac, a.rounding), a.to.width,
                    a.overflow is Overflow.SATURATE)
     return A.overflow(A.shift_to(total, frac, a.to.frac, a.rounding), a.to.width, a.overflow, a.to.numpy)
+
+
+def _avgpool_divide(k, x, total):
+    """The mean over a window whose area is not a power of two: floor(n / d), or floor((2n + d) / 2d)
+    for nearest (ties toward +infinity), with n the sum shifted left to the result's fraction."""
+    a = k.attrs
+    up, d = divide_terms(a.kernel, k.in_types[0].dtype.frac, a.to.frac)
+    n = total.astype(np.int64) << np.int64(up)
+    q = (2 * n + d) // (2 * d) if a.rounding is Rounding.NEAREST else n // d
+    if k.tally is not None:   # window adds, the shift, the rounding adds and one divide per output
+        k.tally.add_total("add", math.prod(x.shape[:-2]) * C.taps(x.shape, a.kernel, a.strides, a.pads, (1, 1)))
+        k.tally.add_total("shift", q.size if up else 0)
+        k.tally.add_total("add", 2 * q.size if a.rounding is Rounding.NEAREST else 0)
+        k.tally.add_total("divide", q.size)
+        C.overflow(k.tally, q, a.to.width, a.overflow is Overflow.SATURATE)
+    return A.overflow(q, a.to.width, a.overflow, a.to.numpy)
 
 
 def mp_operands(k, x, w):
@@ -408,7 +437,7 @@ define("fx.conv2d", ("x", "w"), "exact integer 2-D convolution (fraction Fx + Fw
        _conv_infer, _conv, FxConvAttrs, traits=PURE)
 define("fx.relu", ("q",), "max(q, 0)", _same_infer, _relu, traits=PURE)
 define("fx.maxpool2d", ("q",), "integer 2-D max pooling", _pool_infer, _maxpool, FxPoolAttrs, traits=PURE)
-define("fx.avgpool2d", ("q",), "window sum divided by its power-of-two area with a rounding shift (pads count)",
+define("fx.avgpool2d", ("q",), "window sum divided by its area: a rounding shift (power of two) or division (pads count)",
        _avgpool_infer, _avgpool, FxAvgPoolAttrs, traits=PURE)
 # Pure but not foldable, like mp.dot: the layer is the multiplierless datapath itself.
 define("fx.mp_dot", ("x", "w", "gain_shift", "gain_sign"),

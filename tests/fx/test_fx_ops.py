@@ -149,12 +149,15 @@ def test_bad_ops_are_rejected_with_location(bad, msg):
     assert msg in str(e.value) and ":5:" in str(e.value)
 
 
-def test_avgpool_needs_power_of_two_area():
-    text = ALL_KINDS.replace('fx.avgpool2d(%0) {kernel = [2, 2]', 'fx.avgpool2d(%0) {kernel = [3, 2]')
-    with pytest.raises(VerifyError, match="power of two"):
-        parse(text, {
-            "k": np.zeros((3, 2, 3, 3), np.int8), "w": np.zeros((3, 8), np.int8),
-            "s": np.zeros((3, 2), np.int8), "t": np.zeros((3, 2), np.int8)})
+def test_avgpool_rejects_a_division_numerator_beyond_int64():
+    """A window area that is not a power of two divides (tests/fx/test_avgpool_divide.py); the sum
+    shifted to the result's fraction must fit in int64 (API change on purpose: such areas were rejected)."""
+    text = """graph @g(%x: fx<12,8>[N,2,4,4]) -> (%y: fx<12,56>[N,2,2,1]) {
+  %y = fx.avgpool2d(%x) {kernel = [2, 3], to = "fx<12,56>", strides = [2, 2]} : fx<12,56>[N,2,2,1]
+}
+"""
+    with pytest.raises(VerifyError, match="needs more than 62 bits"):
+        parse(text, {})
 
 
 def test_mp_dot_matches_reference_from_the_definition():
