@@ -252,6 +252,10 @@ def cmd_finetune(args) -> int:
         from mpc.driver.hop_finetune import finetune_hopfield
         _check_output(Path(args.output), args)
         return finetune_hopfield(args, settings)
+    if args.method == "cvx":   # convex readout repair of a converted SNN (mpc.driver.cvx_finetune)
+        from mpc.driver.cvx_finetune import finetune_cvx
+        _check_output(Path(args.output), args)
+        return finetune_cvx(args, settings)
     if args.method is not None or args.beta is not None:
         raise BadFlag("--method and --beta apply to --target hopfield only")
     if args.optimizer != "adamw":   # sparse Bregman fine-tuning (float and mp), see mpc.driver.sparsity
@@ -437,8 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=positive_float, default=2e-3, help="AdamW learning rate")
     s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--learn-gamma", action="store_true", help="learn gamma too (snapped to the grid at the end)")
-    s.add_argument("--method", choices=("dualprop", "ep", "backprop"), default=None,
-                   help="hopfield target: dual propagation (default), equilibrium propagation (--lambda 1) or backprop")
+    s.add_argument("--method", choices=("dualprop", "ep", "backprop", "cvx"), default=None,
+                   help="hopfield target: dual propagation (default), equilibrium propagation (--lambda 1) or backprop; "
+                        "lif target: cvx (readout replaced by the certified convex optimum)")
+    s.add_argument("--cvx-lambda", type=positive_float, default=1e-2,
+                   help="--method cvx: group-Lasso weight as a fraction of the smallest one giving a zero readout")
     s.add_argument("--beta", type=positive_float, default=None, help="hopfield target: nudging strength (default 0.5)")
     s.add_argument("--surrogate", choices=("fast-sigmoid", "arctan"), default="fast-sigmoid",
                    help="lif target: surrogate derivative of the spike")

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import log_softmax, softmax, xlogy
+from scipy.special import xlogy
 
 from mpc.errors import BadInput
 
@@ -45,24 +45,31 @@ class Loss(enum.Enum):
 
 
 # -- losses: value F(Z), gradient ∇F(Z), conjugate F*(Θ); Y is [N, K] (±1 for logistic, one-hot for softmax)
-def loss_value(loss: Loss, z: np.ndarray, y: np.ndarray) -> float:
-    """F(Z): the mean loss over the N rows."""
+def loss_value_grad(loss: Loss, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """(F(Z), ∇F(Z)): the mean loss over the N rows and its gradient, sharing one exponential."""
     n = z.shape[0]
     if loss is Loss.SQUARED:
-        return float(0.5 * np.sum((z - y) ** 2) / n)
+        r = z - y
+        return float(0.5 * np.sum(r * r) / n), r / n
     if loss is Loss.LOGISTIC:
-        return float(np.sum(np.logaddexp(0.0, -y * z)) / n)
-    return float(-np.sum(y * log_softmax(z, axis=1)) / n)
+        m = -y * z
+        soft = np.logaddexp(0.0, m)
+        return float(np.sum(soft) / n), -y * np.exp(m - soft) / n   # −y·σ(−y z)/N, stable for large |z|
+    top = z.max(axis=1, keepdims=True)
+    e = np.exp(z - top)
+    total = e.sum(axis=1, keepdims=True)
+    lse = top + np.log(total)
+    return float(np.sum(lse) / n - np.sum(y * z) / n), (e / total - y) / n
+
+
+def loss_value(loss: Loss, z: np.ndarray, y: np.ndarray) -> float:
+    """F(Z): the mean loss over the N rows."""
+    return loss_value_grad(loss, z, y)[0]
 
 
 def loss_grad(loss: Loss, z: np.ndarray, y: np.ndarray) -> np.ndarray:
     """∇F(Z)."""
-    n = z.shape[0]
-    if loss is Loss.SQUARED:
-        return (z - y) / n
-    if loss is Loss.LOGISTIC:
-        return -y * np.exp(-np.logaddexp(0.0, y * z)) / n   # −y·σ(−y z)/N, stable for large |z|
-    return (softmax(z, axis=1) - y) / n
+    return loss_value_grad(loss, z, y)[1]
 
 
 def loss_conjugate(loss: Loss, theta: np.ndarray, y: np.ndarray) -> float:
@@ -173,8 +180,9 @@ def solve(phi: np.ndarray, y: np.ndarray, lam: float, loss: Loss = Loss.SQUARED,
     history, reason, it = [], "max_iter", 0
     for it in range(1, max_iter + 1):
         x = state["x"]
-        p = loss_value(loss, z, y) + lam * penalty(x, group)
-        d = -loss_conjugate(loss, dual_point(phi, loss_grad(loss, z, y), lam, group), y)
+        f, grad = loss_value_grad(loss, z, y)
+        p = f + lam * penalty(x, group)
+        d = -loss_conjugate(loss, dual_point(phi, grad, lam, group), y)
         if keep_history:
             history.append((p, d))
         if p < best_p:
