@@ -469,11 +469,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="output folder (default out/<model>-sweep)")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_sweep)
+    s = sub.add_parser("train-snn", help="train a recurrent LIF network on a sequence task (convex readout or SG)")
+    s.add_argument("--task", required=True, choices=("first-last-xor", "mnist-seq", "digits-seq"))
+    s.add_argument("--method", required=True, choices=("cvx", "sg", "sg-cvx", "sg-sg"),
+                   help="cvx: Gaussian witnesses + certified convex readout; sg: surrogate gradients; "
+                        "sg-cvx: sg, then the convex readout; sg-sg: sg, then sg again")
+    s.add_argument("--depth", type=positive_int, default=1, help="hidden recurrent LIF layers")
+    s.add_argument("--timesteps", type=positive_int, default=8, help="time steps per sequence")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--epochs", type=positive_int, default=20, help="surrogate-gradient epochs (per sg stage)")
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.add_argument("--force", action="store_true")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(fn=_cmd_train_snn)
     s = sub.add_parser("passes", help="list passes")
     s.set_defaults(fn=cmd_passes)
     s = sub.add_parser("ops", help="list op kinds")
     s.set_defaults(fn=cmd_ops)
     return p
+
+
+def _cmd_train_snn(args) -> int:
+    """Recurrent LIF training on a sequence task (mpc.driver.train_snn)."""
+    from mpc.driver.train_snn import cmd_train_snn
+    return cmd_train_snn(args)
 
 
 def main(argv: list[str] | None = None) -> int:
