@@ -140,7 +140,7 @@ def repair(args) -> list[dict]:
             with redirect_stderr(io.StringIO()):
                 main(["convert", *common, "-o", f"{tmp}/before", "--emit", ""])
                 main(["finetune", *common, "--method", "cvx", "--data", str(ROOT / "examples/data/digits_train.npz"),
-                      "-o", f"{tmp}/after", "--emit", ""])
+                      "-o", f"{tmp}/after", "--emit", "", "--timings"])
             acc = {}
             for k in ("before", "after"):
                 with np.load(f"{tmp}/{k}/weights.npz") as f:

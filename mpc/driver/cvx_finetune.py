@@ -3,8 +3,9 @@
 The model is converted for the lif target as `mpc convert` would (calibrating on --data unless --calib is
 given), then its readout synapse is replaced by the certified optimum of the convex group Lasso over the
 converted network's own spike dictionary on --data (mpc.snn.repair, solved by mpc.snn.cvx). The certificate
-(primal, dual, gap), dictionary size, solve time and train accuracy before and after go to report.json and
-report.md under "Readout repair".
+(primal, dual, gap), dictionary size and train accuracy before and after go to report.json and report.md
+under "Readout repair", with the solve time when --timings is given (reports are otherwise byte-identical
+for the same input and flags); the solve time is always on the stderr summary line.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def finetune_cvx(args, settings) -> int:
     compiled = compile_model(args.model, settings, loaded=loaded, train=data)
     res = repair_readout(compiled.graph, data, args.cvx_lambda)
     verify_graph(compiled.graph)
-    compiled.ctx.report.section("Readout repair", res.section())
+    compiled.ctx.report.section("Readout repair", res.section(settings.timings))
     if not res.solution.converged:
         compiled.ctx.report.note(f"readout repair: {res.solution.reason} "
                                  f"(relative gap {res.solution.rel_gap:.3g})")
