@@ -446,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "lif target: cvx (readout replaced by the certified convex optimum)")
     s.add_argument("--cvx-lambda", type=positive_float, default=1e-2,
                    help="--method cvx: group-Lasso weight as a fraction of the smallest one giving a zero readout")
+    s.add_argument("--timings", action="store_true", help="--method cvx: record the solve time in the report")
     s.add_argument("--beta", type=positive_float, default=None, help="hopfield target: nudging strength (default 0.5)")
     s.add_argument("--surrogate", choices=("fast-sigmoid", "arctan"), default="fast-sigmoid",
                    help="lif target: surrogate derivative of the spike")

@@ -29,7 +29,7 @@ def finetune_cvx(args, settings) -> int:
     compiled = compile_model(args.model, settings, loaded=loaded, train=data)
     res = repair_readout(compiled.graph, data, args.cvx_lambda)
     verify_graph(compiled.graph)
-    compiled.ctx.report.section("Readout repair", res.section(settings.timings))
+    compiled.ctx.report.section("Readout repair", res.section(args.timings))
     if not res.solution.converged:
         compiled.ctx.report.note(f"readout repair: {res.solution.reason} "
                                  f"(relative gap {res.solution.rel_gap:.3g})")
