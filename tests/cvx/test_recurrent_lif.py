@@ -99,3 +99,32 @@ def test_torch_lowering_matches_and_trains_w_rec():
     got.sum().backward()
     grad = model.params[model.keys["r"]].grad
     assert grad is not None and grad.shape == (4, 4) and torch.count_nonzero(grad) > 0
+
+
+def test_model_py_of_a_deep_recurrent_network(tmp_path):
+    """Spikes feeding a recurrent layer: the NumPy backend keeps w_rec (the event path fuses no recurrent lif)."""
+    from mpc.snn.tasks import network
+    g = network(5, 3, 4, 2, seed=7)
+    text = render_model(g, "lif")
+    (tmp_path / "model.py").write_text(text)
+    (tmp_path / "weights.npz").write_bytes(npz_bytes({k: g.weights[k] for k in g.used_weights()}))
+    spec = importlib.util.spec_from_file_location("snn_rec_deep", tmp_path / "model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    x = np.random.default_rng(1).random((16, 5, 3)).astype(np.float32)
+    got, want = mod.run({"x": x})["logits"], run(g, {"x": x})["logits"]
+    assert text.count("snn_lif_rec(") == 3   # its embedded definition and one call per layer
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_snn_event_keeps_the_recurrent_lif():
+    """The event-driven lowering may take the synapse, never a recurrent neuron (its w_rec would be lost)."""
+    from mpc.ir import clone
+    from mpc.passmanager import PassContext, run_pipeline
+    from mpc.snn.tasks import network
+    g = network(5, 3, 4, 2, seed=7)
+    low = clone(g)
+    run_pipeline(low, "snn-event{max_density=1.0}", PassContext(dataset=None))
+    assert sum(len(op.operands) == 3 for op in low.ops if op.kind == "snn.lif") == 2
+    x = np.random.default_rng(2).random((16, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(run(low, {"x": x})["logits"], run(g, {"x": x})["logits"], atol=1e-5)
