@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 
-NAMES = ("snn_encode", "snn_lif", "snn_maxpool", "snn_nlif", "snn_decode")
+NAMES = ("snn_encode", "snn_lif", "snn_maxpool", "snn_nlif", "snn_decode", "snn_lif_rec")
 
 
 def kernel_source() -> str:
@@ -26,6 +26,9 @@ def _encode(op, a):
 
 def _lif(op, a):
     at = op.attrs
+    if len(a) == 3:   # block-recurrent: the dense per-step loop of snn_lif_rec
+        return (f"snn_lif_rec({a[0]}, {a[1]}, {a[2]}, {_lit(at.beta)}, {at.reset.value == 'soft'}, {at.refractory}, "
+                f"{_lit(at.v0)})")
     return (f"snn_lif({a[0]}, {a[1]}, {_lit(at.beta)}, {at.reset.value == 'soft'}, {at.refractory}, "
             f"{_lit(at.v0)})")
 

@@ -90,14 +90,15 @@ def _per_channel(theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return theta.reshape((-1,) + (1,) * (x.dim() - 3))
 
 
-def _lif(a, x, theta):
+def _lif(a, x, theta, w_rec=None):
     th = _per_channel(theta, x)
+    s = torch.zeros_like(x[0])   # the previous step's spikes (fed back through w_rec when recurrent)
     u = a.v0 * th * torch.ones_like(x[0])
     wait = torch.zeros_like(x[0], dtype=torch.int64)
     out = []
     for t in range(x.shape[0]):
         active = wait == 0
-        u_new = a.beta * u + x[t]
+        u_new = a.beta * u + x[t] + (s @ w_rec if w_rec is not None else 0)
         s = spike(u_new - th) * active
         if a.reset.value == "soft":
             u_new = u_new - th * s

@@ -80,6 +80,8 @@ def _chain(graph: Graph, mm: Op, users) -> tuple[Op | None, Op | None]:
     if add is not None and not (add.operands[1].is_weight and add.operands[1].type.rank == 1):
         add = None
     lif = _sole_user(graph, add or mm, "snn.lif", users)
+    if lif is not None and len(lif.operands) == 3:   # a recurrent lif (w_rec) keeps its own dense loop
+        lif = None
     return add, lif
 
 

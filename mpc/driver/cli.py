@@ -252,6 +252,10 @@ def cmd_finetune(args) -> int:
         from mpc.driver.hop_finetune import finetune_hopfield
         _check_output(Path(args.output), args)
         return finetune_hopfield(args, settings)
+    if args.method == "cvx":   # convex readout repair of a converted SNN (mpc.driver.cvx_finetune)
+        from mpc.driver.cvx_finetune import finetune_cvx
+        _check_output(Path(args.output), args)
+        return finetune_cvx(args, settings)
     if args.method is not None or args.beta is not None:
         raise BadFlag("--method and --beta apply to --target hopfield only")
     if args.optimizer != "adamw":   # sparse Bregman fine-tuning (float and mp), see mpc.driver.sparsity
@@ -437,8 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=positive_float, default=2e-3, help="AdamW learning rate")
     s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--learn-gamma", action="store_true", help="learn gamma too (snapped to the grid at the end)")
-    s.add_argument("--method", choices=("dualprop", "ep", "backprop"), default=None,
-                   help="hopfield target: dual propagation (default), equilibrium propagation (--lambda 1) or backprop")
+    s.add_argument("--method", choices=("dualprop", "ep", "backprop", "cvx"), default=None,
+                   help="hopfield target: dual propagation (default), equilibrium propagation (--lambda 1) or backprop; "
+                        "lif target: cvx (readout replaced by the certified convex optimum)")
+    s.add_argument("--cvx-lambda", type=positive_float, default=1e-2,
+                   help="--method cvx: group-Lasso weight as a fraction of the smallest one giving a zero readout")
+    s.add_argument("--timings", action="store_true", help="--method cvx: record the solve time in the report")
     s.add_argument("--beta", type=positive_float, default=None, help="hopfield target: nudging strength (default 0.5)")
     s.add_argument("--surrogate", choices=("fast-sigmoid", "arctan"), default="fast-sigmoid",
                    help="lif target: surrogate derivative of the spike")
@@ -462,11 +470,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="output folder (default out/<model>-sweep)")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_sweep)
+    s = sub.add_parser("train-snn", help="train a recurrent LIF network on a sequence task (convex readout or SG)")
+    s.add_argument("--task", required=True, choices=("first-last-xor", "mnist-seq", "digits-seq"))
+    s.add_argument("--method", required=True, choices=("cvx", "sg", "sg-cvx", "sg-sg"),
+                   help="cvx: Gaussian witnesses + certified convex readout; sg: surrogate gradients; "
+                        "sg-cvx: sg, then the convex readout; sg-sg: sg, then sg again")
+    s.add_argument("--depth", type=positive_int, default=1, help="hidden recurrent LIF layers")
+    s.add_argument("--timesteps", type=positive_int, default=8, help="time steps per sequence")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--epochs", type=positive_int, default=20, help="surrogate-gradient epochs (per sg stage)")
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.add_argument("--force", action="store_true")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(fn=_cmd_train_snn)
     s = sub.add_parser("passes", help="list passes")
     s.set_defaults(fn=cmd_passes)
     s = sub.add_parser("ops", help="list op kinds")
     s.set_defaults(fn=cmd_ops)
     return p
+
+
+def _cmd_train_snn(args) -> int:
+    """Recurrent LIF training on a sequence task (mpc.driver.train_snn)."""
+    from mpc.driver.train_snn import cmd_train_snn
+    return cmd_train_snn(args)
 
 
 def main(argv: list[str] | None = None) -> int:

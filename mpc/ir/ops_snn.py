@@ -13,6 +13,8 @@ mp.dot, ...), so any synapse can feed a neuron. Spikes are 0/1 values of the flo
                           reset to zero; u_0 = v0·θ; `refractory` steps without input after a spike (held
                           membrane). β = 1 is the IF neuron. θ is a weight, a scalar or one per channel
                           (axis 2 of [T, N, C, ...]), so fine-tuning can train it.
+                          Optional w_rec [C, C] on x [T, N, C] makes the layer block-recurrent: the previous
+                          step's spikes of the same layer enter through it, u_t = β·u_{t−1} + x_t + s_{t−1}·w_rec.
     snn.maxpool(x)        spiking max-pool of [T, N, C, H, W]: each window passes, at step t, the spike of
                           its leader, the unit with the highest spike count over steps 0..t; the leader
                           changes only when another unit's count exceeds its own (ties keep the leader;
@@ -155,9 +157,11 @@ def _theta_infer(x: TensorType, theta: TensorType) -> None:
 
 
 def _lif_infer(types, a):
-    x, theta = types
+    x, theta = types[:2]
     _spiking_input(x, "snn.lif")
     _theta_infer(x, theta)
+    if len(types) == 3:
+        _recurrent_infer(x, types[2])
     _positive("dt", a.dt)
     if not 0 <= a.beta <= 1:
         raise InferError(f"beta must be in [0, 1], got {a.beta}")
@@ -167,9 +171,19 @@ def _lif_infer(types, a):
 
 
 
-def _lif(k, x, theta):
-    from mpc.snn.kernels import snn_lif
+def _recurrent_infer(x: TensorType, w: TensorType) -> None:
+    """The recurrent weight of a block-recurrent layer: [C, C] on x [T, N, C]."""
+    if x.rank != 3:
+        raise InferError(f"a recurrent snn.lif wants x [T, N, C], got {x}")
+    if w.dtype != x.dtype or w.shape != (x.shape[2], x.shape[2]):
+        raise InferError(f"w_rec must be {x.dtype}[{x.shape[2]},{x.shape[2]}], got {w}")
+
+
+def _lif(k, x, theta, w_rec=None):
+    from mpc.snn.kernels import snn_lif, snn_lif_rec
     a = k.attrs
+    if w_rec is not None:
+        return snn_lif_rec(x, theta, w_rec, a.beta, a.reset is ResetMode.SOFT, a.refractory, a.v0)
     return snn_lif(x, theta, a.beta, a.reset is ResetMode.SOFT, a.refractory, a.v0)
 
 
@@ -230,7 +244,8 @@ def _decode(k, x):
 STATEFUL = ("stateful",)
 define("snn.encode", ("x",), "values [N,..] as T steps of current or spikes [T,N,..] (constant, poisson, ttfs)",
        _encode_infer, _encode, EncodeAttrs, traits=STATEFUL)
-define("snn.lif", ("x", "theta"), "LIF/IF neurons over time: u = beta*u + x, spike at theta, soft or zero reset",
+define("snn.lif", ("x", "theta", "w_rec?"),
+       "LIF/IF neurons over time: u = beta*u + x (+ s_prev @ w_rec), spike at theta, soft or zero reset",
        _lif_infer, _lif, LIFAttrs, traits=STATEFUL)
 define("snn.maxpool", ("x",), "spiking max-pool: each window passes its leader, the unit with the highest running count",
        _pool_infer, _maxpool, SpikePoolAttrs, traits=STATEFUL)

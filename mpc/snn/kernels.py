@@ -180,3 +180,26 @@ def snn_decode(x, mode, beta, dt, tau, window, readout):
     gap = np.maximum(readout - first, 0).astype(np.float64)
     val = kernel_constant(tau, window) * -np.expm1(-gap * dt / tau)
     return np.where(first <= readout, val, 0.0).astype(x.dtype)
+
+
+def snn_lif_rec(x, theta, w_rec, beta, soft, refractory, v0):
+    """Recurrent LIF spikes of x [T, N, C]: the update of lif_run with the previous step's spikes fed back,
+    u_t = β·u_{t−1} + x_t + s_{t−1}·w_rec (w_rec [C, C], row i: the synapses out of unit i), in x's dtype.
+
+    Vectorized over the N·C units per step (T is short; the recurrent product is one matrix multiply per step).
+    """
+    dt = x.dtype.type
+    th = per_unit(theta, x.shape).reshape(x.shape[1:]).astype(x.dtype)
+    u = dt(v0) * th
+    s = np.zeros(x.shape[1:], x.dtype)
+    wait = np.zeros(x.shape[1:], np.int64)
+    out = np.zeros_like(x)
+    for t in range(x.shape[0]):
+        active = wait == 0
+        v = dt(beta) * u + x[t] + s @ w_rec
+        s = ((v >= th) & active).astype(x.dtype)
+        v = v - th * s if soft else v * (1 - s)
+        u = np.where(active, v, u)
+        wait = np.where(active, (s > 0) * refractory, wait - 1)
+        out[t] = s
+    return out

@@ -1,0 +1,248 @@
+"""Convex readout reconstruction: the globally optimal readout over a frozen spiking network's dictionary.
+
+Freeze the hidden spiking layers (the "witnesses"), run a dataset through them and stack what the last
+hidden layer emits (spike patterns at chosen steps, or spike counts/rates) into a dictionary Φ of N
+samples × M columns; duplicate and all-zero columns are removed (they change neither the optimum value
+nor the function, see `build_dictionary`). Training the readout alone with weight decay is then the convex
+problem (Ergen and Pilanci et al., "Globally optimal training of neural networks with threshold
+activation functions"; Mishkin-style readout reconstruction for spiking networks)
+
+    P(B) = F(Φ B) + λ Ω(B),   B of shape [M, K],
+
+F the mean loss over the N samples (squared, binary logistic with labels ±1, or softmax cross entropy with
+one-hot labels) and Ω either the elementwise ℓ1 norm (Lasso) or the sum of the ℓ2 norms of B's rows
+(group Lasso: one group per dictionary column, all its class weights together).
+
+Solver: FISTA (Beck and Teboulle, "A fast iterative shrinkage-thresholding algorithm") with the gradient
+restart of O'Donoghue and Candès ("Adaptive restart for accelerated gradient schemes") and an adaptive step
+1/L: L shrinks by 0.8 after every step and doubles until the usual sufficient-decrease test holds, never
+beyond the global Lipschitz bound c·σ_max(Φ)²/N (c = 1 squared, 1/4 logistic, 1/2 softmax), where the test
+always holds. Near a confident optimum the local curvature of the logistic and softmax losses is far below
+that bound, so the adaptive step takes many fewer iterations; the certificate does not depend on it.
+
+Certificate: the Fenchel dual of P is D(Θ) = −F*(Θ) subject to Ω°(Φᵀ Θ) ≤ λ (Ω° the dual norm: the largest
+|entry|, or the largest row ℓ2 norm). Every iterate gives a dual point: Θ = ∇F(Φ B) scaled by
+min(1, λ / Ω°(Φᵀ ∇F(Φ B))), which is feasible and lies in the domain of F* (for the logistic and softmax
+losses the scaling is a convex combination of the model's probabilities and the labels). Weak duality
+makes D(Θ) ≤ min P for every such Θ; the solver stops when the relative gap (min P − max D)/|min P| is
+at most `tol` (default 1e-6) and otherwise reports why it stopped.
+"""
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import xlogy
+
+from mpc.errors import BadInput
+
+
+class Loss(enum.Enum):
+    """The readout's loss F."""
+
+    SQUARED = "squared"
+    LOGISTIC = "logistic"
+    SOFTMAX = "softmax"
+
+
+# -- losses: value F(Z), gradient ∇F(Z), conjugate F*(Θ); Y is [N, K] (±1 for logistic, one-hot for softmax)
+def loss_value_grad(loss: Loss, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """(F(Z), ∇F(Z)): the mean loss over the N rows and its gradient, sharing one exponential."""
+    n = z.shape[0]
+    if loss is Loss.SQUARED:
+        r = z - y
+        return float(0.5 * np.sum(r * r) / n), r / n
+    if loss is Loss.LOGISTIC:
+        m = -y * z
+        soft = np.logaddexp(0.0, m)
+        return float(np.sum(soft) / n), -y * np.exp(m - soft) / n   # −y·σ(−y z)/N, stable for large |z|
+    top = z.max(axis=1, keepdims=True)
+    e = np.exp(z - top)
+    total = e.sum(axis=1, keepdims=True)
+    lse = top + np.log(total)
+    return float(np.sum(lse) / n - np.sum(y * z) / n), (e / total - y) / n
+
+
+def loss_value(loss: Loss, z: np.ndarray, y: np.ndarray) -> float:
+    """F(Z): the mean loss over the N rows."""
+    return loss_value_grad(loss, z, y)[0]
+
+
+def loss_grad(loss: Loss, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """∇F(Z)."""
+    return loss_value_grad(loss, z, y)[1]
+
+
+def loss_conjugate(loss: Loss, theta: np.ndarray, y: np.ndarray) -> float:
+    """F*(Θ) for a Θ in its domain (probabilities are clipped to [0, 1] against rounding)."""
+    n = theta.shape[0]
+    if loss is Loss.SQUARED:
+        return float(np.sum(theta * y) + 0.5 * n * np.sum(theta ** 2))
+    if loss is Loss.LOGISTIC:
+        u = np.clip(-n * y * theta, 0.0, 1.0)       # the probability of the wrong sign
+        return float(np.sum(xlogy(u, u) + xlogy(1.0 - u, 1.0 - u)) / n)
+    p = np.clip(n * theta + y, 0.0, 1.0)            # the model's class probabilities
+    return float(np.sum(xlogy(p, p)) / n)
+
+
+_CURVATURE = {Loss.SQUARED: 1.0, Loss.LOGISTIC: 0.25, Loss.SOFTMAX: 0.5}
+
+
+# -- penalty Ω, its proximal map and its dual norm ---------------------------------------------
+def penalty(b: np.ndarray, group: bool) -> float:
+    """Ω(B): sum of row ℓ2 norms (group) or of absolute values."""
+    return float(np.sum(np.linalg.norm(b, axis=1)) if group else np.sum(np.abs(b)))
+
+
+def prox(b: np.ndarray, t: float, group: bool) -> np.ndarray:
+    """argmin_X ½‖X − B‖² + t Ω(X): row-wise or elementwise soft thresholding."""
+    if not group:
+        return np.sign(b) * np.maximum(np.abs(b) - t, 0.0)
+    norms = np.linalg.norm(b, axis=1, keepdims=True)
+    return b * np.maximum(1.0 - t / np.maximum(norms, 1e-300), 0.0)
+
+
+def dual_norm(g: np.ndarray, group: bool) -> float:
+    """Ω°(G): the largest row ℓ2 norm (group) or the largest |entry|."""
+    return float(np.max(np.linalg.norm(g, axis=1)) if group else np.max(np.abs(g)))
+
+
+def lambda_max(phi: np.ndarray, y: np.ndarray, loss: Loss, group: bool) -> float:
+    """The smallest λ for which B = 0 is optimal: Ω°(Φᵀ ∇F(0))."""
+    return dual_norm(phi.T @ loss_grad(loss, np.zeros_like(y, dtype=np.float64), y), group)
+
+
+@dataclass
+class Solution:
+    """A solved readout: weights [M, K], the certificate and how the solve ended."""
+
+    beta: np.ndarray
+    primal: float
+    dual: float
+    gap: float
+    rel_gap: float
+    iterations: int
+    converged: bool
+    reason: str
+    seconds: float
+    lam: float
+    history: list[tuple[float, float]] = field(default_factory=list)
+
+
+def labels_matrix(labels: np.ndarray, loss: Loss, classes: int | None = None) -> np.ndarray:
+    """Targets Y [N, K] for the loss: one-hot for softmax and squared, ±1 for logistic (labels 0/1)."""
+    labels = np.asarray(labels)
+    if loss is Loss.LOGISTIC:
+        if not np.isin(labels, (0, 1)).all():
+            raise BadInput("the logistic loss wants labels 0 or 1")
+        return (2.0 * labels - 1.0).reshape(-1, 1)
+    k = int(labels.max()) + 1 if classes is None else classes
+    return np.eye(k)[labels.astype(np.int64)]
+
+
+def dual_point(phi: np.ndarray, grad: np.ndarray, lam: float, group: bool) -> np.ndarray:
+    """A dual-feasible Θ from ∇F at an iterate: scaled so that Ω°(Φᵀ Θ) ≤ λ."""
+    norm = dual_norm(phi.T @ grad, group)
+    return grad if norm <= lam else grad * (lam / norm)
+
+
+def objective(phi, y, b, loss: Loss, lam: float, group: bool) -> float:
+    """P(B) = F(Φ B) + λ Ω(B)."""
+    return loss_value(loss, phi @ b, y) + lam * penalty(b, group)
+
+
+def _prox_step(phi, y, loss, lam, group, state):
+    """x = prox(v − ∇/L) with backtracking: L doubles until F(Φx) ≤ F(Φv) + ⟨∇, x − v⟩ + L/2 ‖x − v‖²
+    (never beyond the global bound `lip`, where the test always holds)."""
+    v, zv = state["v"], state["zv"]
+    fv, gv = loss_value_grad(loss, zv, y)
+    g = phi.T @ gv
+    while True:
+        inv_l = 1.0 / state["l"]
+        x = prox(v - inv_l * g, lam * inv_l, group)
+        zx, d = phi @ x, x - v
+        fx, gx = loss_value_grad(loss, zx, y)
+        if state["l"] >= state["lip"] or fx <= fv + np.vdot(g, d) + 0.5 * state["l"] * np.vdot(d, d) + 1e-15 * abs(fv):
+            return x, zx, fx, gx
+        state["l"] = min(2.0 * state["l"], state["lip"])
+
+
+def _step(phi, y, loss, lam, group, state):
+    """One FISTA step with gradient restart and adaptive step; updates state in place, returns (z, F, ∇F) at x."""
+    x, zx, t = state["x"], state["zx"], state["t"]
+    x_new, z_new, f_new, g_new = _prox_step(phi, y, loss, lam, group, state)
+    if np.vdot(state["v"] - x_new, x_new - x) > 0:   # momentum points uphill: restart
+        t = 1.0
+    t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+    mom = (t - 1.0) / t_new
+    state.update(x=x_new, zx=z_new, v=x_new + mom * (x_new - x), zv=z_new + mom * (z_new - zx), t=t_new,
+                 l=state["l"] * 0.8)   # try a longer step next time: local curvature is often far below lip
+    return z_new, f_new, g_new
+
+
+def solve(phi: np.ndarray, y: np.ndarray, lam: float, loss: Loss = Loss.SQUARED, group: bool = False,
+          tol: float = 1e-6, max_iter: int = 50_000, keep_history: bool = False) -> Solution:
+    """min_B F(Φ B) + λ Ω(B) by FISTA with restart, stopped at relative duality gap ≤ tol (see module docstring)."""
+    phi, y = np.asarray(phi, np.float64), np.asarray(y, np.float64)
+    if phi.ndim != 2 or y.ndim != 2 or phi.shape[0] != y.shape[0]:
+        raise BadInput(f"the dictionary [N, M] and targets [N, K] must share N, got {phi.shape} and {y.shape}")
+    if not lam > 0:
+        raise BadInput(f"lambda must be > 0, got {lam}")
+    t0 = time.perf_counter()
+    lip = _CURVATURE[loss] * np.linalg.norm(phi, 2) ** 2 / phi.shape[0]
+    b0 = np.zeros((phi.shape[1], y.shape[1]))
+    z0 = np.zeros_like(y)
+    lip = max(lip, 1e-300)
+    state = {"x": b0, "zx": z0, "v": b0, "zv": z0, "t": 1.0, "l": lip, "lip": lip}
+    best_b, best_p, best_d = b0, np.inf, -np.inf
+    f, grad = loss_value_grad(loss, z0, y)
+    history, reason, it = [], "max_iter", 0
+    for it in range(1, max_iter + 1):
+        x = state["x"]
+        p = f + lam * penalty(x, group)
+        d = -loss_conjugate(loss, dual_point(phi, grad, lam, group), y)
+        if keep_history:
+            history.append((p, d))
+        if p < best_p:
+            best_b, best_p = x, p
+        best_d = max(best_d, d)
+        if best_p - best_d <= tol * abs(best_p):
+            reason = "gap"
+            break
+        _, f, grad = _step(phi, y, loss, lam, group, state)
+    gap = best_p - best_d
+    return Solution(best_b, best_p, best_d, gap, gap / max(abs(best_p), 1e-300), it, reason == "gap",
+                    reason if reason == "gap" else f"stopped after {max_iter} iterations with the gap above tol",
+                    time.perf_counter() - t0, lam, history)
+
+
+@dataclass
+class Dictionary:
+    """Φ with its duplicate and all-zero columns removed; `keep[i]` is the source column of Φ's column i."""
+
+    phi: np.ndarray
+    keep: np.ndarray
+    columns: int
+
+    def expand(self, beta: np.ndarray) -> np.ndarray:
+        """Weights for all source columns: each kept column's weight, zero for the removed ones."""
+        full = np.zeros((self.columns,) + beta.shape[1:], beta.dtype)
+        full[self.keep] = beta
+        return full
+
+
+def build_dictionary(features: np.ndarray) -> Dictionary:
+    """Dictionary from witness features [N, M]: unique non-zero columns, in their first-occurrence order.
+
+    A removed duplicate adds nothing (its weight can move onto its twin at no cost in either norm), and an
+    all-zero column never changes the loss, so its optimal weight is zero.
+    """
+    f = np.asarray(features, np.float64)
+    if f.ndim != 2:
+        raise BadInput(f"witness features must be [N, M], got shape {f.shape}")
+    _, first = np.unique(f, axis=1, return_index=True)
+    keep = np.sort(first)
+    keep = keep[np.any(f[:, keep] != 0, axis=0)]
+    return Dictionary(np.ascontiguousarray(f[:, keep]), keep, f.shape[1])
