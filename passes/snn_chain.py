@@ -10,7 +10,10 @@ and the next one reads it back. This pass replaces the whole chain by one `snn.c
 (mpc/snn/chain.py) steps through time once per sample with all membranes in small local arrays and
 event-driven synapses (only the weight rows of the inputs that spiked are added). Synapses whose weight
 density is at most `max_weight_density` are marked sparse: their kernel walks only the non-zero weights
-of those rows, skipping zero weights as well as absent spikes. Every intermediate value must have the
+of those rows, skipping zero weights as well as absent spikes. The default, 0, leaves every synapse
+with at least one non-zero weight on dense rows: on the digits MLP's layers (64->32, 32->10) a dense
+row is two or three vector additions, and benchmarks/bench_snn_chain.py measured the compressed rows
+slower at every sparsity up to 95 % (see BENCHMARKS.md); wider layers may want it. Every intermediate value must have the
 next stage as its only user (a chain whose spikes are also read elsewhere stays as it is). The values are
 those of the op-by-op graph up to the order of the additions inside one synaptic current.
 """
@@ -32,7 +35,7 @@ MATMULS = ("nn.matmul", "np.matmul_fast")
 class SnnChainOptions:
     """Synapses of a fused chain whose weight density is at most max_weight_density skip zero weights."""
 
-    max_weight_density: float = 0.3
+    max_weight_density: float = 0.0
 
     def __post_init__(self):
         if not 0.0 <= self.max_weight_density <= 1.0:

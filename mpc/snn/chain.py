@@ -127,10 +127,10 @@ def chain_run(x, steps, ws, bs, ths, beta, soft, refr, v0, sp, ptrs, idxs, vals,
 def _csr(w, sparse):
     """(row pointers, columns, values) of w's non-zeros row by row; empty for a synapse that stays dense."""
     if not sparse:
-        return np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, w.dtype)
+        return np.zeros(1, np.int64), np.zeros(0, np.uint32), np.zeros(0, w.dtype)
     rows, cols = np.nonzero(w)
     ptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=w.shape[0]))]).astype(np.int64)
-    return ptr, cols.astype(np.int64), np.ascontiguousarray(w[rows, cols])
+    return ptr, cols.astype(np.uint32), np.ascontiguousarray(w[rows, cols])   # unsigned: no wraparound test
 
 
 def _vector(v, dtype, n):
