@@ -108,6 +108,36 @@ def spikingjelly_lif(model: str, steps_list, mode: str = "99.9%"):
     return acc
 
 
+def sinabs_lif(model: str, steps_list, spike_fn: str = "multi"):
+    """sinabs 3.1 `from_model` (IAFSqueeze neurons, subtractive reset) after its `normalize_weights` at the
+    99.9th percentile on training data, constant-current input: accuracy per T. spike_fn 'multi' is its
+    default (several spikes per neuron and step allowed), 'single' binary spikes like mpc's."""
+    import copy
+
+    import sinabs.activation as sa
+    import torch
+    from sinabs import from_model
+    from sinabs.utils import normalize_weights
+    from torch import nn
+    x_tr, _ = _data(SPECS[model][1])
+    x_te, y_te = _data(SPECS[model][2])
+    ann = copy.deepcopy(torch_source(model))
+    relus = [n for n, m in ann.named_children() if isinstance(m, nn.ReLU)]
+    params = [n for n, m in ann.named_children() if isinstance(m, (nn.Linear, nn.Conv2d))][:len(relus)]
+    with torch.no_grad():
+        normalize_weights(ann, torch.from_numpy(x_tr[:1024]), relus, params, percentile=99.9)
+    fn = sa.MultiSpike if spike_fn == "multi" else sa.SingleSpike
+    acc, xt = {}, torch.from_numpy(x_te)
+    for steps in steps_list:
+        snn = from_model(ann, spike_fn=fn, batch_size=len(x_te), num_timesteps=steps, min_v_mem=None)
+        inp = xt.unsqueeze(1).expand(len(x_te), steps, *xt.shape[1:]).reshape(-1, *xt.shape[1:])
+        with torch.no_grad():
+            snn.reset_states()
+            out = snn(inp).reshape(len(x_te), steps, -1).sum(1)
+        acc[steps] = float((out.argmax(1).numpy() == y_te).mean())
+    return acc
+
+
 def mpc_runner(model_dir: Path, x: np.ndarray):
     """A call of model.py's run() on x (after a warm-up call)."""
     spec = importlib.util.spec_from_file_location("bench_model", model_dir / "model.py")
@@ -265,8 +295,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--steps", default="4,8,16,32,64")
-    p.add_argument("--only", choices=("throughput",), default=None)
+    p.add_argument("--only", choices=("throughput", "sinabs"), default=None)
     args = p.parse_args(argv)
+    if args.only == "sinabs":   # sinabs's converter alone: accuracy per T, no figure
+        for model in SPECS:
+            for fn in ("multi", "single"):
+                acc = sinabs_lif(model, [int(s) for s in args.steps.split(",")], fn)
+                print(f"| {model} (sinabs from_model, {fn}-spike, 99.9%) | " + " | ".join(
+                    f"T={t}: {100 * a:.2f}" for t, a in acc.items()) + " |")
+        return 0
     if args.only == "throughput":
         tp = throughput(args.repeat, importlib.util.find_spec("spikingjelly") is not None,
                         importlib.util.find_spec("sinabs") is not None)
@@ -285,6 +322,8 @@ def main(argv=None) -> int:
         rows[model]["nlif"] = mpc_nlif(model, 0.01 if model == "mlp" else 0.05)["converted_accuracy"]
         if have_sj:
             rows[model]["sj"] = spikingjelly_lif(model, steps)
+        if importlib.util.find_spec("sinabs") is not None:
+            rows[model]["sinabs"] = sinabs_lif(model, steps)
     print("| model | source | " + " | ".join(f"lif T={t}" for t in steps) + " | nlif |")
     print("|---|---|" + "---|" * (len(steps) + 1))
     for model, r in rows.items():
@@ -292,7 +331,9 @@ def main(argv=None) -> int:
               + f" | {100 * r['nlif']:.2f} |")
         if "sj" in r:
             print(f"| {model} (SpikingJelly 99.9%) | | " + " | ".join(f"{100 * r['sj'][t]:.2f}" for t in steps) + " | |")
-    tp = throughput(args.repeat, have_sj)
+        if "sinabs" in r:
+            print(f"| {model} (sinabs 99.9%) | | " + " | ".join(f"{100 * r['sinabs'][t]:.2f}" for t in steps) + " | |")
+    tp = throughput(args.repeat, have_sj, importlib.util.find_spec("sinabs") is not None)
     print("\nper inference at T = 32 (lif):")
     for model, cst in energy.items():
         print(f"  {model}: source {cst['source_macs']} MACs = {cst['energy_source_pj'] / 1e3:.1f} nJ; "
@@ -313,6 +354,9 @@ def plot(rows, steps, tp, energy) -> None:
         if "sj" in r:
             ax.semilogx(steps, [100 * r["sj"][t] for t in steps], "s--", base=2, color=f"C{i}",
                         label=f"{model} SpikingJelly ann2snn")
+        if "sinabs" in r:
+            ax.semilogx(steps, [100 * r["sinabs"][t] for t in steps], "^-.", base=2, color=f"C{i}",
+                        label=f"{model} sinabs from_model")
         ax.axhline(100 * r["source"], color=f"C{i}", ls=":", lw=1, label=f"{model} source")
     ax.set_xlabel("time steps T")
     ax.set_ylabel("test accuracy (%)")
