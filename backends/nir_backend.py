@@ -12,7 +12,8 @@ input held constant over each step:
   so v_threshold = nextafter(θ, −∞) in the weights' dtype (per channel when θ is).
 - Reset: NIR 1.0.6+ resets to v_reset. mpc's reset-to-zero is exactly v_reset = 0. mpc's soft reset
   (u −= θ) has no NIR field; it is exported with v_reset = 0 and `mpc.reset = "subtract"` in the
-  graph metadata, and the initial membrane u_0 = v0·θ (NIR has no initial state) as `mpc.v0`: a NIR
+  graph metadata, and the initial membrane u_0 = v0·θ (NIR has no initial state) as `mpc.v0` (both
+  graph-wide: a graph whose LIF layers differ in reset mode or v0 is refused, naming the layer): a NIR
   consumer that follows only the node equations simulates reset-to-zero from rest, which equals mpc
   exactly only for `reset = zero` and `v0 = 0` (lower-lif{v0=0.0} with --passes, and a graph with
   reset = zero). The metadata also says `mpc.timesteps` and `mpc.readout` (the output is the last
@@ -141,8 +142,11 @@ class _Builder:
                              shape)
         vth = np.nextafter(th, np.asarray(-np.inf, th.dtype)).astype(th.dtype)
         zero = np.zeros(shape, th.dtype)
-        self.meta["mpc.reset"] = "subtract" if a.reset.value == "soft" else "zero"
-        self.meta["mpc.v0"] = float(a.v0)
+        reset = "subtract" if a.reset.value == "soft" else "zero"
+        for key, value in (("mpc.reset", reset), ("mpc.v0", float(a.v0))):   # graph-wide: one value for all layers
+            if self.meta.setdefault(key, value) != value:
+                raise UnsupportedOp(op.kind, op.loc, f"{key} is one value for the whole NIR graph: this layer has "
+                                                     f"{value!r}, an earlier one {self.meta[key]!r}")
         if a.refractory:
             raise UnsupportedOp(op.kind, op.loc, "NIR has no refractory period")
         if a.beta == 1.0:

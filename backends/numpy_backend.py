@@ -574,3 +574,21 @@ def _snn_event_kernel_source() -> str:
 _EMBEDS[_snn_event_kernel_source] = SNN_EVENT_NAMES
 for _kind, _fn in SNN_EVENT_RENDER.items():
     RENDER[_kind], HELPERS[_kind], EXTRA_SOURCE[_kind] = _fn, [], _snn_event_kernel_source
+# -- snn chains: a whole rate-coded spiking MLP in one fused time loop (the lowering pass snn-chain, run
+# before sparse-csr so that it sees pruned synapses as matmuls; backends/numpy_snn_chain.py) -----------
+from mpc.backends.numpy_snn_chain import NAMES as SNN_CHAIN_NAMES
+from mpc.backends.numpy_snn_chain import RENDER as SNN_CHAIN_RENDER
+from mpc.backends.numpy_snn_chain import kernel_source as snn_chain_kernel_source
+
+LOWERING = LOWERING.replace("sparse-csr", "snn-chain,sparse-csr")
+BACKEND = Backend("numpy", LOWERING, RENDER, write)
+
+
+def _snn_chain_kernel_source() -> str:
+    """The fused spiking-chain kernels (mpc.snn.chain), embedded so model.py stands alone."""
+    return _kernel_module("snn chain kernels", snn_chain_kernel_source(), SNN_CHAIN_NAMES)
+
+
+_EMBEDS[_snn_chain_kernel_source] = SNN_CHAIN_NAMES
+for _kind, _fn in SNN_CHAIN_RENDER.items():
+    RENDER[_kind], HELPERS[_kind], EXTRA_SOURCE[_kind] = _fn, [], _snn_chain_kernel_source

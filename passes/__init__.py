@@ -20,6 +20,7 @@ from . import (  # noqa: F401  (each import registers its pass)
     mp_rewrite,
     quantize,
     remove_identity,
+    snn_chain,
     snn_event,
     sparse_csr,
 )

@@ -44,6 +44,7 @@ def test_lowering_runs_on_a_clone():
     kinds = [op.kind for op in lowered.ops]
     assert kinds == ["np.conv2d_fused", "nn.flatten", "np.matmul_fast"]
     assert [(r.name, r.stats) for r in records] == [("fuse-conv-epilogue", {"fused": 1, "matmul_fast": 1}),
+                                                    ("snn-chain", {"chains": 0, "layers": 0, "sparse": 0}),
                                                     ("sparse-csr", {"csr": 0}),
                                                     ("snn-event", {"event": 0, "dense": 0})]
 

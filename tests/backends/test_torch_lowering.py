@@ -31,6 +31,7 @@ NOT_LOWERED: dict[str, str] = {
                  "fx.maxpool2d", "fx.avgpool2d", "fx.mp_dot", "fx.mp_conv2d", "fx.encode", "fx.lif", "fx.decode")},
     "sp.matmul_csr": "the NumPy backend's lowered op: training runs on the graph before any backend lowering",
     "snn.event_linear": "the NumPy backend's lowered op: training runs on the graph before any backend lowering",
+    "snn.chain": "the NumPy backend's lowered op: training runs on the graph before any backend lowering",
 }
 
 # name -> IR text; `{t}` is the float dtype under test, `{u}` the other one (for nn.cast).

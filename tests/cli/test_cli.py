@@ -175,7 +175,8 @@ def test_dump_ir_after_shows_the_backend_lowering(tmp_path, capsys, flag):
                      "--dump-ir-after", flag)
     assert (rc, err) == (0, "")
     dump = out / "ir" / "numpy" / "01-fuse-conv-epilogue.mpc"
-    stages = [dump.name] + (["02-sparse-csr.mpc", "03-snn-event.mpc"] if flag == "all" else [])   # no sparse or spiking layer
+    stages = [dump.name] + (["02-snn-chain.mpc", "03-sparse-csr.mpc", "04-snn-event.mpc"]
+                            if flag == "all" else [])   # no sparse or spiking layer
     assert sorted(p.name for p in dump.parent.iterdir()) == stages + ["weights.npz"]
     rc, text, err = cli(capsys, "inspect", dump)
     assert (rc, text, err) == (0, dump.read_text(), "")
@@ -186,15 +187,16 @@ def test_dump_ir_after_shows_the_backend_lowering(tmp_path, capsys, flag):
     got = run(parse(text, npz(dump.parent / "weights.npz")), {"input": data["input"][:64]})["logits"]
     assert_close(got, ort_run(CNN, {"input": data["input"][:64]})["logits"])
     r = report(out)
-    assert r["backends"]["numpy"]["lowering"] == "fuse-conv-epilogue,sparse-csr,snn-event"
+    assert r["backends"]["numpy"]["lowering"] == "fuse-conv-epilogue,snn-chain,sparse-csr,snn-event"
     assert r["backends"]["numpy"]["passes"] == [{"name": "fuse-conv-epilogue",
                                                   "stats": {"fused": 2, "matmul_fast": 2}},
+                                                 {"name": "snn-chain", "stats": {"chains": 0, "layers": 0, "sparse": 0}},
                                                  {"name": "sparse-csr", "stats": {"csr": 0}},
                                                  {"name": "snn-event", "stats": {"event": 0, "dense": 0}}]
     assert {"ir/numpy/01-fuse-conv-epilogue.mpc", "ir/numpy/weights.npz"} <= set(r["files"])
     assert r["sections"]["NumPy kernels"] == {"compiled kernels": "conv2d_fused, matmul_fast, maxpool2d_fast",
                                               "helpers": "none"}
-    assert "`fuse-conv-epilogue,sparse-csr,snn-event`" in (out / "report.md").read_text()
+    assert "`fuse-conv-epilogue,snn-chain,sparse-csr,snn-event`" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("passes, pipeline, names", [
