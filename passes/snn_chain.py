@@ -77,8 +77,8 @@ def _match(g: _Graph, dec: Op) -> tuple[Op, list[Op], list[tuple[Op, Op]]] | Non
     while True:
         syn = _synapse(g, value)
         lif = g.sole_producer(syn[0].operands[0], ("snn.lif",)) if syn is not None else None
-        if lif is None or not lif.operands[1].is_weight:
-            return None
+        if lif is None or not lif.operands[1].is_weight or len(lif.operands) != 2:
+            return None   # a recurrent lif (third operand w_rec) keeps its own loop
         lifs.append(lif)
         synapses.append(syn)
         enc = g.sole_producer(lif.operands[0], ("snn.encode",))

@@ -124,3 +124,17 @@ def test_model_py_runs_the_fused_chain_like_the_interpreter(tmp_path):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     np.testing.assert_array_equal(mod.run({"x": x})["y"], want)
+
+
+def test_chain_leaves_a_recurrent_lif_alone():
+    """A block-recurrent lif (third operand w_rec) is not a rate-coded chain: fusing it would drop w_rec."""
+    w = dict(_weights(), r1=dyadic((5, 5)))
+    src = SRC.replace("weight @th1 : f32[5]\n", "weight @th1 : f32[5]\n  weight @r1 : f32[5,5]\n")
+    src = src.replace("snn.lif(%3, @th1)", "snn.lif(%3, @th1, @r1)")
+    g = parse(src.format(lif="v0 = 0.5", rbeta=1.0), lambda name, t: w[name])
+    x = dyadic((9, 6), 0, 33, zeros=0.2)
+    want = run(g, {"x": x})["y"]
+    run_pipeline(g, "snn-chain")
+    assert "snn.chain" not in [op.kind for op in g.ops]
+    assert sum(op.kind == "snn.lif" and len(op.operands) == 3 for op in g.ops) == 1
+    np.testing.assert_array_equal(run(g, {"x": x})["y"], want)
