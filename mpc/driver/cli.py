@@ -198,13 +198,14 @@ def cmd_verify(args) -> int:
         print(json.dumps(result, sort_keys=True))
     else:
         print_table(result)
-    if steps:   # spiking targets: accuracy vs T (CSV + PNG)
-        _sweep_timesteps(args, settings, steps)
+    points_failed = _sweep_timesteps(args, settings, steps) if steps else []   # lif: accuracy vs T (CSV + PNG)
     failed = [c for c in result["checks"] if not c["passed"]]
     sys.stdout.flush()
     for c in failed:
         print(f"mpc: check failed: {c['message']}", file=sys.stderr)
-    return 3 if failed else 0
+    for line in points_failed:
+        print(line, file=sys.stderr)
+    return 3 if failed or points_failed else 0
 
 
 def _sweep_check(args) -> tuple[int, ...]:
@@ -225,15 +226,17 @@ def _sweep_dir(args) -> Path:
     return Path(args.output or f"out/{Path(args.model.split(':')[0]).stem}-timesteps")
 
 
-def _sweep_timesteps(args, settings, steps) -> None:
-    """Accuracy against T for `mpc verify --target lif --sweep-timesteps ...`."""
+def _sweep_timesteps(args, settings, steps) -> list[str]:
+    """Accuracy against T for `mpc verify --target lif --sweep-timesteps ...`; the points that failed twice."""
+    from mpc.driver.executor import executor_spec
     from mpc.driver.sweep_timesteps import sweep_timesteps, write_sweep
     outdir = _sweep_dir(args)
-    result = sweep_timesteps(args.model, settings, args.data, steps)
+    result = sweep_timesteps(args.model, settings, args.data, steps, executor_spec(args))
     write_sweep(result, outdir, args.force, f"{Path(args.model).name}: accuracy vs T (lif)")
     for r in result["rows"]:
         print(f"T {r['timesteps']:<6} accuracy {100 * r['accuracy']:.2f}%")
     print(f"source {100 * result['source_accuracy']:.2f}% -> {outdir}/timesteps.csv, timesteps.png")
+    return [f"mpc: sweep point {f['point']} failed twice: {f['error']}" for f in result.get("failed", [])]
 
 
 def cmd_run(args) -> int:
@@ -333,14 +336,18 @@ def cmd_sweep(args) -> int:
     outdir = Path(args.output or f"out/{Path(args.model.split(':')[0]).stem}-sweep")
     _check_output(outdir, args)
     grid = power_grid(args.min, args.max)
-    result = sweep(args.model, settings, args.data, grid)
+    from mpc.driver.executor import executor_spec
+    result = sweep(args.model, settings, args.data, grid, executor_spec(args))
     result["grid"] = {"min": grid[0], "max": grid[-1], "requested_min": args.min, "requested_max": args.max}
     write(result, outdir, args.force, f"{Path(args.model).name}: accuracy vs γ")
     for r in result["rows"]:
         print(f"gamma {r['gamma']:<12.6g} accuracy {100 * r['accuracy']:.2f}%")
     print(f"calibrated per-layer gammas {result['calibrated_gammas']}: {100 * result['calibrated_accuracy']:.2f}% "
           f"(source {100 * result['source_accuracy']:.2f}%) -> {outdir}/sweep.csv, sweep.json, sweep.png")
-    return 0
+    sys.stdout.flush()
+    for f in result.get("failed", []):   # the other points are written; the exit status says some are missing
+        print(f"mpc: sweep point {f['point']} failed twice: {f['error']}", file=sys.stderr)
+    return 3 if result.get("failed") else 0
 
 
 def cmd_passes(args) -> int:
@@ -419,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing --sweep-timesteps or --plots folder")
     s.add_argument("--plots", metavar="DIR",
                    help="write the layer and per-neuron correlation figures (PNG) into the new folder DIR")
+    from mpc.driver.executor import add_executor_flags
+    add_executor_flags(s)
     s.set_defaults(fn=cmd_verify)
     s = sub.add_parser("run", help="run a converted folder's model.py on data")
     s.add_argument("outdir")
@@ -461,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest gamma (rounded up to a power of two); the grid is every power of two between")
     s.add_argument("-o", "--output", help="output folder (default out/<model>-sweep)")
     s.add_argument("--force", action="store_true")
+    from mpc.driver.executor import add_executor_flags
+    add_executor_flags(s)
     s.set_defaults(fn=cmd_sweep)
     s = sub.add_parser("passes", help="list passes")
     s.set_defaults(fn=cmd_passes)
