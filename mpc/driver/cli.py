@@ -186,8 +186,13 @@ def cmd_verify(args) -> int:
     args.emit, args.dump_ir_after = args.emit or ("numpy",), args.dump_ir_after or ()
     settings = _settings(args)
     steps = _sweep_check(args)
+    from mpc.driver.shards import is_sharded
     if args.source:
         result = verify_converted(args.model, args.source, settings, args.data, args.samples, thresholds)
+    elif is_sharded(args.data):   # a folder of .npz shards: per-shard summaries on the executor, merged
+        from mpc.driver.executor import executor_spec
+        from mpc.driver.shards import verify_sharded
+        result = verify_sharded(args.model, settings, args.data, thresholds, executor_spec(args))
     else:
         result = verify(args.model, settings, args.data, args.samples, thresholds)
     if args.plots:
