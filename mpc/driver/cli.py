@@ -256,6 +256,8 @@ def cmd_finetune(args) -> int:
     from mpc.data import load_data
     from mpc.driver.compiler import compile_model, log, write_outdir
     settings = _settings(args)
+    from mpc.driver.ddp import check_ddp
+    ddp = check_ddp(args)   # --ddp N: mp target only, checked before any other branch
     if settings.target == "hopfield":   # dual propagation, EP or backprop (mpc.driver.hop_finetune)
         from mpc.driver.hop_finetune import finetune_hopfield
         _check_output(Path(args.output), args)
@@ -288,9 +290,16 @@ def cmd_finetune(args) -> int:
     if args.distill > 0:
         out = run_source(loaded.onnx_model, source, data, [], loaded.input_names, loaded.source)
         teacher = out[loaded.onnx_model.graph.output[0].name if loaded.onnx_model else source.outputs[0].name]
-    res = finetune(compiled.graph, data, args.epochs, args.lr, args.batch_size, args.learn_gamma,
-                   calibrated.gain_terms, calibrated.gain is GainMode.FLOAT, settings.seed, settings.quiet,
-                   teacher, args.distill, args.weight_decay, settings.progress, args.val_fraction, args.lr_schedule)
+    options = {"epochs": args.epochs, "lr": args.lr, "batch": args.batch_size, "learn_gamma": args.learn_gamma,
+               "gain_terms": calibrated.gain_terms, "float_gains": calibrated.gain is GainMode.FLOAT,
+               "seed": settings.seed, "quiet": settings.quiet, "teacher": teacher, "distill": args.distill,
+               "weight_decay": args.weight_decay, "progress": settings.progress, "val_fraction": args.val_fraction,
+               "schedule": args.lr_schedule}
+    if ddp:   # DistributedDataParallel on `ddp` local ranks; rank 0 hands the trained graph back
+        from mpc.driver.ddp import finetune_ddp
+        compiled.graph, res = finetune_ddp(compiled.graph, data, ddp, options | {"quiet": True, "progress": False})
+    else:
+        res = finetune(compiled.graph, data, **options)
     from mpc.ir import verify_graph
     verify_graph(compiled.graph)
     compiled.ctx.report.section("Fine-tuning", res.history)
@@ -463,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning-rate schedule over the steps (cosine down to lr/20)")
     from mpc.driver.sparsity import add_finetune_flags
     add_finetune_flags(s)
+    from mpc.driver.ddp import add_ddp_flag
+    add_ddp_flag(s)
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_finetune)
