@@ -186,7 +186,7 @@ def cmd_verify(args) -> int:
     args.emit, args.dump_ir_after = args.emit or ("numpy",), args.dump_ir_after or ()
     settings = _settings(args)
     steps = _sweep_check(args)
-    from mpc.driver.shards import is_sharded
+    from mpc.driver.shard_files import is_sharded
     if args.source:
         result = verify_converted(args.model, args.source, settings, args.data, args.samples, thresholds)
     elif is_sharded(args.data):   # a folder of .npz shards: per-shard summaries on the executor, merged
