@@ -102,63 +102,106 @@ def _run_local(fn: str, points: list[Point], spec: ExecutorSpec, on_done) -> lis
     return outcomes
 
 
-def _child(conn, fn: str, payload: dict) -> None:
-    """Worker process body: send ("ok", value) or ("error", message) back through `conn`."""
-    try:
-        conn.send(("ok", _call(fn, payload)))
-    except Exception as e:  # noqa: BLE001 - the parent reports it by the point's name
-        conn.send(("error", _describe(e) + "\n" + traceback.format_exc(limit=3)))
-    finally:
-        conn.close()
+def _serve(conn) -> None:
+    """Worker process body: run (task, payload) messages until None, answering ("ok", value) or ("error", message)."""
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        fn, payload = message
+        try:
+            conn.send(("ok", _call(fn, payload)))
+        except Exception as e:  # noqa: BLE001 - the parent reports it by the point's name
+            conn.send(("error", _describe(e) + "\n" + traceback.format_exc(limit=3)))
 
 
 def _context():
-    """forkserver: each point gets a fresh process forked from a clean, single-threaded server that has
-    already imported mpc (a thread-safe fork, and cheap)."""
+    """forkserver: workers are forked from a clean, single-threaded server that has already imported mpc
+    (a thread-safe fork, and cheap)."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["mpc.driver.sweep"])
     return ctx
 
 
+@dataclass
+class _Worker:
+    """A long-lived worker process (it keeps its caches: loaded model, compiled kernels) and its point."""
+
+    proc: Any
+    conn: Any
+    job: tuple[int, int] | None = None   # (point index, attempt)
+
+
+def _spawn(ctx) -> _Worker:
+    here, there = ctx.Pipe()
+    proc = ctx.Process(target=_serve, args=(there,), daemon=True)
+    proc.start()
+    there.close()
+    return _Worker(proc, here)
+
+
 def _run_process(fn: str, points: list[Point], spec: ExecutorSpec, on_done) -> list[Outcome]:
-    """One short-lived process per attempt, at most `spec.jobs` at a time: a worker that dies takes only
-    its own point with it, and that point is retried."""
+    """`spec.jobs` long-lived local worker processes fed one point at a time; a worker that dies takes only
+    its own point with it: it is replaced and the point retried."""
     ctx = _context()
-    todo = [(i, 1) for i in range(len(points))]
-    todo.reverse()   # pop() from the end keeps the given order
-    running: dict = {}   # connection -> (process, index, attempt)
+    workers = [_spawn(ctx) for _ in range(max(1, min(spec.jobs, len(points))))]
+    todo = [(i, 1) for i in reversed(range(len(points)))]   # pop() from the end keeps the given order
     done: dict[int, Outcome] = {}
-    while todo or running:
-        while todo and len(running) < max(1, spec.jobs):
-            i, attempt = todo.pop()
-            recv, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_child, args=(send, fn, points[i].payload), daemon=True)
-            proc.start()
-            send.close()
-            running[recv] = (proc, i, attempt)
-        for conn in wait(list(running)):
-            proc, i, attempt = running.pop(conn)
-            status, value = _receive(conn, proc)
-            if status != "ok" and attempt < ATTEMPTS:
-                todo.append((i, attempt + 1))
-                continue
-            ok = status == "ok"
-            done[i] = Outcome(points[i].name, value if ok else None, None if ok else value.splitlines()[0], attempt)
-            on_done()
+    try:
+        while len(done) < len(points):
+            for w in workers:
+                if w.job is None and todo:
+                    w.job = todo.pop()
+                    w.conn.send((fn, points[w.job[0]].payload))
+            busy = [w for w in workers if w.job is not None]
+            wait([w.conn for w in busy] + [w.proc.sentinel for w in busy])
+            for k, w in enumerate(workers):
+                if w.job is None or not (w.conn.poll() or not w.proc.is_alive()):
+                    continue
+                (i, attempt), (status, value) = w.job, _receive(w)
+                w.job = None
+                if status == "died":
+                    workers[k] = _spawn(ctx)
+                if status != "ok" and attempt < ATTEMPTS:
+                    todo.append((i, attempt + 1))
+                    continue
+                ok = status == "ok"
+                done[i] = Outcome(points[i].name, value if ok else None, None if ok else value.splitlines()[0],
+                                  attempt)
+                on_done()
+    finally:
+        _stop(workers)
     return [done[i] for i in range(len(points))]
 
 
-def _receive(conn, proc) -> tuple[str, Any]:
-    """The child's message, or ("error", how it died) when it exited without one."""
+def _receive(w: _Worker) -> tuple[str, Any]:
+    """The worker's answer, or ("died", how) when it exited without one."""
     try:
-        message = conn.recv()
+        if w.conn.poll():
+            return w.conn.recv()
     except (EOFError, OSError):
-        message = None
-    conn.close()
-    proc.join()
-    if message is None:
-        return "error", f"worker died (exit code {proc.exitcode})"
-    return message
+        pass
+    w.proc.join()
+    w.conn.close()
+    return "died", f"worker died (exit code {w.proc.exitcode})"
+
+
+def _stop(workers: list[_Worker]) -> None:
+    """Ask every worker to finish, then make sure it has."""
+    for w in workers:
+        try:
+            w.conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+    for w in workers:
+        w.proc.join(timeout=5)
+        if w.proc.is_alive():
+            w.proc.terminate()
+            w.proc.join()
+        w.conn.close()
 
 
 def _run_ray(fn: str, points: list[Point], spec: ExecutorSpec, on_done) -> list[Outcome]:

@@ -147,7 +147,8 @@ def _epoch(model, opt, feeds, labels, teacher, distill, batch, rng, bar, sched=N
 
 def _world() -> int:
     """Processes training together (1 unless a torch.distributed process group is up)."""
-    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _local(idx: np.ndarray) -> np.ndarray:
