@@ -187,6 +187,8 @@ def cmd_verify(args) -> int:
     settings = _settings(args)
     steps = _sweep_check(args)
     from mpc.driver.shard_files import is_sharded
+    if (args.executor or args.jobs or args.ray_address) and not (steps or is_sharded(args.data)):
+        raise BadFlag("--executor, --jobs and --ray-address apply to --sweep-timesteps or a sharded --data DIR")
     if args.source:
         result = verify_converted(args.model, args.source, settings, args.data, args.samples, thresholds)
     elif is_sharded(args.data):   # a folder of .npz shards: per-shard summaries on the executor, merged

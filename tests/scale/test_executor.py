@@ -50,3 +50,13 @@ def test_flags():
     for bad in (_Args(jobs=0), _Args("local", 2), _Args("process", 2, "x:1")):
         with pytest.raises(BadFlag):
             executor_spec(bad)
+
+
+def test_executor_flags_need_work_to_spread(capsys):
+    from pathlib import Path
+
+    from cli_helpers import error_line, run_cli
+    mlp = Path(__file__).resolve().parents[2] / "examples" / "models" / "digits_mlp.onnx"
+    rc, _, err = run_cli(capsys, "verify", mlp, "--target", "float", "--jobs", "2")
+    assert rc == 2
+    assert error_line(err) == "--executor, --jobs and --ray-address apply to --sweep-timesteps or a sharded --data DIR"
