@@ -186,8 +186,15 @@ def cmd_verify(args) -> int:
     args.emit, args.dump_ir_after = args.emit or ("numpy",), args.dump_ir_after or ()
     settings = _settings(args)
     steps = _sweep_check(args)
+    from mpc.driver.shard_files import is_sharded
+    if (args.executor or args.jobs or args.ray_address) and not (steps or is_sharded(args.data)):
+        raise BadFlag("--executor, --jobs and --ray-address apply to --sweep-timesteps or a sharded --data DIR")
     if args.source:
         result = verify_converted(args.model, args.source, settings, args.data, args.samples, thresholds)
+    elif is_sharded(args.data):   # a folder of .npz shards: per-shard summaries on the executor, merged
+        from mpc.driver.executor import executor_spec
+        from mpc.driver.shards import verify_sharded
+        result = verify_sharded(args.model, settings, args.data, thresholds, executor_spec(args))
     else:
         result = verify(args.model, settings, args.data, args.samples, thresholds)
     if args.plots:
@@ -198,13 +205,14 @@ def cmd_verify(args) -> int:
         print(json.dumps(result, sort_keys=True))
     else:
         print_table(result)
-    if steps:   # spiking targets: accuracy vs T (CSV + PNG)
-        _sweep_timesteps(args, settings, steps)
+    points_failed = _sweep_timesteps(args, settings, steps) if steps else []   # lif: accuracy vs T (CSV + PNG)
     failed = [c for c in result["checks"] if not c["passed"]]
     sys.stdout.flush()
     for c in failed:
         print(f"mpc: check failed: {c['message']}", file=sys.stderr)
-    return 3 if failed else 0
+    for line in points_failed:
+        print(line, file=sys.stderr)
+    return 3 if failed or points_failed else 0
 
 
 def _sweep_check(args) -> tuple[int, ...]:
@@ -225,15 +233,17 @@ def _sweep_dir(args) -> Path:
     return Path(args.output or f"out/{Path(args.model.split(':')[0]).stem}-timesteps")
 
 
-def _sweep_timesteps(args, settings, steps) -> None:
-    """Accuracy against T for `mpc verify --target lif --sweep-timesteps ...`."""
+def _sweep_timesteps(args, settings, steps) -> list[str]:
+    """Accuracy against T for `mpc verify --target lif --sweep-timesteps ...`; the points that failed twice."""
+    from mpc.driver.executor import executor_spec
     from mpc.driver.sweep_timesteps import sweep_timesteps, write_sweep
     outdir = _sweep_dir(args)
-    result = sweep_timesteps(args.model, settings, args.data, steps)
+    result = sweep_timesteps(args.model, settings, args.data, steps, executor_spec(args))
     write_sweep(result, outdir, args.force, f"{Path(args.model).name}: accuracy vs T (lif)")
     for r in result["rows"]:
         print(f"T {r['timesteps']:<6} accuracy {100 * r['accuracy']:.2f}%")
     print(f"source {100 * result['source_accuracy']:.2f}% -> {outdir}/timesteps.csv, timesteps.png")
+    return [f"mpc: sweep point {f['point']} failed twice: {f['error']}" for f in result.get("failed", [])]
 
 
 def cmd_run(args) -> int:
@@ -248,6 +258,8 @@ def cmd_finetune(args) -> int:
     from mpc.data import load_data
     from mpc.driver.compiler import compile_model, log, write_outdir
     settings = _settings(args)
+    from mpc.driver.ddp import check_ddp
+    ddp = check_ddp(args)   # --ddp N: mp target only, checked before any other branch
     if settings.target == "hopfield":   # dual propagation, EP or backprop (mpc.driver.hop_finetune)
         from mpc.driver.hop_finetune import finetune_hopfield
         _check_output(Path(args.output), args)
@@ -284,9 +296,16 @@ def cmd_finetune(args) -> int:
     if args.distill > 0:
         out = run_source(loaded.onnx_model, source, data, [], loaded.input_names, loaded.source)
         teacher = out[loaded.onnx_model.graph.output[0].name if loaded.onnx_model else source.outputs[0].name]
-    res = finetune(compiled.graph, data, args.epochs, args.lr, args.batch_size, args.learn_gamma,
-                   calibrated.gain_terms, calibrated.gain is GainMode.FLOAT, settings.seed, settings.quiet,
-                   teacher, args.distill, args.weight_decay, settings.progress, args.val_fraction, args.lr_schedule)
+    options = {"epochs": args.epochs, "lr": args.lr, "batch": args.batch_size, "learn_gamma": args.learn_gamma,
+               "gain_terms": calibrated.gain_terms, "float_gains": calibrated.gain is GainMode.FLOAT,
+               "seed": settings.seed, "quiet": settings.quiet, "teacher": teacher, "distill": args.distill,
+               "weight_decay": args.weight_decay, "progress": settings.progress, "val_fraction": args.val_fraction,
+               "schedule": args.lr_schedule}
+    if ddp:   # DistributedDataParallel on `ddp` local ranks; rank 0 hands the trained graph back
+        from mpc.driver.ddp import finetune_ddp
+        compiled.graph, res = finetune_ddp(compiled.graph, data, ddp, options | {"quiet": True, "progress": False})
+    else:
+        res = finetune(compiled.graph, data, **options)
     from mpc.ir import verify_graph
     verify_graph(compiled.graph)
     compiled.ctx.report.section("Fine-tuning", res.history)
@@ -337,14 +356,18 @@ def cmd_sweep(args) -> int:
     outdir = Path(args.output or f"out/{Path(args.model.split(':')[0]).stem}-sweep")
     _check_output(outdir, args)
     grid = power_grid(args.min, args.max)
-    result = sweep(args.model, settings, args.data, grid)
+    from mpc.driver.executor import executor_spec
+    result = sweep(args.model, settings, args.data, grid, executor_spec(args))
     result["grid"] = {"min": grid[0], "max": grid[-1], "requested_min": args.min, "requested_max": args.max}
     write(result, outdir, args.force, f"{Path(args.model).name}: accuracy vs γ")
     for r in result["rows"]:
         print(f"gamma {r['gamma']:<12.6g} accuracy {100 * r['accuracy']:.2f}%")
     print(f"calibrated per-layer gammas {result['calibrated_gammas']}: {100 * result['calibrated_accuracy']:.2f}% "
           f"(source {100 * result['source_accuracy']:.2f}%) -> {outdir}/sweep.csv, sweep.json, sweep.png")
-    return 0
+    sys.stdout.flush()
+    for f in result.get("failed", []):   # the other points are written; the exit status says some are missing
+        print(f"mpc: sweep point {f['point']} failed twice: {f['error']}", file=sys.stderr)
+    return 3 if result.get("failed") else 0
 
 
 def cmd_passes(args) -> int:
@@ -423,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing --sweep-timesteps or --plots folder")
     s.add_argument("--plots", metavar="DIR",
                    help="write the layer and per-neuron correlation figures (PNG) into the new folder DIR")
+    from mpc.driver.executor import add_executor_flags
+    add_executor_flags(s)
     s.set_defaults(fn=cmd_verify)
     s = sub.add_parser("run", help="run a converted folder's model.py on data")
     s.add_argument("outdir")
@@ -457,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning-rate schedule over the steps (cosine down to lr/20)")
     from mpc.driver.sparsity import add_finetune_flags
     add_finetune_flags(s)
+    from mpc.driver.ddp import add_ddp_flag
+    add_ddp_flag(s)
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_finetune)
@@ -469,6 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest gamma (rounded up to a power of two); the grid is every power of two between")
     s.add_argument("-o", "--output", help="output folder (default out/<model>-sweep)")
     s.add_argument("--force", action="store_true")
+    from mpc.driver.executor import add_executor_flags
+    add_executor_flags(s)
     s.set_defaults(fn=cmd_sweep)
     s = sub.add_parser("train-snn", help="train a recurrent LIF network on a sequence task (convex readout or SG)")
     s.add_argument("--task", required=True, choices=("first-last-xor", "mnist-seq", "digits-seq"))

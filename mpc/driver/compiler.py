@@ -79,6 +79,9 @@ def calibration_data(settings: Settings, loaded: Loaded, train: Dataset | None =
     """What calibrating passes see: --calib; else the head of the training data (`mpc finetune`);
     else 256 seeded U(0, 1) samples, with a warning."""
     if settings.calib:
+        from mpc.driver.shard_files import is_sharded, load_joined  # --calib DIR: the shards, joined
+        if is_sharded(settings.calib):
+            return load_joined(settings.calib, loaded.graph, loaded.input_names)
         return load_data(settings.calib, loaded.graph, loaded.input_names)
     if train is not None:   # calibrate on the training data, not on U(0, 1) noise
         data = calibration_slice(train)

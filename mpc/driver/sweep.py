@@ -7,18 +7,22 @@ chooses on its own is marked on the plot, with the accuracy it reaches.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from pathlib import Path
 
 from mpc.data import batches, load_data
 from mpc.driver.compiler import Settings, compile_model, pipeline_for
+from mpc.driver.executor import LOCAL, ExecutorSpec, Point, run_points
 from mpc.driver.outdir import staged_dir
 from mpc.errors import BadFlag, BadInput
 from mpc.frontend import load
 from mpc.ir import clone, run
 from mpc.passmanager import set_options
 from mpc.progress import progress_bar
+
+SWEEP_TASK = "mpc.driver.sweep:sweep_point"   # what each point runs, by name: workers import it
 
 
 def accuracy(graph, data) -> float:
@@ -31,31 +35,55 @@ def accuracy(graph, data) -> float:
 
 
 def sweep_option(spec: str, settings: Settings, data_path: str, what: str, stage: str, option: str,
-                 values) -> tuple:
-    """(loaded source, labelled data, rows): accuracy of the target with `stage{option=v}` for each v."""
+                 values, executor: ExecutorSpec = LOCAL, task: str = SWEEP_TASK) -> tuple:
+    """(loaded source, labelled data, rows, outcomes): accuracy of the target with `stage{option=v}` for
+    each v, each point a task on `executor` (rows: the points that succeeded, in the order of `values`)."""
     loaded = load(spec, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch,
                   outputs=settings.outputs)
     data = load_data(data_path, loaded.graph, loaded.input_names)
     if data.labels is None:
         raise BadInput(f"{data_path}: {what} needs 'labels' in the data file")
-    quiet = dataclasses.replace(settings, quiet=True)
-    rows = []
-    for v in progress_bar(values, desc=what.lstrip("-"), quiet=settings.quiet, progress=settings.progress):
-        fixed = dataclasses.replace(quiet, passes=set_options(pipeline_for(settings), {stage: {option: v}}))
-        c = compile_model(spec, fixed, loaded=dataclasses.replace(loaded, graph=clone(loaded.graph)))
-        rows.append({option: v, "accuracy": accuracy(c.graph, data)})
-    return loaded, data, rows
+    base = {"spec": spec, "settings": dataclasses.asdict(dataclasses.replace(settings, quiet=True)),
+            "data_path": data_path, "stage": stage, "option": option}
+    points = [Point(f"{option}={v!r}", base | {"value": v}) for v in values]
+    with progress_bar(desc=what.lstrip("-"), total=len(points), quiet=settings.quiet,
+                      progress=settings.progress) as bar:
+        outcomes = run_points(task, points, executor, on_done=bar.update)
+    rows = [{option: v, "accuracy": o.value} for v, o in zip(values, outcomes) if o.ok]
+    return loaded, data, rows, outcomes
 
 
-def sweep(spec: str, settings: Settings, data_path: str, gammas: list[float]) -> dict:
-    """Accuracy per global γ, plus the calibrated per-layer choice."""
-    loaded, data, rows = sweep_option(spec, settings, data_path, "sweep-gamma", "mp-calibrate", "gamma",
-                                      [float(g) for g in gammas])
+@functools.lru_cache(maxsize=2)
+def _source(spec: str, settings: Settings, data_path: str):
+    """(loaded source, data) once per worker process: every point of a sweep starts from them."""
+    loaded = load(spec, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch,
+                  outputs=settings.outputs)
+    return loaded, load_data(data_path, loaded.graph, loaded.input_names)
+
+
+def sweep_point(payload: dict) -> float:
+    """The task of one sweep point: accuracy of the target with `stage{option=value}` (plain-data payload:
+    model path, flags, data path, option and value)."""
+    settings = Settings(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["settings"].items()})
+    loaded, data = _source(payload["spec"], settings, payload["data_path"])
+    options = {payload["stage"]: {payload["option"]: payload["value"]}}
+    fixed = dataclasses.replace(settings, passes=set_options(pipeline_for(settings), options))
+    c = compile_model(payload["spec"], fixed, loaded=dataclasses.replace(loaded, graph=clone(loaded.graph)))
+    return accuracy(c.graph, data)
+
+
+def sweep(spec: str, settings: Settings, data_path: str, gammas: list[float],
+          executor: ExecutorSpec = LOCAL) -> dict:
+    """Accuracy per global γ, plus the calibrated per-layer choice (and the points that failed twice)."""
+    loaded, data, rows, outcomes = sweep_option(spec, settings, data_path, "sweep-gamma", "mp-calibrate", "gamma",
+                                                [float(g) for g in gammas], executor)
     quiet = dataclasses.replace(settings, quiet=True)
     auto = compile_model(spec, quiet, loaded=dataclasses.replace(loaded, graph=clone(loaded.graph)))
     chosen = [op.attrs.gamma for op in auto.graph.ops if op.kind.startswith("mp.")]
-    return {"rows": rows, "calibrated_gammas": chosen, "calibrated_accuracy": accuracy(auto.graph, data),
-            "source_accuracy": accuracy(loaded.graph, data)}
+    result = {"rows": rows, "calibrated_gammas": chosen, "calibrated_accuracy": accuracy(auto.graph, data),
+              "source_accuracy": accuracy(loaded.graph, data)}
+    failed = [{"point": o.name, "error": o.error} for o in outcomes if not o.ok]
+    return result | ({"failed": failed} if failed else {})
 
 
 def write(result: dict, outdir: Path, force: bool, title: str) -> list[str]:

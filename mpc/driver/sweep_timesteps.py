@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mpc.driver.compiler import Settings
+from mpc.driver.executor import LOCAL, ExecutorSpec
 from mpc.driver.outdir import staged_dir
 from mpc.driver.sweep import accuracy, sweep_option
 from mpc.errors import BadFlag
@@ -22,15 +23,18 @@ def parse_steps(text: str) -> tuple[int, ...]:
     return tuple(steps)
 
 
-def sweep_timesteps(spec: str, settings: Settings, data_path: str | None, steps: tuple[int, ...]) -> dict:
-    """Accuracy per T for the lif target, and the source's accuracy, on labelled data."""
+def sweep_timesteps(spec: str, settings: Settings, data_path: str | None, steps: tuple[int, ...],
+                    executor: ExecutorSpec = LOCAL) -> dict:
+    """Accuracy per T for the lif target, and the source's accuracy, on labelled data (and the points
+    that failed twice)."""
     if settings.target != "lif":
         raise BadFlag(f"--sweep-timesteps needs --target lif (got {settings.target})")
     if not data_path:
         raise BadFlag("--sweep-timesteps needs labelled --data")
-    loaded, data, rows = sweep_option(spec, settings, data_path, "--sweep-timesteps", "lower-lif", "timesteps",
-                                      steps)
-    return {"rows": rows, "source_accuracy": accuracy(loaded.graph, data)}
+    loaded, data, rows, outcomes = sweep_option(spec, settings, data_path, "--sweep-timesteps", "lower-lif",
+                                                "timesteps", steps, executor)
+    failed = [{"point": o.name, "error": o.error} for o in outcomes if not o.ok]
+    return {"rows": rows, "source_accuracy": accuracy(loaded.graph, data)} | ({"failed": failed} if failed else {})
 
 
 def write_sweep(result: dict, outdir: Path, force: bool, title: str) -> list[str]:

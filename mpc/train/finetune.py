@@ -127,7 +127,9 @@ def _epoch(model, opt, feeds, labels, teacher, distill, batch, rng, bar, sched=N
     order = rng.permutation(n)
     total, correct = 0.0, 0
     for s in range(0, n, batch):
-        idx = torch.from_numpy(order[s:s + batch])
+        idx = torch.from_numpy(_local(order[s:s + batch]))   # data parallel: this rank's part of the batch
+        if idx.numel() == 0:
+            continue
         logits = next(iter(model({k: v[idx] for k, v in feeds.items()}).values()))
         logits = logits.reshape(logits.shape[0], -1)
         loss = _loss(logits, labels[idx], None if teacher is None else teacher[idx], distill)
@@ -136,11 +138,35 @@ def _epoch(model, opt, feeds, labels, teacher, distill, batch, rng, bar, sched=N
         opt.step()
         if sched is not None:
             sched.step()
-        total += float(loss.detach()) * len(idx)
+        total += float(loss.detach()) * len(idx) * _world()
         correct += int((logits.reshape(logits.shape[0], -1).argmax(1) == labels[idx]).sum())
         bar.update(1)
         bar.set_postfix(loss=f"{float(loss.detach()):.4f}", acc=f"{correct / min(s + batch, n):.4f}")
-    return total / n, correct / n
+    return total / n, correct * _world() / n
+
+
+def _world() -> int:
+    """Processes training together (1 unless a torch.distributed process group is up)."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _local(idx: np.ndarray) -> np.ndarray:
+    """This rank's share of a global batch: every world-th sample from its rank on. All ranks draw the
+    same seeded order, so N ranks with DDP's averaged gradients take the steps one process takes on the
+    whole batch; a last batch smaller than the world is skipped by every rank alike."""
+    world = _world()
+    if world == 1:
+        return idx
+    return idx[torch.distributed.get_rank()::world] if idx.size >= world else idx[:0]
+
+
+def _parallel(model):
+    """The module to run forward: DistributedDataParallel over `model` when a process group is up."""
+    if _world() == 1:
+        return model
+    # a learnt γ is frozen in the last epoch: DDP must then expect parameters without gradients
+    return torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=model.log_gamma.requires_grad)
 
 
 def finetune(graph: Graph, data, epochs: int, lr: float, batch: int, learn_gamma: bool, gain_terms: int,
@@ -173,6 +199,7 @@ def finetune(graph: Graph, data, epochs: int, lr: float, batch: int, learn_gamma
     t0, history = time.perf_counter(), []
     teacher_t = None if teacher is None else torch.from_numpy(np.ascontiguousarray(teacher[tr], np.float32))
     opt, sched = _optimizer(model, set(), lr, weight_decay, schedule, epochs * per_epoch)
+    net = _parallel(model)
     best = None   # (validation accuracy, -validation loss, epoch, unsnapped state)
     for e in range(epochs):
         if e == epochs - 1 and epochs > 1:   # last epoch: snapped gains (and γ) frozen
@@ -180,7 +207,7 @@ def finetune(graph: Graph, data, epochs: int, lr: float, batch: int, learn_gamma
             frozen = set(_gain_keys(model)) if not float_gains else set()
             model.log_gamma.requires_grad_(False)
             opt, sched = _optimizer(model, frozen, lr / 3, weight_decay, schedule, per_epoch)
-        loss, acc = _epoch(model, opt, feeds, labels, teacher_t, distill, batch, rng, bar, sched)
+        loss, acc = _epoch(net, opt, feeds, labels, teacher_t, distill, batch, rng, bar, sched)
         row = {"epoch": e + 1, "loss": round(loss, 6), "train accuracy": round(acc, 6)}
         if va.size:
             acc, vloss, state = _snapped_score(model, val, gain_terms, float_gains)
