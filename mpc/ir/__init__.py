@@ -5,6 +5,7 @@ Other code imports from `mpc.ir` only. Op families are imported here by an expli
 from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.*, hop.*, fx.*, snn.*, sp.* kinds)
            ops_fx,
            ops_hop,
+           ops_hw,
            ops_mp,
            ops_nn,
            ops_nn_spatial,
@@ -41,7 +42,7 @@ from mpc.ir.rewrite import (
 from mpc.ir.types import DType, TensorType
 from mpc.ir.verify import verify_graph
 
-FAMILIES = ["nn", "mp", "np", "hop", "fx", "snn", "sp"]
+FAMILIES = ["nn", "mp", "np", "hop", "fx", "snn", "sp", "hw"]
 
 __all__ = [
            "TRAITS",

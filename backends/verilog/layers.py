@@ -1,0 +1,195 @@
+"""Verilog for the sequential layer datapaths: hw.mp_dense (multiplierless MP) and hw.mac_dense.
+
+Both share one stream protocol and controller shape: in IDLE the module takes an input vector when
+`in_valid` is high (in_ready = 1 only in IDLE), computes `parallel` neurons per group, shifts each
+group's results into the output register, and in DONE holds out_valid until `out_ready`. Weights are
+constant ROMs (case tables indexed by group or by schedule entry), so no file has to travel with rtl/.
+"""
+from __future__ import annotations
+
+import numpy as np
+from mpc.backends.verilog.text import bits_for, lit, pack, rom, saturate, sext, slit
+
+from mpc.fx.arith import Overflow
+
+SHIFT_BITS = 6   # gain shifts are in [0, 62]
+
+
+def ports(name: str, n_in: int, w_in: int, n_out: int, w_out: int, doc: list[str], clocked: bool = True) -> list[str]:
+    """Module header with the stream ports of every layer (combinational stages have no clk, rst)."""
+    clock = ["    input  wire clk,", "    input  wire rst,"] if clocked else []
+    return [*(f"// {d}" for d in doc), f"module {name} (", *clock,
+            "    input  wire in_valid,", "    output wire in_ready,", f"    input  wire [{n_in * w_in - 1}:0] in_data,",
+            "    output wire out_valid,", "    input  wire out_ready,", f"    output wire [{n_out * w_out - 1}:0] out_data",
+            ");"]
+
+
+def _controller(groups: int, run_states: list[str], pw: int, hw: int) -> list[str]:
+    """Shared declarations (state, group counter unless groups = 0, output register) and the opening
+    of the clocked block."""
+    gb = bits_for(groups)
+    states = ", ".join(f"{s} = 3'd{i + 1}" for i, s in enumerate(run_states))
+    return [f"    localparam [2:0] IDLE = 3'd0, {states}, DONE = 3'd{len(run_states) + 1};",
+            "    reg [2:0] state;", *([f"    reg [{gb - 1}:0] g;"] if groups else []), f"    reg [{hw - 1}:0] y;",
+            f"    wire [{pw - 1}:0] ysat;",
+            "    assign in_ready = state == IDLE;", "    assign out_valid = state == DONE;",
+            "    assign out_data = y;", "", "    always @(posedge clk) begin",
+            "        if (rst) begin", "            state <= IDLE;", *([f"            g <= {gb}'d0;"] if groups else []),
+            "        end else begin",
+            "            if (state == DONE && out_ready) state <= IDLE;"]
+
+
+def _shift_in(pw: int, hw: int) -> str:
+    """The output register after shifting one group's results in at the top."""
+    return "ysat" if pw == hw else f"{{ysat, y[{hw - 1}:{pw}]}}"
+
+
+def _gain(b: int, terms: int, wo: int, wrap: bool) -> list[str]:
+    """One PE's shift-add gain of alpha - beta in 64 bits (as the emulator's int64), then overflow."""
+    return ["        reg signed [63:0] d64, acc;", f"        reg signed [{b - 1}:0] diff;", f"        reg [{wo - 1}:0] yo;",
+            "        integer t;", "        always @* begin", "            diff = lo_a - lo_b;",
+            f"            d64 = {{{{{64 - b}{{diff[{b - 1}]}}}}, diff}};", "            acc = 64'sd0;",
+            f"            for (t = 0; t < {terms}; t = t + 1) begin",
+            (f"                if (sg[(p * {terms} + t) * 2 +: 2] == 2'b01) "
+            f"acc = acc + (d64 <<< sh[(p * {terms} + t) * {SHIFT_BITS} +: {SHIFT_BITS}]);"),
+            (f"                else if (sg[(p * {terms} + t) * 2 +: 2] == 2'b11) "
+            f"acc = acc - (d64 <<< sh[(p * {terms} + t) * {SHIFT_BITS} +: {SHIFT_BITS}]);"),
+            "            end", *("            " + s for s in saturate("yo", "acc", 64, wo, wrap)), "        end",
+            f"        assign ysat[p * {wo} +: {wo}] = yo;"]
+
+
+def _mp_pe(op, d: int, b: int, sx: int, sw: int) -> list[str]:
+    """One processing element: |x + w|, |x - w|, max, the two sums of [a - mid]+ + [-a - mid]+, bisection."""
+    wx, ww = op.operands[0].type.dtype.width, op.operands[1].type.dtype.width
+    xj, wj = f"($signed({sext('x', f'j * {wx}', wx, b)}) <<< {sx})", \
+        f"($signed({sext('wr', f'(p * {d} + j) * {ww}', ww, b)}) <<< {sw})"
+    body = []
+    for side, sign in (("a", "+"), ("b", "-")):
+        body += [f"                u = {xj} {sign} {wj};", f"                m = u[{b - 1}] ? -u : u;",
+                 f"                if (m > top_{side}) top_{side} = m;",
+                 f"                r = m - mid_{side}; if (r > {slit(0, b)}) f_{side} = f_{side} + r;",
+                 f"                r = -m - mid_{side}; if (r > {slit(0, b)}) f_{side} = f_{side} + r;"]
+    zero = slit(0, b)
+    return [f"        reg signed [{b - 1}:0] lo_a, hi_a, lo_b, hi_b, top_a, top_b, f_a, f_b, u, m, r;",
+            f"        wire signed [{b - 1}:0] mid_a = lo_a + ((hi_a - lo_a) >>> 1);",
+            f"        wire signed [{b - 1}:0] mid_b = lo_b + ((hi_b - lo_b) >>> 1);",
+            "        integer j;", "        always @* begin",
+            f"            top_a = {zero}; top_b = {zero}; f_a = {zero}; f_b = {zero};",
+            f"            for (j = 0; j < {d}; j = j + 1) begin", *body, "            end", "        end",
+            "        always @(posedge clk) begin", "            if (state == INIT) begin",
+            "                lo_a <= top_a - GAMMA; hi_a <= top_a; lo_b <= top_b - GAMMA; hi_b <= top_b;",
+            "            end else if (state == BISECT) begin",
+            "                if (f_a >= GAMMA) lo_a <= mid_a; else hi_a <= mid_a;",
+            "                if (f_b >= GAMMA) lo_b <= mid_b; else hi_b <= mid_b;", "            end", "        end"]
+
+
+def _mp_roms(op, graph, groups: int, p: int) -> list[str]:
+    w, sh, sg = (np.asarray(graph.weights[v.name]) for v in op.operands[1:4])
+    d, ww, terms = w.shape[1], op.operands[1].type.dtype.width, sh.shape[1]
+    gb = bits_for(groups)
+    wrows = [pack(w[g * p:(g + 1) * p].reshape(-1), ww) for g in range(groups)]
+    srows = [pack(sh[g * p:(g + 1) * p].reshape(-1), SHIFT_BITS) for g in range(groups)]
+    grows = [pack(sg[g * p:(g + 1) * p].reshape(-1), 2) for g in range(groups)]
+    return [*rom("wrom", gb, p * d * ww, wrows), *rom("shrom", gb, p * terms * SHIFT_BITS, srows),
+            *rom("sgrom", gb, p * terms * 2, grows),
+            f"    wire [{p * d * ww - 1}:0] wr = wrom(g);", f"    wire [{p * terms * SHIFT_BITS - 1}:0] sh = shrom(g);",
+            f"    wire [{p * terms * 2 - 1}:0] sg = sgrom(g);"]
+
+
+def render_mp(op, graph, name: str) -> str:
+    """The Verilog module of one hw.mp_dense op."""
+    a = op.attrs
+    h, d = op.operands[1].type.shape
+    terms = op.operands[2].type.shape[1]
+    xd, wd, to = op.operands[0].type.dtype, op.operands[1].type.dtype, a.to
+    fx_ = xd.frac - a.c_shift
+    common = max(fx_, wd.frac)
+    groups, p, b = h // a.parallel, a.parallel, a.width
+    doc = [(f"{name}: margin propagation layer {d} -> {h} (no multipliers), {p} PE(s), {groups} group(s) of "
+           f"{a.halvings + 2} cycles"), (f"x {xd}, w {wd}, y {to}; gamma {a.gamma} at {common} fractional bits; "
+           f"datapath {b} bits")]
+    cnt, gb = bits_for(a.halvings), bits_for(groups)
+    lines = ports(name, d, xd.width, h, to.width, doc)
+    lines += [f"    localparam signed [{b - 1}:0] GAMMA = {slit(int(a.gamma), b)};",
+              *_controller(groups, ["INIT", "BISECT", "STORE"], p * to.width, h * to.width),
+              f"            if (state == IDLE && in_valid) begin x <= in_data; g <= {gb}'d0; state <= INIT; end",
+              f"            if (state == INIT) begin k <= {cnt}'d0; state <= BISECT; end",
+              "            if (state == BISECT) begin", f"                k <= k + {cnt}'d1;",
+              f"                if (k == {lit(a.halvings - 1, cnt)}) state <= STORE;", "            end",
+              "            if (state == STORE) begin", f"                y <= {_shift_in(p * to.width, h * to.width)};",
+              f"                if (g == {lit(groups - 1, gb)}) state <= DONE;",
+              f"                else begin g <= g + {gb}'d1; state <= INIT; end", "            end",
+              "        end", "    end", "", f"    reg [{d * xd.width - 1}:0] x;", f"    reg [{cnt - 1}:0] k;"]
+    lines += _mp_roms(op, graph, groups, p)
+    lines += ["", "    genvar p;", f"    generate for (p = 0; p < {p}; p = p + 1) begin : pe",
+              *_mp_pe(op, d, b, common - fx_, common - wd.frac),
+              *_gain(b, terms, to.width, a.overflow is Overflow.WRAP), "    end endgenerate", "endmodule", ""]
+    return "\n".join(lines)
+
+
+def mac_schedule(w: np.ndarray, p: int) -> list[tuple[int, int, list[int], bool, bool]]:
+    """(group, input j, the P weights, first, last) for every input whose P weights are not all zero;
+    a group whose weights are all zero keeps one entry (j = 0, zero weights) so its outputs are written."""
+    d, h = w.shape
+    out = []
+    for g in range(h // p):
+        cols = w[:, g * p:(g + 1) * p]
+        js = [j for j in range(d) if np.any(cols[j] != 0)] or [0]
+        out += [(g, j, [int(v) for v in cols[j]], i == 0, i == len(js) - 1) for i, j in enumerate(js)]
+    return out
+
+
+def render_mac(op, graph, name: str) -> str:
+    """The Verilog module of one hw.mac_dense op: P multipliers, one (input, weights) entry per cycle."""
+    a = op.attrs
+    w = np.asarray(graph.weights[op.operands[1].name])
+    d, h = w.shape
+    xd, wd, to, p = op.operands[0].type.dtype, op.operands[1].type.dtype, a.to, a.parallel
+    sched = mac_schedule(w, p)
+    e, jb = len(sched), bits_for(d)
+    pw, aw, word = xd.width + wd.width, a.width, p * wd.width + jb + 2
+    words = [pack(ws, wd.width) | (j << (p * wd.width)) | (int(f) << (p * wd.width + jb)) |
+             (int(last) << (p * wd.width + jb + 1)) for _, j, ws, f, last in sched]
+    doc = [(f"{name}: multiply-accumulate layer {d} -> {h}, {p} multiplier(s), {e} schedule entries "
+           f"({d * h - int(np.count_nonzero(w))} zero weights skipped where a whole group's are zero)"),
+           f"x {xd}, w {wd}, y {to}; accumulator {aw} bits"]
+    eb = bits_for(e)
+    lines = ports(name, d, xd.width, h, to.width, doc)
+    lines += [*_controller(0, ["RUN"], p * to.width, h * to.width),
+              f"            if (state == IDLE && in_valid) begin x <= in_data; k <= {eb}'d0; state <= RUN; end",
+              "            if (state == RUN) begin", f"                k <= k + {eb}'d1;",
+              f"                if (last) y <= {_shift_in(p * to.width, h * to.width)};",
+              f"                if (k == {lit(e - 1, eb)}) state <= DONE;", "            end",
+              "        end", "    end", "",
+              f"    reg [{d * xd.width - 1}:0] x;", f"    reg [{eb - 1}:0] k;", *rom("mrom", eb, word, words),
+              f"    wire [{word - 1}:0] ent = mrom(k);", f"    wire [{jb - 1}:0] j = ent[{p * wd.width} +: {jb}];",
+              f"    wire first = ent[{p * wd.width + jb}];", f"    wire last = ent[{p * wd.width + jb + 1}];",
+              f"    wire [{xd.width - 1}:0] xj = x[j * {xd.width} +: {xd.width}];", "",
+              "    genvar p;", f"    generate for (p = 0; p < {p}; p = p + 1) begin : pe",
+              f"        wire signed [{pw - 1}:0] xe = {sext('xj', '0', xd.width, pw)};",
+              f"        wire signed [{pw - 1}:0] we = {sext('ent', f'p * {wd.width}', wd.width, pw)};",
+              f"        wire signed [{pw - 1}:0] prod = xe * we;", f"        reg signed [{aw - 1}:0] acc, nxt;",
+              f"        reg [{to.width - 1}:0] yo;", "        always @* begin",
+              f"            nxt = (first ? {slit(0, aw)} : acc) + {sext_expr('prod', pw, aw)};",
+              *("            " + s for s in saturate("yo", "nxt", aw, to.width, a.overflow is Overflow.WRAP)),
+              "        end", "        always @(posedge clk) if (state == RUN) acc <= nxt;",
+              f"        assign ysat[p * {to.width} +: {to.width}] = yo;", "    end endgenerate", "endmodule", ""]
+    return "\n".join(lines)
+
+
+def sext_expr(v: str, w: int, to: int) -> str:
+    """A whole signed signal `v` of w bits sign-extended to `to` bits."""
+    return v if to == w else f"$signed({{{{{to - w}{{{v}[{w - 1}]}}}}, {v}}})"
+
+
+def mp_cycles(op) -> int:
+    """Cycles from taking an input to offering the output (the layer's latency)."""
+    return op.operands[1].type.shape[0] // op.attrs.parallel * (op.attrs.halvings + 2) + 1
+
+
+def mac_cycles(op, graph) -> int:
+    """Cycles from taking an input to offering the output."""
+    return len(mac_schedule(np.asarray(graph.weights[op.operands[1].name]), op.attrs.parallel)) + 1
+
+
+__all__ = ["mac_cycles", "mp_cycles", "render_mac", "render_mp"]
