@@ -28,16 +28,16 @@ def _shift(expr: str, s: int, rounding: Rounding, bits: int) -> str:
     return f"({expr} >>> {s})"
 
 
-def _stage(name: str, op, x, body: list[str], iw: int, decls: tuple[str, ...] = ()) -> str:
-    """A combinational module over the elements of x: `body` computes v (iw bits, signed) from element i."""
+def _stage(name: str, op, x, body: str, iw: int, decls: tuple[str, ...] = ()) -> str:
+    """A combinational module over the elements of x: `body` computes v (iw bits, signed) from element xi."""
     n = int(np.prod(x.type.shape[1:]))
     wi, wo = x.type.dtype.width, op.results[0].type.dtype.width
     wrap = getattr(op.attrs, "overflow", Overflow.SATURATE) is Overflow.WRAP
     lines = ports(name, n, wi, n, wo, [f"{name}: {op.kind} on {n} elements (combinational)"], False) + list(decls) + PASS
     lines += ["    genvar i;", f"    generate for (i = 0; i < {n}; i = i + 1) begin : el",
               f"        wire signed [{iw - 1}:0] xi = {sext('in_data', f'i * {wi}', wi, iw)};",
-              f"        reg signed [{iw - 1}:0] v;", f"        reg [{wo - 1}:0] yo;", "        always @* begin",
-              *("            " + s for s in body), *("            " + s for s in saturate("yo", "v", iw, wo, wrap)),
+              f"        wire signed [{iw - 1}:0] v = {body};", f"        reg [{wo - 1}:0] yo;", "        always @* begin",
+              *("            " + s for s in saturate("yo", "v", iw, wo, wrap)),
               "        end", f"        assign out_data[i * {wo} +: {wo}] = yo;", "    end endgenerate", "endmodule", ""]
     return "\n".join(lines)
 
@@ -61,14 +61,14 @@ def render_add(op, graph, name: str) -> str:
     s = x.type.dtype.frac - op.attrs.to.frac
     bb = max(int(np.abs(bias).max(initial=0)).bit_length() + 1, 2)
     iw = max(x.type.dtype.width + max(0, -s), bb, op.attrs.to.width) + 2
-    body = [f"v = {_shift('xi', s, op.attrs.rounding, iw)} + $signed({sext('BIAS', f'i * {bb}', bb, iw)});"]
+    body = f"{_shift('xi', s, op.attrs.rounding, iw)} + $signed({sext('BIAS', f'i * {bb}', bb, iw)})"
     return _stage(name, op, x, body, iw, (f"    localparam [{n * bb - 1}:0] BIAS = {lit(pack(bias, bb), n * bb)};",))
 
 
 def render_relu(op, graph, name: str) -> str:
     """fx.relu: max(q, 0)."""
     w = op.operands[0].type.dtype.width
-    return _stage(name, op, op.operands[0], [f"v = xi[{w}] ? {w + 1}'sd0 : xi;"], w + 1)
+    return _stage(name, op, op.operands[0], f"xi[{w}] ? {w + 1}'sd0 : xi", w + 1)
 
 
 def render_cast(op, graph, name: str) -> str:
@@ -76,5 +76,5 @@ def render_cast(op, graph, name: str) -> str:
     xd, to = op.operands[0].type.dtype, op.attrs.to
     s = xd.frac - to.frac
     iw = max(xd.width + max(0, -s), to.width) + 2
-    body = [f"v = {_shift('xi', s, op.attrs.rounding, iw)};"]
+    body = _shift('xi', s, op.attrs.rounding, iw)
     return _stage(name, op, op.operands[0], body, iw)

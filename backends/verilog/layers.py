@@ -45,37 +45,64 @@ def _shift_in(pw: int, hw: int) -> str:
 
 
 def _gain(b: int, terms: int, wo: int, wrap: bool) -> list[str]:
-    """One PE's shift-add gain of alpha - beta in 64 bits (as the emulator's int64), then overflow."""
-    return ["        reg signed [63:0] d64, acc;", f"        reg signed [{b - 1}:0] diff;", f"        reg [{wo - 1}:0] yo;",
-            "        integer t;", "        always @* begin", "            diff = lo_a - lo_b;",
-            f"            d64 = {{{{{64 - b}{{diff[{b - 1}]}}}}, diff}};", "            acc = 64'sd0;",
-            f"            for (t = 0; t < {terms}; t = t + 1) begin",
-            (f"                if (sg[(p * {terms} + t) * 2 +: 2] == 2'b01) "
-            f"acc = acc + (d64 <<< sh[(p * {terms} + t) * {SHIFT_BITS} +: {SHIFT_BITS}]);"),
-            (f"                else if (sg[(p * {terms} + t) * 2 +: 2] == 2'b11) "
-            f"acc = acc - (d64 <<< sh[(p * {terms} + t) * {SHIFT_BITS} +: {SHIFT_BITS}]);"),
-            "            end", *("            " + s for s in saturate("yo", "acc", 64, wo, wrap)), "        end",
+    """One PE's shift-add gain of alpha - beta in 64 bits (as the emulator's int64: shifts drop high
+    bits), a chain of T signed shifted terms, then overflow."""
+    sgn, sh = f"sg[(p * {terms} + t) * 2 +: 2]", f"sh[(p * {terms} + t) * {SHIFT_BITS} +: {SHIFT_BITS}]"
+    return [f"        wire signed [{b - 1}:0] diff = lo_a - lo_b;",
+            f"        wire signed [63:0] d64 = {{{{{64 - b}{{diff[{b - 1}]}}}}, diff}};", "        genvar t;",
+            f"        for (t = 0; t < {terms}; t = t + 1) begin : term",
+            f"            wire signed [63:0] v = d64 <<< {sh};",
+            f"            wire signed [63:0] s = {sgn} == 2'b01 ? v : {sgn} == 2'b11 ? -v : 64'sd0;",
+            "            wire signed [63:0] prev, acc;",
+            "            if (t == 0) begin : first assign prev = 64'sd0; end",
+            "            else begin : next assign prev = term[t - 1].acc; end", "            assign acc = prev + s;",
+            "        end", f"        wire signed [63:0] acc = term[{terms - 1}].acc;", f"        reg [{wo - 1}:0] yo;",
+            "        always @* begin", *("            " + x for x in saturate("yo", "acc", 64, wo, wrap)), "        end",
             f"        assign ysat[p * {wo} +: {wo}] = yo;"]
+
+
+def _mp_abs(op, d: int, b: int, sx: int, sw: int) -> list[str]:
+    """|x + w| and |x - w| of every input (continuous assigns: they change only with the input or the
+    group) and their maxima by a chain of comparators."""
+    wx, ww = op.operands[0].type.dtype.width, op.operands[1].type.dtype.width
+    xj, wj = f"($signed({sext('x', f'j * {wx}', wx, b)}) <<< {sx})", \
+        f"($signed({sext('wr', f'(p * {d} + j) * {ww}', ww, b)}) <<< {sw})"
+    lines = [f"        wire [{d * b - 1}:0] abs_a, abs_b;", "        genvar j;",
+             f"        for (j = 0; j < {d}; j = j + 1) begin : el"]
+    for side, sign in (("a", "+"), ("b", "-")):
+        lines += [f"            wire signed [{b - 1}:0] u_{side} = {xj} {sign} {wj};",
+                  f"            wire signed [{b - 1}:0] m_{side} = u_{side}[{b - 1}] ? -u_{side} : u_{side};",
+                  f"            assign abs_{side}[j * {b} +: {b}] = m_{side};",
+                  f"            wire signed [{b - 1}:0] prev_{side}, mx_{side};",
+                  f"            if (j == 0) begin : first_{side} assign prev_{side} = {slit(0, b)}; end",
+                  f"            else begin : next_{side} assign prev_{side} = el[j - 1].mx_{side}; end",
+                  f"            assign mx_{side} = m_{side} > prev_{side} ? m_{side} : prev_{side};"]
+    return lines + ["        end", f"        wire signed [{b - 1}:0] top_a = el[{d - 1}].mx_a;",
+                    f"        wire signed [{b - 1}:0] top_b = el[{d - 1}].mx_b;"]
+
+
+def _mp_sum(side: str, d: int, b: int) -> list[str]:
+    """The adder tree of one side: f = sum over inputs of [a - mid]+ + [-a - mid]+, over the |x ± w|
+    registered when the group starts (a pipeline register: the tree sees one change per group, so an
+    event-driven simulator re-evaluates it once per bisection step, not once per input)."""
+    zero = slit(0, b)
+    return [f"        reg signed [{b - 1}:0] f_{side}, a_{side}, r_{side};", f"        integer j_{side};",
+            f"        reg [{d * b - 1}:0] absq_{side};",
+            f"        always @(posedge clk) if (state == INIT) absq_{side} <= abs_{side};",
+            "        always @* begin", f"            f_{side} = {zero};",
+            f"            for (j_{side} = 0; j_{side} < {d}; j_{side} = j_{side} + 1) begin",
+            f"                a_{side} = absq_{side}[j_{side} * {b} +: {b}];",
+            f"                r_{side} = a_{side} - mid_{side}; if (r_{side} > {zero}) f_{side} = f_{side} + r_{side};",
+            f"                r_{side} = -a_{side} - mid_{side}; if (r_{side} > {zero}) f_{side} = f_{side} + r_{side};",
+            "            end", "        end"]
 
 
 def _mp_pe(op, d: int, b: int, sx: int, sw: int) -> list[str]:
     """One processing element: |x + w|, |x - w|, max, the two sums of [a - mid]+ + [-a - mid]+, bisection."""
-    wx, ww = op.operands[0].type.dtype.width, op.operands[1].type.dtype.width
-    xj, wj = f"($signed({sext('x', f'j * {wx}', wx, b)}) <<< {sx})", \
-        f"($signed({sext('wr', f'(p * {d} + j) * {ww}', ww, b)}) <<< {sw})"
-    body = []
-    for side, sign in (("a", "+"), ("b", "-")):
-        body += [f"                u = {xj} {sign} {wj};", f"                m = u[{b - 1}] ? -u : u;",
-                 f"                if (m > top_{side}) top_{side} = m;",
-                 f"                r = m - mid_{side}; if (r > {slit(0, b)}) f_{side} = f_{side} + r;",
-                 f"                r = -m - mid_{side}; if (r > {slit(0, b)}) f_{side} = f_{side} + r;"]
-    zero = slit(0, b)
-    return [f"        reg signed [{b - 1}:0] lo_a, hi_a, lo_b, hi_b, top_a, top_b, f_a, f_b, u, m, r;",
+    return [f"        reg signed [{b - 1}:0] lo_a, hi_a, lo_b, hi_b;",
             f"        wire signed [{b - 1}:0] mid_a = lo_a + ((hi_a - lo_a) >>> 1);",
             f"        wire signed [{b - 1}:0] mid_b = lo_b + ((hi_b - lo_b) >>> 1);",
-            "        integer j;", "        always @* begin",
-            f"            top_a = {zero}; top_b = {zero}; f_a = {zero}; f_b = {zero};",
-            f"            for (j = 0; j < {d}; j = j + 1) begin", *body, "            end", "        end",
+            *_mp_abs(op, d, b, sx, sw), *_mp_sum("a", d, b), *_mp_sum("b", d, b),
             "        always @(posedge clk) begin", "            if (state == INIT) begin",
             "                lo_a <= top_a - GAMMA; hi_a <= top_a; lo_b <= top_b - GAMMA; hi_b <= top_b;",
             "            end else if (state == BISECT) begin",
