@@ -1,6 +1,6 @@
 """`lower-hw`: fixed-point dense layers become scheduled hardware datapaths (the Verilog backend's lowering).
 
-fx.mp_dot becomes hw.mp_dense and fx.matmul becomes hw.mac_dense, each with its schedule as
+fx.mp_dot becomes hw.mp_dense, fx.mp_conv2d hw.mp_conv2d (output channels are its neurons) and fx.matmul becomes hw.mac_dense, each with its schedule as
 attributes: `parallel` (neurons computed at once, the `--parallel P` flag), for MP the number of
 bisection halvings (the bit length of the stored gamma, as the emulator uses) and the datapath width.
 
@@ -15,15 +15,16 @@ pass raises BadParallel (a BadFlag) naming the layer, its size and the divisors 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from mpc.errors import BadFlag
 from mpc.ir import Graph
 from mpc.ir.ops_fx import sum_bits
-from mpc.ir.ops_hw import HwMACAttrs, HwMPAttrs
+from mpc.ir.ops_hw import HwMACAttrs, HwMPAttrs, HwMPConvAttrs
 from mpc.passmanager import register_pass
 
-KINDS = {"fx.mp_dot": "hw.mp_dense", "fx.matmul": "hw.mac_dense"}
+KINDS = {"fx.mp_dot": "hw.mp_dense", "fx.mp_conv2d": "hw.mp_conv2d", "fx.matmul": "hw.mac_dense"}
 
 
 class BadParallel(BadFlag):
@@ -45,7 +46,7 @@ def mp_width(op) -> int:
     fx_ = xd.frac - op.attrs.c_shift
     common = max(fx_, wd.frac)
     span = max(xd.width + common - fx_, wd.width + common - wd.frac)
-    depth = op.operands[1].type.shape[1]
+    depth = math.prod(op.operands[1].type.shape[1:])
     return depth.bit_length() + max(span, int(op.attrs.gamma).bit_length()) + 3
 
 
@@ -56,7 +57,7 @@ def mac_width(op) -> int:
 
 
 def _neurons(op) -> int:
-    return op.operands[1].type.shape[0 if op.kind == "fx.mp_dot" else 1]
+    return op.operands[1].type.shape[1 if op.kind == "fx.matmul" else 0]
 
 
 def _check_parallel(op, p: int) -> None:
@@ -71,7 +72,7 @@ def _check_parallel(op, p: int) -> None:
                options=LowerHwOptions)
 def lower_hw(graph: Graph, ctx, opts: LowerHwOptions = LowerHwOptions()) -> dict:
     """Rewrite fx.mp_dot / fx.matmul in place into hw.mp_dense / hw.mac_dense; returns their counts."""
-    stats = {"mp_dense": 0, "mac_dense": 0}
+    stats = {"mp_dense": 0, "mp_conv2d": 0, "mac_dense": 0}
     layers = [op for op in graph.ops if op.kind in KINDS]
     for op in layers:   # every layer checked before any is rewritten: one error, nothing half done
         _check_parallel(op, opts.parallel)
@@ -80,6 +81,9 @@ def lower_hw(graph: Graph, ctx, opts: LowerHwOptions = LowerHwOptions()) -> dict
         if op.kind == "fx.mp_dot":
             op.attrs = HwMPAttrs(a.gamma, a.to, a.c_shift, a.overflow, opts.parallel, int(a.gamma).bit_length(),
                                  mp_width(op))
+        elif op.kind == "fx.mp_conv2d":
+            op.attrs = HwMPConvAttrs(a.gamma, a.to, a.c_shift, a.overflow, a.strides, a.pads, a.dilations, a.group,
+                                     opts.parallel, int(a.gamma).bit_length(), mp_width(op))
         else:
             op.attrs = HwMACAttrs(a.to, a.overflow, opts.parallel, mac_width(op))
         op.kind = KINDS[op.kind]

@@ -31,13 +31,13 @@ from mpc.ir import Graph, Value
 
 LOWERING = "dce,lower-hw"
 ALIASES = ("nn.flatten", "nn.reshape", "nn.identity")
-MODULES = {"hw.mp_dense": render_mp, "hw.mac_dense": render_mac, "fx.add": render_add, "fx.relu": render_relu,
+MODULES = {"hw.mp_dense": render_mp, "hw.mp_conv2d": render_mp, "hw.mac_dense": render_mac, "fx.add": render_add, "fx.relu": render_relu,
            "fx.cast": render_cast}
 
 
 def _unsupported(op, graph, name):
     raise UnsupportedOp(op.kind, op.loc, "the verilog backend has no rendering for this op kind "
-                        "(fixed-point dense MP/MAC layers, bias, relu and casts only; convert with --quantize W)")
+                        "(fixed-point MP dense/conv and MAC dense layers, bias, relu and casts only; convert with --quantize W)")
 
 
 def _boundary_op(op, graph, name):

@@ -7,6 +7,8 @@ constant ROMs (case tables indexed by group or by schedule entry), so no file ha
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from mpc.backends.verilog.text import bits_for, lit, pack, rom, saturate, sext, slit
 
@@ -61,11 +63,11 @@ def _gain(b: int, terms: int, wo: int, wrap: bool) -> list[str]:
             f"        assign ysat[p * {wo} +: {wo}] = yo;"]
 
 
-def _mp_abs(op, d: int, b: int, sx: int, sw: int) -> list[str]:
+def _mp_abs(op, d: int, b: int, sx: int, sw: int, src: str = "x") -> list[str]:
     """|x + w| and |x - w| of every input (continuous assigns: they change only with the input or the
     group) and their maxima by a chain of comparators."""
     wx, ww = op.operands[0].type.dtype.width, op.operands[1].type.dtype.width
-    xj, wj = f"($signed({sext('x', f'j * {wx}', wx, b)}) <<< {sx})", \
+    xj, wj = f"($signed({sext(src, f'j * {wx}', wx, b)}) <<< {sx})", \
         f"($signed({sext('wr', f'(p * {d} + j) * {ww}', ww, b)}) <<< {sw})"
     lines = [f"        wire [{d * b - 1}:0] abs_a, abs_b;", "        genvar j;",
              f"        for (j = 0; j < {d}; j = j + 1) begin : el"]
@@ -97,12 +99,12 @@ def _mp_sum(side: str, d: int, b: int) -> list[str]:
             "            end", "        end"]
 
 
-def _mp_pe(op, d: int, b: int, sx: int, sw: int) -> list[str]:
+def _mp_pe(op, d: int, b: int, sx: int, sw: int, src: str) -> list[str]:
     """One processing element: |x + w|, |x - w|, max, the two sums of [a - mid]+ + [-a - mid]+, bisection."""
     return [f"        reg signed [{b - 1}:0] lo_a, hi_a, lo_b, hi_b;",
             f"        wire signed [{b - 1}:0] mid_a = lo_a + ((hi_a - lo_a) >>> 1);",
             f"        wire signed [{b - 1}:0] mid_b = lo_b + ((hi_b - lo_b) >>> 1);",
-            *_mp_abs(op, d, b, sx, sw), *_mp_sum("a", d, b), *_mp_sum("b", d, b),
+            *_mp_abs(op, d, b, sx, sw, src), *_mp_sum("a", d, b), *_mp_sum("b", d, b),
             "        always @(posedge clk) begin", "            if (state == INIT) begin",
             "                lo_a <= top_a - GAMMA; hi_a <= top_a; lo_b <= top_b - GAMMA; hi_b <= top_b;",
             "            end else if (state == BISECT) begin",
@@ -112,6 +114,7 @@ def _mp_pe(op, d: int, b: int, sx: int, sw: int) -> list[str]:
 
 def _mp_roms(op, graph, groups: int, p: int) -> list[str]:
     w, sh, sg = (np.asarray(graph.weights[v.name]) for v in op.operands[1:4])
+    w = w.reshape(w.shape[0], -1)   # a convolution's [M, C, kh, kw] as [M, C*kh*kw], the patch order
     d, ww, terms = w.shape[1], op.operands[1].type.dtype.width, sh.shape[1]
     gb = bits_for(groups)
     wrows = [pack(w[g * p:(g + 1) * p].reshape(-1), ww) for g in range(groups)]
@@ -123,33 +126,93 @@ def _mp_roms(op, graph, groups: int, p: int) -> list[str]:
             f"    wire [{p * terms * 2 - 1}:0] sg = sgrom(g);"]
 
 
-def render_mp(op, graph, name: str) -> str:
-    """The Verilog module of one hw.mp_dense op."""
+def patch_sources(op) -> list[list[int]]:
+    """For each output position of an MP convolution (row-major), the input element index read by each
+    patch entry (c, ky, kx) in order, or -1 where the window covers padding (a zero input)."""
     a = op.attrs
-    h, d = op.operands[1].type.shape
+    _, c, hh, ww = op.operands[0].type.shape
+    _, _, oh, ow = op.results[0].type.shape
+    kh, kw = op.operands[1].type.shape[2:]
+    out = []
+    for oy in range(oh):
+        for ox in range(ow):
+            row = []
+            for ch in range(c):
+                for ky in range(kh):
+                    for kx in range(kw):
+                        iy = oy * a.strides[0] - a.pads[0] + ky * a.dilations[0]
+                        ix = ox * a.strides[1] - a.pads[1] + kx * a.dilations[1]
+                        inside = 0 <= iy < hh and 0 <= ix < ww
+                        row.append((ch * hh + iy) * ww + ix if inside else -1)
+            out.append(row)
+    return out
+
+
+def _patch_mux(op, d: int, wx: int, positions: int) -> list[str]:
+    """The patch of the current output position: a case over positions of input slices (or zeros)."""
+    pb = bits_for(positions)
+    lines = [f"    reg [{d * wx - 1}:0] xp;", "    always @* begin", "        case (pos)"]
+    for i, row in enumerate(patch_sources(op)):
+        parts = [f"x[{src * wx} +: {wx}]" if src >= 0 else f"{wx}'d0" for src in reversed(row)]
+        lines.append(f"            {pb}'d{i}: xp = {{{', '.join(parts)}}};")
+    return lines + [f"            default: xp = {d * wx}'d0;", "        endcase", "    end"]
+
+
+def _conv_out(m: int, positions: int, wo: int) -> list[str]:
+    """Results arrive position-major (all channels of a position, then the next): out_data is NCHW."""
+    return [f"    assign out_data[{(ch * positions + q) * wo} +: {wo}] = y[{(q * m + ch) * wo} +: {wo}];"
+            for ch in range(m) for q in range(positions)]
+
+
+def _store(groups: int, gb: int, positions: int, shift_in: str) -> list[str]:
+    """The STORE state: shift the group's results in; next group, next position, or DONE."""
+    pb = bits_for(positions)
+    if positions == 1:
+        return ["            if (state == STORE) begin", f"                y <= {shift_in};",
+                f"                if (g == {lit(groups - 1, gb)}) state <= DONE;",
+                f"                else begin g <= g + {gb}'d1; state <= INIT; end", "            end"]
+    return ["            if (state == STORE) begin", f"                y <= {shift_in};",
+            f"                if (g != {lit(groups - 1, gb)}) begin g <= g + {gb}'d1; state <= INIT; end",
+            (f"                else if (pos != {lit(positions - 1, pb)}) begin g <= {gb}'d0; pos <= pos + {pb}'d1; "
+            "state <= INIT; end"), "                else state <= DONE;", "            end"]
+
+
+def render_mp(op, graph, name: str) -> str:
+    """The Verilog module of one hw.mp_dense or hw.mp_conv2d op (a convolution runs the same PEs on the
+    patch of each output position in turn)."""
+    a = op.attrs
+    wshape = op.operands[1].type.shape
+    h, d = wshape[0], math.prod(wshape[1:])
+    conv = op.kind == "hw.mp_conv2d"
+    positions = math.prod(op.results[0].type.shape[2:]) if conv else 1
+    nin = math.prod(op.operands[0].type.shape[1:])
     terms = op.operands[2].type.shape[1]
     xd, wd, to = op.operands[0].type.dtype, op.operands[1].type.dtype, a.to
     fx_ = xd.frac - a.c_shift
     common = max(fx_, wd.frac)
     groups, p, b = h // a.parallel, a.parallel, a.width
-    doc = [(f"{name}: margin propagation layer {d} -> {h} (no multipliers), {p} PE(s), {groups} group(s) of "
-           f"{a.halvings + 2} cycles"), (f"x {xd}, w {wd}, y {to}; gamma {a.gamma} at {common} fractional bits; "
-           f"datapath {b} bits")]
-    cnt, gb = bits_for(a.halvings), bits_for(groups)
-    lines = ports(name, d, xd.width, h, to.width, doc)
+    doc = [(f"{name}: margin propagation {'convolution' if conv else 'layer'} {d} -> {h}"
+            f"{f' at {positions} positions' if conv else ''} (no multipliers), {p} PE(s), {groups * positions} "
+            f"group(s) of {a.halvings + 2} cycles"),
+           f"x {xd}, w {wd}, y {to}; gamma {a.gamma} at {common} fractional bits; datapath {b} bits"]
+    cnt, gb, pb = bits_for(a.halvings), bits_for(groups), bits_for(positions)
+    hw_bits = h * positions * to.width
+    lines = ports(name, nin, xd.width, h * positions, to.width, doc)
+    start = f"x <= in_data; g <= {gb}'d0;{f' pos <= {pb}' + chr(39) + 'd0;' if conv else ''} state <= INIT;"
     lines += [f"    localparam signed [{b - 1}:0] GAMMA = {slit(int(a.gamma), b)};",
-              *_controller(groups, ["INIT", "BISECT", "STORE"], p * to.width, h * to.width),
-              f"            if (state == IDLE && in_valid) begin x <= in_data; g <= {gb}'d0; state <= INIT; end",
+              *_controller(groups, ["INIT", "BISECT", "STORE"], p * to.width, hw_bits),
+              f"            if (state == IDLE && in_valid) begin {start} end",
               f"            if (state == INIT) begin k <= {cnt}'d0; state <= BISECT; end",
               "            if (state == BISECT) begin", f"                k <= k + {cnt}'d1;",
               f"                if (k == {lit(a.halvings - 1, cnt)}) state <= STORE;", "            end",
-              "            if (state == STORE) begin", f"                y <= {_shift_in(p * to.width, h * to.width)};",
-              f"                if (g == {lit(groups - 1, gb)}) state <= DONE;",
-              f"                else begin g <= g + {gb}'d1; state <= INIT; end", "            end",
-              "        end", "    end", "", f"    reg [{d * xd.width - 1}:0] x;", f"    reg [{cnt - 1}:0] k;"]
+              *_store(groups, gb, positions, _shift_in(p * to.width, hw_bits)),
+              "        end", "    end", "", f"    reg [{nin * xd.width - 1}:0] x;", f"    reg [{cnt - 1}:0] k;"]
+    if conv:
+        lines = [ln for ln in lines if ln != "    assign out_data = y;"] + _conv_out(h, positions, to.width)
+        lines += [f"    reg [{pb - 1}:0] pos;", *_patch_mux(op, d, xd.width, positions)]
     lines += _mp_roms(op, graph, groups, p)
     lines += ["", "    genvar p;", f"    generate for (p = 0; p < {p}; p = p + 1) begin : pe",
-              *_mp_pe(op, d, b, common - fx_, common - wd.frac),
+              *_mp_pe(op, d, b, common - fx_, common - wd.frac, "xp" if conv else "x"),
               *_gain(b, terms, to.width, a.overflow is Overflow.WRAP), "    end endgenerate", "endmodule", ""]
     return "\n".join(lines)
 
@@ -211,7 +274,8 @@ def sext_expr(v: str, w: int, to: int) -> str:
 
 def mp_cycles(op) -> int:
     """Cycles from taking an input to offering the output (the layer's latency)."""
-    return op.operands[1].type.shape[0] // op.attrs.parallel * (op.attrs.halvings + 2) + 1
+    positions = math.prod(op.results[0].type.shape[2:]) if op.kind == "hw.mp_conv2d" else 1
+    return positions * op.operands[1].type.shape[0] // op.attrs.parallel * (op.attrs.halvings + 2) + 1
 
 
 def mac_cycles(op, graph) -> int:

@@ -2,8 +2,8 @@
 
 Counts follow the datapath each renderer writes (backends/verilog/layers.py, elementwise.py):
 adders (adds, subtracts and negations) by width, comparators, multipliers, flip-flops, ROM bits,
-cycles per inference (latency) and the initiation interval of the whole design (the slowest layer
-plus its two handshake cycles), and throughput at CLOCK_MHZ. MP layers have no multipliers.
+cycles per inference (latency) and the initiation interval of the whole design (the slowest layer's
+latency plus the cycle in which it takes the next input), and throughput at CLOCK_MHZ. MP layers have no multipliers.
 """
 from __future__ import annotations
 
@@ -18,15 +18,17 @@ CLOCK_MHZ = 100.0   # the stated clock for throughput (not a timing result)
 
 def _mp(op, graph) -> dict:
     a = op.attrs
-    h, d = op.operands[1].type.shape
+    h, d = op.operands[1].type.shape[0], math.prod(op.operands[1].type.shape[1:])
     terms = op.operands[2].type.shape[1]
     p, b, wo = a.parallel, a.width, a.to.width
     adders = Counter({b: p * (12 * d + 6)})   # per element and side: u, |u|, 2 subtracts, 2 accumulates
     adders[64] += p * terms
     cmp = p * (2 * d + 4 * d + 2 + 2)   # max, the [.]+ tests, f >= gamma, saturation
     groups = h // p
+    positions = math.prod(op.results[0].type.shape[2:]) if op.kind == "hw.mp_conv2d" else 1
     ff = 3 + max(1, (groups - 1).bit_length()) + max(1, (a.halvings - 1).bit_length()) + \
-        d * op.operands[0].type.dtype.width + h * wo + p * 4 * b
+        math.prod(op.operands[0].type.shape[1:]) * op.operands[0].type.dtype.width + h * positions * wo + \
+        p * (4 + 2 * d) * b
     rom = groups * p * (d * op.operands[1].type.dtype.width + terms * (SHIFT_BITS + 2))
     return {"kind": op.kind, "adders": adders, "comparators": cmp, "multipliers": 0, "flip_flops": ff,
             "rom_bits": rom, "latency_cycles": mp_cycles(op), "pe": p}
@@ -60,14 +62,14 @@ def resources(graph) -> dict:
     """Per-module counts and totals of a lowered graph (see the module docstring)."""
     from mpc.backends.verilog import chain, module_name
     _, mods, _ = chain(graph)
-    count = {"hw.mp_dense": _mp, "hw.mac_dense": _mac}
+    count = {"hw.mp_dense": _mp, "hw.mp_conv2d": _mp, "hw.mac_dense": _mac}
     layers = {}
     for i, op in enumerate(mods):
         r = count.get(op.kind, _elementwise)(op, graph)
         r["adders"] = {str(k): v for k, v in sorted(r["adders"].items()) if v}
         layers[module_name(i, op)] = r
     latency = sum(r["latency_cycles"] for r in layers.values())
-    ii = max(r["latency_cycles"] for r in layers.values()) + 2
+    ii = max(r["latency_cycles"] for r in layers.values()) + 1
     total = {k: sum(r[k] for r in layers.values()) for k in ("comparators", "multipliers", "flip_flops", "rom_bits")}
     total["adder_bits"] = sum(int(w) * n for r in layers.values() for w, n in r["adders"].items())
     return {"clock_mhz": CLOCK_MHZ, "layers": layers, "total": total, "latency_cycles": latency,

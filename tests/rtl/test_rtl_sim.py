@@ -38,6 +38,16 @@ MAC = """graph @mac(%x: f32[N,7]) -> (%y: f32[N,6]) {
   %y = fx.dequantize(%1) : f32[N,6]
 }"""
 
+CONV = """graph @conv(%x: f32[N,2,5,5]) -> (%y: f32[N,3,3,3]) {
+  weight @k : fx<8,6>[3,2,3,3]
+  weight @ks : i8[3,2]
+  weight @kg : i8[3,2]
+  %0 = fx.quantize(%x) {to = "fx<8,5>"} : fx<8,5>[N,2,5,5]
+  %1 = fx.mp_conv2d(%0, @k, @ks, @kg) {gamma = 200, to = "fx<16,8>", c_shift = -1, strides = [2, 2], pads = [1, 1, 1, 1]} : fx<16,8>[N,3,3,3]
+  %2 = fx.cast(%1) {to = "fx<10,6>"} : fx<10,6>[N,3,3,3]
+  %y = fx.dequantize(%2) : f32[N,3,3,3]
+}"""
+
 NET = """graph @net(%x: f32[N,6]) -> (%y: f32[N,2]) {
   weight @w : fx<8,6>[4,6]
   weight @s : i8[4,2]
@@ -63,7 +73,8 @@ NET = """graph @net(%x: f32[N,6]) -> (%y: f32[N,2]) {
 def _weights(rng) -> dict[str, np.ndarray]:
     w = {"w": rng.integers(-128, 128, (4, 6)), "s": rng.integers(0, 4, (4, 2)), "sg": rng.integers(-1, 2, (4, 2)),
          "b": rng.integers(-10, 40, 4), "w2": rng.integers(-128, 128, (4, 4)), "s2": rng.integers(0, 3, (4, 1)),
-         "sg2": rng.integers(-1, 2, (4, 1)), "m": rng.integers(-32, 32, (7, 6))}
+         "sg2": rng.integers(-1, 2, (4, 1)), "m": rng.integers(-32, 32, (7, 6)),
+         "k": rng.integers(-128, 128, (3, 2, 3, 3)), "ks": rng.integers(0, 4, (3, 2)), "kg": rng.integers(-1, 2, (3, 2))}
     w["m"][2, :3] = 0   # a pruned weight pattern: a half-zero row ...
     w["m"][4] = 0       # ... and an all-zero row (no schedule entry: no cycle, no ROM word)
     w["sg"][0] = [1, -1]
@@ -81,7 +92,7 @@ def _run(tmp_path, text: str, parallel: int, samples: int = 24):
     """(emulator output integers, RTL output integers, latency, II, lowered graph)."""
     rng = np.random.default_rng(3)
     g = _graph(text, rng)
-    x = rng.uniform(-3, 3, (samples, g.inputs[0].type.shape[1])).astype(np.float32)
+    x = rng.uniform(-3, 3, (samples, *g.inputs[0].type.shape[1:])).astype(np.float32)
     lowered, _ = lower(configured(parallel), g)
     qin, qout = emulator_io(lowered, Dataset({g.inputs[0].name: x}, None, "uniform"))
     rtl = render_rtl(lowered)
@@ -91,6 +102,7 @@ def _run(tmp_path, text: str, parallel: int, samples: int = 24):
 
 
 CASES = {"mp-p1": (MP, 1), "mp-p2": (MP, 2), "mp-p4": (MP, 4), "mac-p1": (MAC, 1), "mac-p3": (MAC, 3),
+         "conv-p1": (CONV, 1), "conv-p3": (CONV, 3),
          "net-p1": (NET, 1), "net-p2": (NET, 2)}
 
 
@@ -118,7 +130,7 @@ def test_pruned_mac_weights_have_no_schedule_entry():
     assert all(any(v != 0 for v in e[2]) for e in entries)
 
 
-@pytest.mark.parametrize("text, parallel", [(MP, 2), (MAC, 1), (NET, 2)], ids=["mp", "mac", "net"])
+@pytest.mark.parametrize("text, parallel", [(MP, 2), (MAC, 1), (CONV, 3), (NET, 2)], ids=["mp", "mac", "conv", "net"])
 def test_verilator_lint_clean(tmp_path, text, parallel):
     lowered, _ = lower(configured(parallel), _graph(text, np.random.default_rng(3)))
     for name, body in render_rtl(lowered).items():
