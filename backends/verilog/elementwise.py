@@ -1,6 +1,6 @@
 """Verilog for the element-wise fixed-point ops between layers: fx.add with a constant (bias), fx.relu, fx.cast.
 
-They are combinational stages: out_data is a function of in_data, valid passes forward and ready
+They are combinational stages (one always block over the elements): out_data is a function of in_data, valid passes forward and ready
 backward unchanged. Rounding and overflow follow the emulator (mpc.fx.arith): a right shift by s
 with rounding `nearest` adds 2^(s-1) first (ties toward +infinity), `floor` is the arithmetic shift;
 `saturate` clamps to the result's range, `wrap` keeps its low bits. A bias is shifted to the result's
@@ -34,11 +34,14 @@ def _stage(name: str, op, x, body: str, iw: int, decls: tuple[str, ...] = ()) ->
     wi, wo = x.type.dtype.width, op.results[0].type.dtype.width
     wrap = getattr(op.attrs, "overflow", Overflow.SATURATE) is Overflow.WRAP
     lines = ports(name, n, wi, n, wo, [f"{name}: {op.kind} on {n} elements (combinational)"], False) + list(decls) + PASS
-    lines += ["    genvar i;", f"    generate for (i = 0; i < {n}; i = i + 1) begin : el",
-              f"        wire signed [{iw - 1}:0] xi = {sext('in_data', f'i * {wi}', wi, iw)};",
-              f"        wire signed [{iw - 1}:0] v = {body};", f"        reg [{wo - 1}:0] yo;", "        always @* begin",
-              *("            " + s for s in saturate("yo", "v", iw, wo, wrap)),
-              "        end", f"        assign out_data[i * {wo} +: {wo}] = yo;", "    end endgenerate", "endmodule", ""]
+    # One process writes the whole bus (then one assign): an event-driven simulator sees one change per
+    # input change, not one per element (per-element assigns make chained stages re-evaluate n^k times).
+    lines += [f"    reg [{n * wo - 1}:0] y;", f"    reg signed [{iw - 1}:0] xi, v;", f"    reg [{wo - 1}:0] yo;",
+              "    integer i;", "    always @* begin", f"        y = {n * wo}'d0;",
+              f"        for (i = 0; i < {n}; i = i + 1) begin",
+              f"            xi = $signed({sext('in_data', f'i * {wi}', wi, iw)});", f"            v = {body};",
+              *("            " + s for s in saturate("yo", "v", iw, wo, wrap)), f"            y[i * {wo} +: {wo}] = yo;",
+              "        end", "    end", "    assign out_data = y;", "endmodule", ""]
     return "\n".join(lines)
 
 

@@ -159,9 +159,13 @@ def _patch_mux(op, d: int, wx: int, positions: int) -> list[str]:
 
 
 def _conv_out(m: int, positions: int, wo: int) -> list[str]:
-    """Results arrive position-major (all channels of a position, then the next): out_data is NCHW."""
-    return [f"    assign out_data[{(ch * positions + q) * wo} +: {wo}] = y[{(q * m + ch) * wo} +: {wo}];"
-            for ch in range(m) for q in range(positions)]
+    """Results arrive position-major (all channels of a position, then the next): out_data is NCHW
+    (one process writes the whole bus, so a simulator sees one change per result change)."""
+    return [f"    reg [{m * positions * wo - 1}:0] yn;", "    integer q, ch;", "    always @* begin",
+            f"        yn = {m * positions * wo}'d0;", f"        for (q = 0; q < {positions}; q = q + 1)",
+            f"            for (ch = 0; ch < {m}; ch = ch + 1)",
+            f"                yn[(ch * {positions} + q) * {wo} +: {wo}] = y[(q * {m} + ch) * {wo} +: {wo}];",
+            "    end", "    assign out_data = yn;"]
 
 
 def _store(groups: int, gb: int, positions: int, shift_in: str) -> list[str]:
