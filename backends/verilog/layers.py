@@ -46,21 +46,29 @@ def _shift_in(pw: int, hw: int) -> str:
     return "ysat" if pw == hw else f"{{ysat, y[{hw - 1}:{pw}]}}"
 
 
-def _gain(b: int, terms: int, wo: int, wrap: bool) -> list[str]:
-    """One PE's shift-add gain of alpha - beta in 64 bits (as the emulator's int64: shifts drop high
-    bits), a chain of T signed shifted terms, then overflow."""
+def _gain(b: int, terms: int, wo: int, wrap: bool, gw: int) -> list[str]:
+    """One PE's shift-add gain of alpha - beta in gw bits (see gain_width), a chain of T signed shifted
+    terms, then overflow."""
     sgn, sh = f"sg[(p * {terms} + t) * 2 +: 2]", f"sh[(p * {terms} + t) * {SHIFT_BITS} +: {SHIFT_BITS}]"
     return [f"        wire signed [{b - 1}:0] diff = lo_a - lo_b;",
-            f"        wire signed [63:0] d64 = {{{{{64 - b}{{diff[{b - 1}]}}}}, diff}};", "        genvar t;",
+            f"        wire signed [{gw - 1}:0] dg = {{{{{gw - b}{{diff[{b - 1}]}}}}, diff}};", "        genvar t;",
             f"        for (t = 0; t < {terms}; t = t + 1) begin : term",
-            f"            wire signed [63:0] v = d64 <<< {sh};",
-            f"            wire signed [63:0] s = {sgn} == 2'b01 ? v : {sgn} == 2'b11 ? -v : 64'sd0;",
-            "            wire signed [63:0] prev, acc;",
-            "            if (t == 0) begin : first assign prev = 64'sd0; end",
+            f"            wire signed [{gw - 1}:0] v = dg <<< {sh};",
+            f"            wire signed [{gw - 1}:0] s = {sgn} == 2'b01 ? v : {sgn} == 2'b11 ? -v : {gw}'sd0;",
+            f"            wire signed [{gw - 1}:0] prev, acc;",
+            f"            if (t == 0) begin : first assign prev = {gw}'sd0; end",
             "            else begin : next assign prev = term[t - 1].acc; end", "            assign acc = prev + s;",
-            "        end", f"        wire signed [63:0] acc = term[{terms - 1}].acc;", f"        reg [{wo - 1}:0] yo;",
-            "        always @* begin", *("            " + x for x in saturate("yo", "acc", 64, wo, wrap)), "        end",
+            "        end", f"        wire signed [{gw - 1}:0] acc = term[{terms - 1}].acc;", f"        reg [{wo - 1}:0] yo;",
+            "        always @* begin", *("            " + x for x in saturate("yo", "acc", gw, wo, wrap)), "        end",
             f"        assign ysat[p * {wo} +: {wo}] = yo;"]
+
+
+def gain_width(op, graph) -> int:
+    """Bits of the shift-add gain: 64 (the emulator's int64, whose shifts drop high bits) unless the
+    largest shift keeps every term and their sum inside fewer bits, where both are exact and agree."""
+    shifts = np.asarray(graph.weights[op.operands[2].name])
+    need = op.attrs.width + int(shifts.max(initial=0)) + op.operands[2].type.shape[1].bit_length() + 1
+    return min(64, need)
 
 
 def _mp_abs(op, d: int, b: int, sx: int, sw: int, src: str = "x") -> list[str]:
@@ -217,7 +225,8 @@ def render_mp(op, graph, name: str) -> str:
     lines += _mp_roms(op, graph, groups, p)
     lines += ["", "    genvar p;", f"    generate for (p = 0; p < {p}; p = p + 1) begin : pe",
               *_mp_pe(op, d, b, common - fx_, common - wd.frac, "xp" if conv else "x"),
-              *_gain(b, terms, to.width, a.overflow is Overflow.WRAP), "    end endgenerate", "endmodule", ""]
+              *_gain(b, terms, to.width, a.overflow is Overflow.WRAP, gain_width(op, graph)),
+              "    end endgenerate", "endmodule", ""]
     return "\n".join(lines)
 
 
@@ -287,4 +296,4 @@ def mac_cycles(op, graph) -> int:
     return len(mac_schedule(np.asarray(graph.weights[op.operands[1].name]), op.attrs.parallel)) + 1
 
 
-__all__ = ["mac_cycles", "mp_cycles", "render_mac", "render_mp"]
+__all__ = ["gain_width", "mac_cycles", "mp_cycles", "render_mac", "render_mp"]

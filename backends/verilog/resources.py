@@ -11,7 +11,7 @@ import math
 from collections import Counter
 
 import numpy as np
-from mpc.backends.verilog.layers import SHIFT_BITS, mac_cycles, mac_schedule, mp_cycles
+from mpc.backends.verilog.layers import SHIFT_BITS, gain_width, mac_cycles, mac_schedule, mp_cycles
 
 CLOCK_MHZ = 100.0   # the stated clock for throughput (not a timing result)
 
@@ -22,7 +22,7 @@ def _mp(op, graph) -> dict:
     terms = op.operands[2].type.shape[1]
     p, b, wo = a.parallel, a.width, a.to.width
     adders = Counter({b: p * (12 * d + 6)})   # per element and side: u, |u|, 2 subtracts, 2 accumulates
-    adders[64] += p * terms
+    adders[gain_width(op, graph)] += p * terms
     cmp = p * (2 * d + 4 * d + 2 + 2)   # max, the [.]+ tests, f >= gamma, saturation
     groups = h // p
     positions = math.prod(op.results[0].type.shape[2:]) if op.kind == "hw.mp_conv2d" else 1

@@ -8,7 +8,8 @@ kernel is that fx op's kernel: the bit-accurate emulator is unchanged by the low
         processing elements (PEs). Each PE holds |x + w| and |x - w| for all D inputs, two adder trees
         of [a - mid]+ + [-a - mid]+ and a comparator against gamma; a controller runs, per group of
         `parallel` neurons, one cycle that loads the bracket [max a - gamma, max a], `halvings` bisection
-        cycles, and one cycle for the gain (signed shifts of alpha - beta) and overflow. `width` is the
+        cycles, and one cycle for the gain (signed shifts of alpha - beta, as wide as the largest shift needs, at most 64 bits)
+        and overflow. `width` is the
         datapath's bit width (every partial sum fits in it).
     hw.mac_dense(x, w)   multiply-accumulate: `parallel` multipliers, one input per cycle; weights
         that are zero for every PE of a group are skipped (no ROM word, no cycle). `width` is the
