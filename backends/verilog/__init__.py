@@ -123,7 +123,7 @@ def write(graph: Graph, folder: Path, target: str = "float") -> Emitted:
     out.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (out / name).write_text(text)
-    res = resources(graph)
+    res = resources(graph, [(module_name(i, op), op) for i, op in enumerate(chain(graph)[1])])
     import json
     (Path(folder) / "resources.json").write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
     (Path(folder) / "resources.md").write_text(resources_md(res))

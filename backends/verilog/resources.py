@@ -58,16 +58,14 @@ def _elementwise(op, graph) -> dict:
             "pe": n}
 
 
-def resources(graph) -> dict:
-    """Per-module counts and totals of a lowered graph (see the module docstring)."""
-    from mpc.backends.verilog import chain, module_name
-    _, mods, _ = chain(graph)
+def resources(graph, modules: list) -> dict:
+    """Per-module counts and totals of a lowered graph; `modules`: (module name, op) in chain order."""
     count = {"hw.mp_dense": _mp, "hw.mp_conv2d": _mp, "hw.mac_dense": _mac}
     layers = {}
-    for i, op in enumerate(mods):
+    for name, op in modules:
         r = count.get(op.kind, _elementwise)(op, graph)
         r["adders"] = {str(k): v for k, v in sorted(r["adders"].items()) if v}
-        layers[module_name(i, op)] = r
+        layers[name] = r
     latency = sum(r["latency_cycles"] for r in layers.values())
     ii = max(r["latency_cycles"] for r in layers.values()) + 1
     total = {k: sum(r[k] for r in layers.values()) for k in ("comparators", "multipliers", "flip_flops", "rom_bits")}
