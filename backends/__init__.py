@@ -12,3 +12,8 @@ BACKENDS[c_backend.BACKEND.name] = c_backend.BACKEND
 from mpc.backends import nir_backend
 
 BACKENDS[nir_backend.BACKEND.name] = nir_backend.BACKEND
+
+# Verilog-2005 RTL of fixed-point graphs (backends/verilog/)
+from mpc.backends import verilog as verilog_backend
+
+BACKENDS[verilog_backend.BACKEND.name] = verilog_backend.BACKEND

@@ -14,6 +14,7 @@ from . import (  # noqa: F401  (each import registers its pass)
     gemm_to_matmul,
     lbi_prune,
     lower_hopfield,
+    lower_hw,
     lower_lif,
     lower_nlif,
     mp_calibrate,

@@ -135,6 +135,9 @@ def _rng(*keys: str) -> np.random.Generator:
 def _draw(rng: np.random.Generator, name: str, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
     if dtype == DType.bool:
         return rng.random(shape) < 0.5
+    if name.endswith(("shift", "sign")) and dtype.int_range is not None:   # MP gains: shifts >= 0, signs -1..1
+        return rng.integers(0 if name.endswith("shift") else -1, 3 if name.endswith("shift") else 2,
+                            shape).astype(dtype.numpy)
     if dtype.int_range is not None:  # small integers that every i/u/fx width holds
         lo, hi = dtype.int_range
         return rng.integers(max(lo, -4), min(hi, 4) + 1, shape).astype(dtype.numpy)

@@ -66,6 +66,8 @@ def _conversion_flags(p: argparse.ArgumentParser, need_target: bool = True) -> N
                    help="show progress bars even when stderr is not a terminal")
     from mpc.driver.fxflags import add_flags
     add_flags(p)
+    from mpc.driver import rtlflags
+    rtlflags.add_flags(p)
 
 
 def _inputs(args) -> list[str]:
@@ -124,7 +126,12 @@ def _settings(args, **over):
     return Settings(target=target.name, passes=_pipeline(args, target), emit=default_emit(args), calib=args.calib,
                     dump_ir_after=args.dump_ir_after, input_shape=args.input_shape, exporter=args.exporter,
                     static_batch=args.static_batch, quiet=args.quiet, progress=args.progress, seed=args.seed,
-                    outputs=args.outputs, **over)
+                    outputs=args.outputs, parallel=_parallel(args), **over)
+
+
+def _parallel(args) -> int:
+    from mpc.driver.rtlflags import parallel
+    return parallel(args)
 
 
 def cmd_inspect(args) -> int:

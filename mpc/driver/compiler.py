@@ -45,6 +45,7 @@ class Settings:
     progress: bool = False   # show progress bars even when stderr is not a terminal
     seed: int = 0
     outputs: tuple[str, ...] = ()   # keep only these graph outputs (and what feeds them), before import
+    parallel: int = 1   # --parallel P: the verilog backend's lower-hw{parallel=P}
 
 
 @dataclass
@@ -135,8 +136,7 @@ def build_report(c: Compiled, settings: Settings, files: list[str], emitted: dic
         sections["Element types"] = widened_note(c.loaded.onnx_model)
     for e in emitted.values():
         sections.update(e.report_sections)
-    from mpc.backends import BACKENDS
-    backends = {name: {"lowering": BACKENDS[name].lowering, "passes": stages(e.lowering)}
+    backends = {name: {"lowering": backend(name, settings).lowering, "passes": stages(e.lowering)}
                 for name, e in emitted.items()}
     return {"model": c.graph.name, "source": c.loaded.source, "target": settings.target,
             "pipeline": c.pipeline, "mpc_version": __version__, "summary": graph_summary(c.graph),
@@ -152,7 +152,6 @@ def widened_note(model) -> dict[str, str]:
 def write_outdir(c: Compiled, settings: Settings, outdir: Path, force: bool) -> list[str]:
     """Write model.mpc, weights.npz, backend files (each from its own lowering of a clone of the graph),
     the --dump-ir-after dumps and the reports into `outdir` atomically."""
-    from mpc.backends import BACKENDS
     from mpc.backends.base import emit
     with staged_dir(outdir, force) as tmp:
         text = print_graph(c.graph)
@@ -160,7 +159,7 @@ def write_outdir(c: Compiled, settings: Settings, outdir: Path, force: bool) -> 
         weights = {w: c.graph.weights[w] for w in c.graph.used_weights()}
         (tmp / "weights.npz").write_bytes(npz_bytes(weights))
         files = ["model.mpc", "weights.npz", "report.json", "report.md"]
-        emitted = {name: emit(BACKENDS[name], c.graph, tmp, settings.target, c.ctx, settings.dump_ir_after)
+        emitted = {name: emit(backend(name, settings), c.graph, tmp, settings.target, c.ctx, settings.dump_ir_after)
                    for name in settings.emit}
         files += [f for e in emitted.values() for f in e.files]
         if "c" in emitted and c.ctx is not None and c.ctx.dataset is not None:   # counts need data
@@ -183,3 +182,12 @@ def log(settings: Settings, msg: str) -> None:
     """A progress line on stderr unless -q."""
     if not settings.quiet:
         print(msg, file=sys.stderr)
+
+
+def backend(name: str, settings: Settings):
+    """The registered backend `name`, with the verilog backend's lowering set from --parallel."""
+    from mpc.backends import BACKENDS
+    if name == "verilog":
+        from mpc.backends.verilog import configured
+        return configured(settings.parallel)
+    return BACKENDS[name]

@@ -58,10 +58,15 @@ def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 
     if "c" in settings.emit:   # the emitted C, compiled with the host gcc, against the emulator
         from mpc.driver.verify_fx import c_measure
         result |= c_measure(graph, data)
+    if "verilog" in settings.emit:   # the emitted RTL, simulated with iverilog, against the emulator
+        from mpc.driver.verify_rtl import rtl_measure
+        result |= rtl_measure(graph, data, settings.parallel)
     if any(op.kind.startswith("snn.") for op in graph.ops):   # spiking targets: rates, Pearson, cost
         from mpc.snn.report import spiking_report
         result["spiking"] = spiking_report(graph, source_graph, data)
     result["checks"] = run_checks(result, thresholds)
+    from mpc.driver.verify_rtl import rtl_checks
+    result["checks"] += rtl_checks(result)
     return result
 
 
@@ -215,6 +220,8 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"  accuracy         source {_pct(r['source_accuracy'])}   converted {_pct(r['converted_accuracy'])}")
     from mpc.driver.verify_fx import print_fx
     print_fx(r)
+    from mpc.driver.verify_rtl import print_rtl
+    print_rtl(r)
     if r.get("layers_note"):
         print(f"\n  {r['layers_note']}")
     if r["layers"]:

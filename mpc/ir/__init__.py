@@ -6,6 +6,7 @@ from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.*, hop
            ops_fx,
            ops_fx_snn,
            ops_hop,
+           ops_hw,
            ops_mp,
            ops_nn,
            ops_nn_spatial,
@@ -43,7 +44,7 @@ from mpc.ir.rewrite import (
 from mpc.ir.types import DType, TensorType
 from mpc.ir.verify import verify_graph
 
-FAMILIES = ["nn", "mp", "np", "hop", "fx", "snn", "sp"]
+FAMILIES = ["nn", "mp", "np", "hop", "fx", "snn", "sp", "hw"]
 
 __all__ = [
            "TRAITS",

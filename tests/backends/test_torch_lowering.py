@@ -32,6 +32,8 @@ NOT_LOWERED: dict[str, str] = {
     "sp.matmul_csr": "the NumPy backend's lowered op: training runs on the graph before any backend lowering",
     "snn.event_linear": "the NumPy backend's lowered op: training runs on the graph before any backend lowering",
     "snn.chain": "the NumPy backend's lowered op: training runs on the graph before any backend lowering",
+    **{k: "the Verilog backend's lowered op: training runs on the graph before any backend lowering"
+       for k in ("hw.mp_dense", "hw.mp_conv2d", "hw.mac_dense")},
 }
 
 # name -> IR text; `{t}` is the float dtype under test, `{u}` the other one (for nn.cast).
