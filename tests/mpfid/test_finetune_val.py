@@ -31,7 +31,9 @@ def calibrated(tmp_path_factory):
     d = np.load(TRAIN)
     path = tmp_path_factory.mktemp("ft") / "calib.npz"
     np.savez(path, input=d["input"][:360])
-    return compile_model(MLP, Settings(target="mp", calib=str(path), quiet=True)).graph
+    # without per-channel weight scales: the starting point the measured histories below were taken from
+    passes = "canonicalize,mp-rewrite,mp-calibrate{channel_scale=false},dce"
+    return compile_model(MLP, Settings(target="mp", calib=str(path), passes=passes, quiet=True)).graph
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "constant"])
