@@ -75,3 +75,16 @@ def test_scales_never_raise_a_channels_error(problem):
     off, on = np.array(errs[0]), np.array(errs[1])
     assert np.all(on <= off * (1 + 1e-6) + 1e-12), (off, on)
     assert on.sum() < off.sum()
+
+
+def test_cli_flag_turns_scales_on_and_rejects_other_values(problem, tmp_path, capsys):
+    """`--channel-scale true` gives the MP op scaled weights (off by default); a bad value is one error line."""
+    from cli_helpers import error_line, run_cli
+    model, calib, _, w = problem
+    for flag, scaled in ((["--channel-scale", "true"], True), ([], False)):
+        out = tmp_path / f"out{len(flag)}"
+        rc, _, err = run_cli(capsys, "convert", model, "--target", "mp", "--calib", calib, "-o", out, "-q", *flag)
+        assert rc == 0, err
+        assert ("mpscale" in (out / "model.mpc").read_text()) is scaled
+    rc, _, err = run_cli(capsys, "convert", model, "--target", "mp", "--channel-scale", "yes", "-o", tmp_path / "x")
+    assert rc == 2 and "channel-scale" in error_line(err)
