@@ -80,7 +80,7 @@ def test_scales_never_raise_a_channels_error(problem):
 def test_cli_flag_turns_scales_on_and_rejects_other_values(problem, tmp_path, capsys):
     """`--channel-scale true` gives the MP op scaled weights (off by default); a bad value is one error line."""
     from cli_helpers import error_line, run_cli
-    model, calib, _, w = problem
+    model, calib = problem[:2]
     for flag, scaled in ((["--channel-scale", "true"], True), ([], False)):
         out = tmp_path / f"out{len(flag)}"
         rc, _, err = run_cli(capsys, "convert", model, "--target", "mp", "--calib", calib, "-o", out, "-q", *flag)
