@@ -43,7 +43,10 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
                   Flag("gain", str, "MP gains as shift-add constants (default) or plain floats",
                        "mp-calibrate", "gain", choices=("shift-add", "float")),
                   Flag("refine", str, "after the per-layer fits, lower the error of blocks or of the logits "
-                       "(default none)", "mp-calibrate", "refine", choices=("none", "blocks", "e2e")))),
+                       "(default none)", "mp-calibrate", "refine", choices=("none", "blocks", "e2e")),
+                  Flag("channel-scale", str, "a power-of-two weight scale per output channel, chosen on "
+                       "calibration data (default false)", "mp-calibrate", "channel_scale",
+                       choices=("true", "false")))),
     Target("hopfield", "canonicalize,lower-hopfield,dce",
            "layered Hopfield network (dyadic neurons, Hoier et al. 2024): one relaxation with W_lambda connectivity",
            flags=(Flag("lambda", lambda_float, "W_lambda = theta - theta^T + 2 lambda theta^T: 0.5 feedforward "

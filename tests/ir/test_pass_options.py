@@ -45,7 +45,7 @@ def test_a_stage_prints_canonically_and_parses_back(text, printed):
     ("gain_terms=33", "mp-calibrate: option gain_terms must be an integer from 1 to 32, got 33"),
     ("gain_terms=1.5", "mp-calibrate.gain_terms: expected an int, got 1.5"),
     ("gain=fixed", "mp-calibrate.gain: expected one of ['shift-add', 'float'], got 'fixed'"),
-    ("gain_term=2", "pass 'mp-calibrate' has no option 'gain_term' (expected one of: gamma, gain_terms, gain, refine)"),
+    ("gain_term=2", "pass 'mp-calibrate' has no option 'gain_term' (expected one of: gamma, gain_terms, gain, refine, channel_scale)"),
 ])
 def test_bad_options_are_refused_when_the_pipeline_is_parsed(body, message):
     with pytest.raises(BadFlag) as info:
