@@ -466,6 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_passes)
     s = sub.add_parser("ops", help="list op kinds")
     s.set_defaults(fn=cmd_ops)
+    from mpc.driver.train_snn_fptt import add_train_snn  # train-snn --arch ltc-srnn:H (FPTT/BPTT)
+    add_train_snn(sub)
     return p
 
 

@@ -1,0 +1,68 @@
+"""`mpc train-snn --arch ltc-srnn:H`: report.json contents, bad flags as one-line errors, and the memory claim
+behind FPTT: the tensors autograd keeps for one backward do not grow with T (they do with BPTT)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from cli_helpers import error_line, run_cli
+
+torch = pytest.importorskip("torch")
+
+from mpc.train.fptt import FPTT, bptt_sequence, fptt_sequence, weighted_ce
+from mpc.train.ltc_srnn import LTCSRNN
+
+
+def test_train_snn_writes_a_report(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc, _, err = run_cli(capsys, "train-snn", "--task", "digits-seq", "--arch", "ltc-srnn:8", "--method",
+                         "fptt", "--seq-len", "8", "--limit", "32", "--epochs", "2", "--seed", "1", "-o", out)
+    assert (rc, err) == (0, ""), err
+    r = json.loads((out / "report.json").read_text())
+    assert (r["task"], r["method"], r["seq_len"], r["train_samples"]) == ("digits-seq", "fptt", 8, 32)
+    assert [e["epoch"] for e in r["epochs"]] == [1, 2]
+    assert all(0 <= e["test_accuracy"] <= 1 and e["step_ms"] > 0 for e in r["epochs"])
+    assert r["peak_memory_mb"] >= 0 and "ru_maxrss" in r["peak_memory_measure"]
+    rc, _, err = run_cli(capsys, "train-snn", "--task", "digits-seq", "--arch", "ltc-srnn:8", "--seq-len", "8",
+                         "--limit", "32", "--seed", "1", "-o", out)
+    assert rc == 2 and "exists" in error_line(err)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--arch", "lstm:8"], "--arch: expected ltc-srnn:HIDDEN"),
+    (["--arch", "ltc-srnn:8", "--seq-len", "5"], "--seq-len: 5 does not divide the 64 pixels"),
+])
+def test_bad_flags_are_one_line_errors(tmp_path, capsys, flags, message):
+    rc, _, err = run_cli(capsys, "train-snn", "--task", "digits-seq", *flags, "-o", tmp_path / "x")
+    assert rc == 2 and message in error_line(err)
+    assert not (tmp_path / "x").exists()
+
+
+def _saved_per_backward(method: str, steps: int) -> int:
+    """The most tensor elements autograd saved for any one backward while training one batch."""
+    torch.manual_seed(0)
+    model = LTCSRNN(2, 6, 10, seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.rand(4, steps, 2), torch.randint(0, 10, (4,))
+    counts = [0]
+    real = opt.step
+
+    def step_and_mark(*a, **k):       # an optimizer step follows every backward: start a new count
+        counts.append(0)
+        return real(*a, **k)
+    opt.step = step_and_mark
+
+    def pack(t):
+        counts[-1] += t.numel()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        if method == "fptt":
+            fptt_sequence(model, FPTT(model.parameters(), 0.5), opt, x, y, weighted_ce)
+        else:
+            bptt_sequence(model, opt, x, y, weighted_ce)
+    return max(counts)
+
+
+def test_fptt_keeps_the_same_graph_for_any_length_bptt_grows_with_it():
+    assert _saved_per_backward("fptt", 40) == _saved_per_backward("fptt", 5)
+    assert _saved_per_backward("bptt", 40) >= 7 * _saved_per_backward("bptt", 5)
