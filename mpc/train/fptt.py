@@ -56,7 +56,7 @@ def _detach(state):
 
 
 def fptt_sequence(model, fptt: FPTT, optimizer, x: torch.Tensor, target, loss_fn: Callable,
-                  window: int = 1) -> list:
+                  window: int = 1, meter: SavedMemory | None = None) -> list:
     """Train on one batch of sequences x [N, T, F] with FPTT; returns the per-step outputs (detached)."""
     steps = x.shape[1]
     state, pending, outs = model.init_state(x.shape[0]), None, []
@@ -69,10 +69,13 @@ def fptt_sequence(model, fptt: FPTT, optimizer, x: torch.Tensor, target, loss_fn
         if pending is not None and ((t + 1) % window == 0 or t == steps - 1):
             fptt.update(optimizer, pending)
             state, pending = _detach(state), None   # cut the graph: memory independent of T
+            if meter is not None:
+                meter.backward_done()
     return outs
 
 
-def bptt_sequence(model, optimizer, x: torch.Tensor, target, loss_fn: Callable) -> list:
+def bptt_sequence(model, optimizer, x: torch.Tensor, target, loss_fn: Callable,
+                  meter: SavedMemory | None = None) -> list:
     """Train on one batch with backpropagation through time: the same per-step losses, one backward."""
     steps = x.shape[1]
     state, total, outs = model.init_state(x.shape[0]), None, []
@@ -86,9 +89,42 @@ def bptt_sequence(model, optimizer, x: torch.Tensor, target, loss_fn: Callable) 
     if total is not None:
         total.backward()
         optimizer.step()
+    if meter is not None:
+        meter.backward_done()
     return outs
 
 
 def weighted_ce(out: torch.Tensor, target: torch.Tensor, t: int, steps: int) -> torch.Tensor:
     """Cross-entropy at every step, weighted (t + 1) / T so late steps (which saw more input) count more."""
     return torch.nn.functional.cross_entropy(out, target) * ((t + 1) / steps)
+
+
+class SavedMemory:
+    """Peak bytes of the tensors autograd keeps for one backward (the activation memory that BPTT grows with T).
+
+    Counted through torch.autograd.graph.saved_tensors_hooks: every tensor saved for backward adds its
+    storage's bytes once (a storage saved by several ops, such as a weight used at every step, counts once);
+    `backward_done()` starts a new window. Parameters and optimizer state are not included (they do not
+    depend on T).
+    """
+
+    def __init__(self):
+        self.current, self.peak, self.seen = 0, 0, set()
+
+    def pack(self, t: torch.Tensor) -> torch.Tensor:
+        """The pack hook: count the tensor's storage if this window has not seen it."""
+        storage = t.untyped_storage()
+        key = storage.data_ptr()
+        if key not in self.seen:
+            self.seen.add(key)
+            self.current += storage.nbytes()
+            self.peak = max(self.peak, self.current)
+        return t
+
+    def backward_done(self) -> None:
+        """The graph was freed by a backward: start counting anew."""
+        self.current, self.seen = 0, set()
+
+    def hooks(self):
+        """The context manager that counts saved tensors inside it."""
+        return torch.autograd.graph.saved_tensors_hooks(self.pack, lambda t: t)
