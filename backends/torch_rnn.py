@@ -7,6 +7,9 @@ with it (for FPTT).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import torch
 from mpc.backends.torch_snn import spike
 
@@ -65,13 +68,53 @@ def ltc_step(x_t, state, w_in, w_rec, b, w_tau, b_tau, w_rho, b_rho, theta0=0.1,
     return u * (1 - s), b_adapt, s
 
 
+# Inside `carry(store)`, every snn.ltc layer starts from the state it ended with in the previous call (kept
+# in `store` under its input weight), so a graph can be run one chunk of time steps at a time (GraphStepper).
+_carry: contextvars.ContextVar[dict | None] = contextvars.ContextVar("mpc_ltc_carry", default=None)
+
+
+@contextlib.contextmanager
+def carry(store: dict):
+    """Inside the block, snn.ltc layers read and write their (u, b, s) state in `store`."""
+    token = _carry.set(store)
+    try:
+        yield store
+    finally:
+        _carry.reset(token)
+
+
 def _ltc(a, x, *weights):
     zeros = x.new_zeros((x.shape[1], weights[0].shape[0]))
-    state, out = (zeros, zeros, zeros), []
+    store = _carry.get()
+    state = (zeros, zeros, zeros) if store is None else store.get(id(weights[0]), (zeros, zeros, zeros))
+    out = []
     for t in range(x.shape[0]):
         state = ltc_step(x[t], state, *weights, a.theta0, a.beta)
         out.append(state[2])
+    if store is not None:
+        store[id(weights[0])] = state
     return torch.stack(out)
+
+
+class GraphStepper:
+    """A lowered graph whose one time-major input is fed one step at a time (for mpc.train.fptt): the state
+    is the tuple of every snn.ltc layer's (u, b, s), in the order the layers first ran."""
+
+    def __init__(self, module, input_name: str, output_name: str):
+        self.module, self.input_name, self.output_name = module, input_name, output_name
+        self.keys: list[int] = []
+
+    def init_state(self, n: int):
+        """No state yet: every layer starts at zero."""
+        return ()
+
+    def step(self, x_t: torch.Tensor, state):
+        """Run the graph on one step [N, F]; (its output at that step, the new state)."""
+        store = {k: tuple(state[3 * i:3 * i + 3]) for i, k in enumerate(self.keys)} if state else {}
+        with carry(store):
+            out = self.module({self.input_name: x_t.unsqueeze(0)})[self.output_name]
+        self.keys += [k for k in store if k not in self.keys]
+        return out[0], tuple(t for k in self.keys for t in store[k])
 
 
 RNN_LOWERINGS = {"nn.rnn": _rnn("rnn"), "nn.gru": _rnn("gru"), "nn.lstm": _rnn("lstm"), "snn.ltc": _ltc}

@@ -252,6 +252,10 @@ def cmd_finetune(args) -> int:
         from mpc.driver.hop_finetune import finetune_hopfield
         _check_output(Path(args.output), args)
         return finetune_hopfield(args, settings)
+    if args.method in ("fptt", "bptt"):   # sequence fine-tuning of --target ltc (mpc.driver.finetune_fptt)
+        from mpc.driver.finetune_fptt import finetune_sequence
+        _check_output(Path(args.output), args)
+        return finetune_sequence(args, settings)
     if args.method is not None or args.beta is not None:
         raise BadFlag("--method and --beta apply to --target hopfield only")
     if args.optimizer != "adamw":   # sparse Bregman fine-tuning (float and mp), see mpc.driver.sparsity
@@ -437,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=positive_float, default=2e-3, help="AdamW learning rate")
     s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--learn-gamma", action="store_true", help="learn gamma too (snapped to the grid at the end)")
-    s.add_argument("--method", choices=("dualprop", "ep", "backprop"), default=None,
+    s.add_argument("--method", choices=("dualprop", "ep", "backprop", "fptt", "bptt"), default=None,
                    help="hopfield target: dual propagation (default), equilibrium propagation (--lambda 1) or backprop")
     s.add_argument("--beta", type=positive_float, default=None, help="hopfield target: nudging strength (default 0.5)")
     s.add_argument("--surrogate", choices=("fast-sigmoid", "arctan"), default="fast-sigmoid",
