@@ -51,9 +51,11 @@ class RNNAttrs:
 GATES = {"nn.rnn": 1, "nn.gru": 3, "nn.lstm": 4}
 
 
-def _dim_eq(got, want, what: str) -> None:
-    if isinstance(got, int) and isinstance(want, int) and got != want:
-        raise InferError(f"{what}: expected {want}, got {got}")
+def _dim_eq(got: tuple, want: tuple, what: str) -> None:
+    """InferError unless the shapes have the same rank and agree wherever both dims are numbers."""
+    clash = any(isinstance(g, int) and isinstance(w, int) and g != w for g, w in zip(got, want))
+    if len(got) != len(want) or clash:
+        raise InferError(f"{what}: expected {list(want)}, got {list(got)}")
 
 
 def _rnn_infer(kind: str):

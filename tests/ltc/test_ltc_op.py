@@ -106,3 +106,20 @@ def test_model_py_matches_the_interpreter(tmp_path, case):
     got, want = mod.run(feeds), run(g, feeds)
     for k in want:
         np.testing.assert_array_equal(got[k], want[k])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("""graph @g(%x: f32[4,2,3]) -> (%y: f32[4,1,2,5], %h: f32[1,2,5]) {
+  weight @w : f32[1,5,4]
+  weight @r : f32[1,5,5]
+  weight @b : f32[1,10]
+  %y, %h = nn.rnn(%x, @w, @r, @b) {hidden_size = 5} : f32[4,1,2,5], f32[1,2,5]
+}""", "<text>:5:3: 'nn.rnn': w shape [D, 1·H, I]: expected [1, 5, 3], got [1, 5, 4]"),
+    (GRAPH.replace("weight @wtau : f64[5,10]", "weight @wtau : f64[5,9]"),
+     "<text>:9:3: 'snn.ltc': w_tau [H, 2·H]: expected [5, 10], got [5, 9]"),
+])
+def test_wrong_weight_shapes_are_rejected_with_their_location(text, message):
+    from mpc.errors import VerifyError
+    with pytest.raises(VerifyError) as e:
+        parse(text, lambda name, ty: np.zeros(ty.shape, ty.dtype.numpy))
+    assert str(e.value) == message
