@@ -71,9 +71,11 @@ def plot(mem: list[dict], acc: list[dict], path: Path) -> None:
         rs = [r for r in mem if r["method"] == method]
         ax[0].plot([r["T"] for r in rs], [max(r["peak_mb"], 0.1) for r in rs], "o-", label=method)
         ax[1].plot([r["T"] for r in rs], [r["epoch_s"] for r in rs], "o-", label=method)
-    for a, title in zip(ax[:2], ("peak training memory growth (MiB)", "time per epoch (s)")):
+    for a, title in zip(ax[:2], ("peak autograd memory for one backward (MiB)", "time per epoch (s)")):
         a.set_xscale("log")
         a.set_yscale("log")
+        a.set_xticks(LENGTHS, [str(t) for t in LENGTHS])
+        a.minorticks_off()
         a.set_xlabel("sequence length T (S-MNIST)")
         a.set_title(title)
         a.legend()
