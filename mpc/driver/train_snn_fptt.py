@@ -24,7 +24,7 @@ from mpc.errors import BadFlag
 TASKS = ("smnist", "psmnist", "digits-seq")
 METHODS = ("fptt", "bptt")
 BATCH = 32
-LR = 2e-3
+LR = 5e-3
 
 
 def load_task(task: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +85,7 @@ def _epoch(model, opt, fptt, xs, ys, method: str, rng, meter) -> float:
 
 
 def train(task: str, hidden: int, method: str, seq_len: int, limit: int | None, epochs: int, seed: int,
-          alpha: float = 0.5) -> dict:
+          alpha: float = 0.5, lr: float = LR) -> dict:
     """Train and evaluate; the report as a dict."""
     import torch
 
@@ -100,7 +100,7 @@ def train(task: str, hidden: int, method: str, seq_len: int, limit: int | None, 
     if limit is not None:
         xtr, ytr = xtr[:limit], ytr[:limit]
     model = LTCSRNN(x.shape[2], hidden, 10, seed)
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     fptt = FPTT(model.parameters(), alpha) if method == "fptt" else None
     rng, rows, meter = np.random.default_rng(seed), [], SavedMemory()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -114,7 +114,7 @@ def train(task: str, hidden: int, method: str, seq_len: int, limit: int | None, 
                          "epoch_s": round(dt, 3), "step_ms": round(1e3 * dt / steps, 4)})
     peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
     return {"task": task, "arch": f"ltc-srnn:{hidden}", "method": method, "seq_len": seq_len, "seed": seed,
-            "train_samples": len(ytr), "test_samples": len(yte), "batch": BATCH, "lr": LR,
+            "train_samples": len(ytr), "test_samples": len(yte), "batch": BATCH, "lr": lr,
             "fptt_alpha": alpha if method == "fptt" else None, "epochs": rows,
             "peak_memory_mb": round(meter.peak / 2**20, 3), "peak_rss_growth_mb": round(peak, 2),
             "peak_memory_measure": "peak bytes autograd saved for one backward (saved_tensors_hooks, each "
@@ -130,7 +130,8 @@ def cmd_train_snn_fptt(args) -> int:
     seq_len = args.seq_len or (64 if args.task == "digits-seq" else 784)
     import torch
     torch.set_num_threads(1)
-    report = train(args.task, hidden, args.method, seq_len, args.limit, args.epochs, args.seed, args.fptt_alpha)
+    report = train(args.task, hidden, args.method, seq_len, args.limit, args.epochs, args.seed, args.fptt_alpha,
+                   args.lr)
     with staged_dir(Path(args.output), args.force) as tmp:
         (tmp / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     last = report["epochs"][-1]
@@ -150,6 +151,7 @@ def add_train_snn(sub) -> None:
     s.add_argument("--limit", type=int, help="at most this many training samples")
     s.add_argument("--epochs", type=int, default=1)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--lr", type=float, default=LR, help="Adam learning rate (both methods)")
     s.add_argument("--fptt-alpha", type=float, default=0.5, help="FPTT regulariser strength α")
     s.add_argument("-o", "--output", required=True, help="output folder (report.json)")
     s.add_argument("--force", action="store_true", help="replace an existing output folder")

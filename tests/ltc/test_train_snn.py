@@ -66,3 +66,28 @@ def _saved_per_backward(method: str, steps: int) -> int:
 def test_fptt_keeps_the_same_graph_for_any_length_bptt_grows_with_it():
     assert _saved_per_backward("fptt", 40) == _saved_per_backward("fptt", 5)
     assert _saved_per_backward("bptt", 40) >= 7 * _saved_per_backward("bptt", 5)
+
+
+def _probe_accuracy(**init) -> float:
+    """Held-out accuracy of a logistic-regression probe on the untrained layer's spike counts and final membrane
+    (digits pixel by pixel, 64 steps): how much of the input the initial dynamics keep."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mpc.driver.train_snn_fptt import load_task, sequences
+    x, y = load_task("digits-seq", 0)
+    x, y = torch.from_numpy(sequences(x, 64)[:900]), y[:900]
+    model = LTCSRNN(1, 64, 10, seed=0, **init)
+    with torch.no_grad():
+        state, counts = model.init_state(len(y)), 0
+        for t in range(64):
+            _, state = model.step(x[:, t], state)
+            counts = counts + state[2]
+        feats = torch.cat([counts, state[0]], 1).numpy()
+    probe = LogisticRegression(max_iter=2000).fit(feats[:600], y[:600])
+    return probe.score(feats[600:], y[600:])
+
+
+def test_default_init_keeps_more_of_the_input_than_zero_gate_biases():
+    # zero gate biases (membrane time constant of 2 steps) and unscaled input weights forget most digits
+    plain = _probe_accuracy(input_gain=1.0, tau_bias=0.0, rho_bias=0.0)
+    assert _probe_accuracy() > max(0.35, plain + 0.15)
