@@ -592,3 +592,18 @@ def _snn_chain_kernel_source() -> str:
 _EMBEDS[_snn_chain_kernel_source] = SNN_CHAIN_NAMES
 for _kind, _fn in SNN_CHAIN_RENDER.items():
     RENDER[_kind], HELPERS[_kind], EXTRA_SOURCE[_kind] = _fn, [], _snn_chain_kernel_source
+
+# -- recurrent layers and LTC neurons (backends/numpy_rnn.py): mpc.rnn.kernels + mpc.snn.ltc, embedded --
+from mpc.backends.numpy_rnn import NAMES as RNN_NAMES
+from mpc.backends.numpy_rnn import RENDER as RNN_RENDER
+from mpc.backends.numpy_rnn import kernel_source as rnn_kernel_source
+
+
+def _rnn_kernel_source() -> str:
+    """The recurrent-layer kernels (mpc.rnn.kernels, mpc.snn.ltc), embedded so model.py stands alone."""
+    return _kernel_module("rnn kernels", rnn_kernel_source(), RNN_NAMES)
+
+
+_EMBEDS[_rnn_kernel_source] = RNN_NAMES
+for _kind, _fn in RNN_RENDER.items():
+    RENDER[_kind], HELPERS[_kind], EXTRA_SOURCE[_kind] = _fn, [], _rnn_kernel_source

@@ -353,3 +353,7 @@ from mpc.backends.torch_snn import SNN_LOWERINGS
 LOWERINGS.update(SNN_LOWERINGS)
 # -- sparsity: a masked weight trains only where its mask is true (the mask is a bool buffer) --------
 LOWERINGS["sp.mask"] = lambda a, w, m: w * m.to(w.dtype)
+# -- recurrent layers and LTC neurons (backends/torch_rnn.py) ------------------------------------
+from mpc.backends.torch_rnn import RNN_LOWERINGS
+
+LOWERINGS.update(RNN_LOWERINGS)

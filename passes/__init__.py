@@ -16,6 +16,7 @@ from . import (  # noqa: F401  (each import registers its pass)
     lower_hopfield,
     lower_hw,
     lower_lif,
+    lower_ltc,
     lower_nlif,
     mp_calibrate,
     mp_rewrite,

@@ -275,6 +275,10 @@ def cmd_finetune(args) -> int:
         from mpc.driver.cvx_finetune import finetune_cvx
         _check_output(Path(args.output), args)
         return finetune_cvx(args, settings)
+    if args.method in ("fptt", "bptt"):   # sequence fine-tuning of --target ltc (mpc.driver.finetune_fptt)
+        from mpc.driver.finetune_fptt import finetune_sequence
+        _check_output(Path(args.output), args)
+        return finetune_sequence(args, settings)
     if args.method is not None or args.beta is not None:
         raise BadFlag("--method and --beta apply to --target hopfield only")
     if args.optimizer != "adamw":   # sparse Bregman fine-tuning (float and mp), see mpc.driver.sparsity
@@ -473,9 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=positive_float, default=2e-3, help="AdamW learning rate")
     s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--learn-gamma", action="store_true", help="learn gamma too (snapped to the grid at the end)")
-    s.add_argument("--method", choices=("dualprop", "ep", "backprop", "cvx"), default=None,
+    s.add_argument("--method", choices=("dualprop", "ep", "backprop", "cvx", "fptt", "bptt"), default=None,
                    help="hopfield target: dual propagation (default), equilibrium propagation (--lambda 1) or backprop; "
-                        "lif target: cvx (readout replaced by the certified convex optimum)")
+                        "lif target: cvx (readout replaced by the certified convex optimum); "
+                        "ltc target: fptt or bptt (sequence fine-tuning)")
     s.add_argument("--cvx-lambda", type=positive_float, default=1e-2,
                    help="--method cvx: group-Lasso weight as a fraction of the smallest one giving a zero readout")
     s.add_argument("--timings", action="store_true", help="--method cvx: record the solve time in the report")
@@ -506,15 +511,25 @@ def build_parser() -> argparse.ArgumentParser:
     from mpc.driver.executor import add_executor_flags
     add_executor_flags(s)
     s.set_defaults(fn=cmd_sweep)
-    s = sub.add_parser("train-snn", help="train a recurrent LIF network on a sequence task (convex readout or SG)")
-    s.add_argument("--task", required=True, choices=("first-last-xor", "mnist-seq", "digits-seq"))
-    s.add_argument("--method", required=True, choices=("cvx", "sg", "sg-cvx", "sg-sg"),
+    s = sub.add_parser("train-snn", help="train a recurrent spiking network from scratch on a sequence task")
+    s.add_argument("--task", required=True,
+                   choices=("first-last-xor", "mnist-seq", "digits-seq", "smnist", "psmnist"),
+                   help="cvx|sg|sg-cvx|sg-sg: first-last-xor, mnist-seq, digits-seq; "
+                        "fptt|bptt: smnist, psmnist, digits-seq")
+    s.add_argument("--method", required=True, choices=("cvx", "sg", "sg-cvx", "sg-sg", "fptt", "bptt"),
                    help="cvx: Gaussian witnesses + certified convex readout; sg: surrogate gradients; "
-                        "sg-cvx: sg, then the convex readout; sg-sg: sg, then sg again")
-    s.add_argument("--depth", type=positive_int, default=1, help="hidden recurrent LIF layers")
-    s.add_argument("--timesteps", type=positive_int, default=8, help="time steps per sequence")
+                        "sg-cvx: sg, then the convex readout; sg-sg: sg, then sg again; "
+                        "fptt|bptt: an LTC-SRNN (--arch) trained by forward or backward propagation through time")
+    s.add_argument("--arch", help="fptt|bptt: ltc-srnn:HIDDEN")
+    s.add_argument("--depth", type=positive_int, default=1, help="cvx/sg methods: hidden recurrent LIF layers")
+    s.add_argument("--timesteps", type=positive_int, default=8, help="cvx/sg methods: time steps per sequence")
+    s.add_argument("--seq-len", type=positive_int, help="fptt|bptt: steps per image (default: one pixel per step)")
+    s.add_argument("--limit", type=positive_int, help="fptt|bptt: at most this many training samples")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--epochs", type=positive_int, default=20, help="surrogate-gradient epochs (per sg stage)")
+    s.add_argument("--epochs", type=positive_int, default=None,
+                   help="training epochs (per sg stage); default 20 for the sg methods, 1 for fptt|bptt")
+    s.add_argument("--lr", type=positive_float, default=None, help="fptt|bptt: Adam learning rate (default 5e-3)")
+    s.add_argument("--fptt-alpha", type=positive_float, default=0.5, help="fptt: regulariser strength alpha")
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.add_argument("--force", action="store_true")
     s.add_argument("-q", "--quiet", action="store_true")
@@ -527,7 +542,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train_snn(args) -> int:
-    """Recurrent LIF training on a sequence task (mpc.driver.train_snn)."""
+    """Training from scratch on a sequence task: recurrent LIF with a convex readout or surrogate gradients
+    (mpc.driver.train_snn), or an LTC-SRNN with FPTT/BPTT (mpc.driver.train_snn_fptt)."""
+    fptt = args.method in ("fptt", "bptt")
+    tasks = ("smnist", "psmnist", "digits-seq") if fptt else ("first-last-xor", "mnist-seq", "digits-seq")
+    if args.task not in tasks:
+        raise BadFlag(f"train-snn --method {args.method} takes --task {'|'.join(tasks)}, got {args.task!r}")
+    if fptt and args.arch is None:
+        raise BadFlag(f"train-snn --method {args.method} needs --arch ltc-srnn:HIDDEN")
+    if not fptt and args.arch is not None:
+        raise BadFlag(f"--arch applies to --method fptt|bptt, not {args.method}")
+    if args.epochs is None:
+        args.epochs = 1 if fptt else 20
+    if fptt:
+        from mpc.driver.train_snn_fptt import LR, cmd_train_snn_fptt
+        args.lr = LR if args.lr is None else args.lr
+        return cmd_train_snn_fptt(args)
     from mpc.driver.train_snn import cmd_train_snn
     return cmd_train_snn(args)
 

@@ -87,3 +87,9 @@ def all_flags() -> list[tuple[Flag, list[str]]]:
         for f in t.flags:
             seen.setdefault(f.name, (f, []))[1].append(t.name)
     return [seen[k] for k in sorted(seen)]
+
+# Recurrent spiking target (mpc/ir/ops_rnn.py): forward RNN/GRU layers become LTC spiking neuron layers.
+TARGETS["ltc"] = Target(
+    "ltc", "canonicalize,lower-ltc,dce",
+    "LTC spiking recurrent network (snn.ltc): forward RNN/GRU layers become liquid time-constant neuron "
+    "layers initialised from their input and recurrent weights, ready for fine-tuning")

@@ -23,6 +23,7 @@ import mpc.frontend.onnx_ops_spatial  # noqa: F401  (registers the spatial/norma
 from mpc.errors import BadFlag, BadModel, Location, MPCError, UnsupportedOp
 from mpc.frontend.batch import HINT, batch_dim, check_batch
 from mpc.frontend.onnx_ops import HANDLERS, ONNX_DTYPES, Known, Node, supported_ops
+from mpc.frontend.onnx_ops_rnn import drop_zero_initial_states  # (also registers the RNN/GRU/LSTM handlers)
 from mpc.frontend.onnx_ops_tensor import TENSOR_OPS  # noqa: F401  (registers the tensor/logic/reduction handlers)
 from mpc.ir import Graph, InferError, Op, TensorType, Value, lookup, sanitize, verify_graph
 from mpc.ir.types import DType
@@ -216,8 +217,9 @@ RECURRENT = ("LSTM", "GRU", "RNN")
 def _check_recurrent(model: onnx.ModelProto) -> None:
     """Recurrent layers are refused by name, before the shape ops exporters put around them (their
     initial states, built from the dynamic batch dim) fail on their own with a less useful message."""
+    drop_zero_initial_states(model)   # recurrent layers import through mpc.frontend.onnx_ops_rnn
     for i, node in enumerate(model.graph.node):
-        if node.op_type in RECURRENT:
+        if node.op_type in RECURRENT and node.op_type not in HANDLERS:
             raise UnsupportedOp(node.op_type, Location(node=node.name or f"{node.op_type}_{i}"),
                                 "recurrent layers are not supported yet")
 

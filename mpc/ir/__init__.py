@@ -12,6 +12,7 @@ from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.*, hop
            ops_nn_spatial,
            ops_nn_tensor,
            ops_np,
+           ops_rnn,
            ops_snn,
            ops_snn_chain,
            ops_snn_event,

@@ -15,6 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from ltc.torch_cases import LTC_CASES  # tests/ltc: recurrent layers and LTC neurons
 from mpc.backends import torch_backend as tb
 from onnxc.torch_cases import CASES as ONNXC_CASES
 from spatial.torch_cases import SPATIAL_CASES  # tests/spatial (pytest puts tests/ on sys.path)
@@ -218,6 +219,7 @@ lam = 1.0, schedule = jacobi, max_iter = 7} : {t}[5,5]
 CASES.update(ONNXC_CASES)
 # the spatial, normalization and activation ops (mpc.ir.ops_nn_spatial) keep their cases beside their tests
 CASES.update(SPATIAL_CASES)
+CASES.update(LTC_CASES)
 
 TOL = {"f32": {"rtol": 1e-5, "atol": 2e-5}, "f64": {"rtol": 1e-10, "atol": 1e-10}}
 

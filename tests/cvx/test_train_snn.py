@@ -72,3 +72,13 @@ def test_deterministic_and_bad_flags(tmp_path, capsys):
     rc, _, err = run_cli(capsys, "train-snn", "--task", "first-last-xor", "--method", "cvx", "--timesteps", 3,
                          "-o", tmp_path / "a", "-q")
     assert rc == 2 and "exists" in error_line(err)
+
+
+def test_train_snn_rejects_flags_of_the_other_methods(tmp_path, capsys):
+    """One train-snn command serves both families; the other family's task or --arch is a one-line error."""
+    rc, _, err = run_cli(capsys, "train-snn", "--task", "smnist", "--method", "cvx", "-o", tmp_path / "a")
+    assert rc == 2 and "takes --task first-last-xor|mnist-seq|digits-seq" in error_line(err)
+    rc, _, err = run_cli(capsys, "train-snn", "--task", "first-last-xor", "--method", "sg", "--arch", "ltc-srnn:8",
+                         "-o", tmp_path / "b")
+    assert rc == 2 and "--arch applies to --method fptt|bptt" in error_line(err)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

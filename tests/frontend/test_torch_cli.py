@@ -1,7 +1,8 @@
 """The PyTorch paths as a new user meets them: a factory module in the current folder, a missing
---input-shape, and recurrent layers (refused by name, not through the ops around them)."""
+--input-shape, and recurrent layers (imported, their zero initial states built from the batch dim dropped)."""
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -60,9 +61,14 @@ def test_missing_input_shape_names_the_flag(factory_pkg, capsys):
 
 
 @pytest.mark.parametrize("kind,op", [("lstm", "LSTM"), ("gru", "GRU")])
-def test_recurrent_layers_are_named(factory_pkg, capsys, kind, op):
+def test_recurrent_layers_convert_and_verify(factory_pkg, capsys, kind, op):
+    """Recurrent layers import (mpc.frontend.onnx_ops_rnn; they were refused by name before) and the float
+    target agrees with onnxruntime."""
     rc, _, err = run_cli(capsys, "convert", f"mpctestpkg9.nets:{kind}", "--input-shape", "1,3,4",
                          "--target", "float", "-o", "out")
-    assert rc == 2
-    assert err == f"mpc: error: unsupported op '{op}' at node '/rnn/{op}': recurrent layers are not supported yet\n"
-    assert not (factory_pkg / "out").exists()
+    assert rc == 0, err
+    assert f"nn.{kind}" in (factory_pkg / "out" / "model.mpc").read_text()
+    rc, out, err = run_cli(capsys, "verify", f"mpctestpkg9.nets:{kind}", "--input-shape", "1,3,4",
+                           "--target", "float", "--samples", "16", "--json", "-q")
+    assert (rc, err) == (0, ""), err
+    assert json.loads(out)["max_rel_err"] <= 1e-5

@@ -1,0 +1,1 @@
+"""Recurrent layers: ONNX RNN/GRU/LSTM reference kernels (`mpc.rnn.kernels`)."""
