@@ -111,7 +111,7 @@ def _certified_gap(phi, y, b, lam) -> float:
 
 def solve_times(args) -> list[dict]:
     """Part 2: FISTA vs CVXPY + Clarabel on the kept dictionaries (best of --repeat for FISTA)."""
-    from mpc.snn.cvx import Loss, build_dictionary, lambda_max, solve
+    from mpc.snn.cvx import NEWTON_MAX_VARS, Loss, build_dictionary, lambda_max, solve
     rows = []
     for name, phi, y in DICTS:
         d = build_dictionary(phi)
@@ -119,7 +119,8 @@ def solve_times(args) -> list[dict]:
         fista = [solve(d.phi, y, lam, Loss.SOFTMAX, True) for _ in range(args.repeat)]
         times = [s.seconds for s in fista]
         b, t_cl = _clarabel(d.phi, y, lam)
-        rows.append({"dictionary": name, "N x M": f"{d.phi.shape[0]} x {d.phi.shape[1]}",
+        auto = "newton" if d.phi.shape[1] * y.shape[1] <= NEWTON_MAX_VARS else "fista"   # what solve() picks
+        rows.append({"dictionary": f"{name} ({auto})", "N x M": f"{d.phi.shape[0]} x {d.phi.shape[1]}",
                      "fista s": min(times), "fista spread": max(times) / min(times), "fista gap": fista[0].rel_gap,
                      "clarabel s": t_cl, "clarabel gap": _certified_gap(d.phi, y, b, lam),
                      "speed-up": t_cl / min(times)})
@@ -214,7 +215,7 @@ def main(argv=None) -> int:
     if "solve" in parts:
         if not DICTS:
             from mpc.snn.tasks import load_task
-            for name, (depth, steps) in (("first-last-xor", (1, 8)), ("mnist-seq", (1, 8))):
+            for name, (depth, steps) in [("first-last-xor", c) for c in CONFIGS["first-last-xor"]] + [("mnist-seq", (1, 8))]:
                 _one_dict(load_task(name, steps, 0), depth, steps, args)
         print("\n| dictionary | N x M | FISTA s | FISTA spread | FISTA gap | Clarabel s | Clarabel gap | speed-up |")
         print("|---|---|---|---|---|---|---|---|")

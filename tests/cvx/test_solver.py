@@ -43,11 +43,11 @@ CASES = [(Loss.SQUARED, False), (Loss.LOGISTIC, False), (Loss.SOFTMAX, True), (L
 
 
 @pytest.mark.parametrize("loss,group", CASES)
-@pytest.mark.parametrize("seed", [0, 1])
-def test_fista_matches_cvxpy(loss, group, seed):
+@pytest.mark.parametrize("seed,method", [(0, "fista"), (1, "fista"), (0, "newton"), (1, "newton")])
+def test_fista_matches_cvxpy(loss, group, seed, method):
     phi, y = _problem(seed, 60, 25, loss)
     lam = 0.05 * lambda_max(phi, y, loss, group)
-    sol = solve(phi, y, lam, loss, group, tol=1e-8)
+    sol = solve(phi, y, lam, loss, group, tol=1e-8, method=method)
     ref = _cvxpy_value(phi, y, lam, loss, group)
     assert sol.converged, sol.reason
     assert abs(sol.primal - ref) <= 1e-6 * abs(ref)
@@ -55,11 +55,12 @@ def test_fista_matches_cvxpy(loss, group, seed):
 
 
 @pytest.mark.parametrize("loss,group", CASES)
-def test_dual_lower_bounds_every_iterate_and_gap_closes(loss, group):
+@pytest.mark.parametrize("method", ["fista", "newton"])
+def test_dual_lower_bounds_every_iterate_and_gap_closes(loss, group, method):
     phi, y = _problem(3, 50, 20, loss)
     lam = 0.02 * lambda_max(phi, y, loss, group)
     ref = _cvxpy_value(phi, y, lam, loss, group)
-    sol = solve(phi, y, lam, loss, group, tol=1e-6, keep_history=True)
+    sol = solve(phi, y, lam, loss, group, tol=1e-6, keep_history=True, method=method)
     primal, dual = np.array(sol.history).T
     slack = 1e-7 * abs(ref)                      # Clarabel's own accuracy (gaps 1e-8)
     assert np.all(dual <= ref + slack) and np.all(primal >= ref - slack)
