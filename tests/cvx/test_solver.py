@@ -100,3 +100,15 @@ def test_dictionary_removes_duplicate_and_zero_columns():
     full = d.expand(np.array([[1.0], [2.0], [3.0]]))
     assert full[:, 0].tolist() == [1.0, 0.0, 0.0, 2.0, 3.0]
     assert np.array_equal(f @ full, d.phi @ np.array([[1.0], [2.0], [3.0]]))
+
+
+@pytest.mark.parametrize("group", [True, False])
+def test_two_class_softmax_reduction_matches_cvxpy(group):
+    phi, y = _problem(7, 60, 25, Loss.SOFTMAX, k=2)
+    lam = 0.03 * lambda_max(phi, y, Loss.SOFTMAX, group)
+    ref = _cvxpy_value(phi, y, lam, Loss.SOFTMAX, group)
+    sol = solve(phi, y, lam, Loss.SOFTMAX, group, tol=1e-8)              # auto: solved as a logistic Lasso
+    assert sol.converged and abs(sol.primal - ref) <= 1e-6 * abs(ref) and sol.dual <= ref * (1 + 1e-9)
+    assert np.allclose(sol.beta[:, 0], -sol.beta[:, 1])                 # B = [w/2, −w/2]
+    direct = solve(phi, y, lam, Loss.SOFTMAX, group, tol=1e-8, method="fista")
+    assert abs(direct.primal - sol.primal) <= 1e-6 * abs(ref)
