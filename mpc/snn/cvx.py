@@ -22,14 +22,16 @@ that bound, so the adaptive step takes many fewer iterations; the certificate do
 For small problems (M·K ≤ NEWTON_MAX_VARS weights) `solve` uses proximal Newton instead: the Hessian of F
 costs N·(M·K)² once per step, each step's quadratic model plus λΩ is minimized by a compiled FISTA, and a
 handful of steps replace thousands of first-order iterations (the 2-class problems, where the logistic-like
-loss is nearly flat along the separating directions, are the slow case for FISTA).
+loss is nearly flat along the separating directions, are the slow case for FISTA). A two-class softmax
+problem is first rewritten as the logistic Lasso it equals (see `_two_class`), halving the unknowns.
 
 Certificate: the Fenchel dual of P is D(Θ) = −F*(Θ) subject to Ω°(Φᵀ Θ) ≤ λ (Ω° the dual norm: the largest
 |entry|, or the largest row ℓ2 norm). Every iterate gives a dual point: Θ = ∇F(Φ B) scaled by
 min(1, λ / Ω°(Φᵀ ∇F(Φ B))), which is feasible and lies in the domain of F* (for the logistic and softmax
 losses the scaling is a convex combination of the model's probabilities and the labels). Weak duality
-makes D(Θ) ≤ min P for every such Θ; the solver stops when the relative gap (min P − max D)/|min P| is
-at most `tol` (default 1e-6) and otherwise reports why it stopped.
+makes D(Θ) ≤ min P for every such Θ (FISTA evaluates it on every 10th iterate, as it costs one more
+Φᵀ product; the stopping test only ever uses evaluated bounds); the solver stops when the relative gap
+(min P − max D)/|min P| is at most `tol` (default 1e-6) and otherwise reports why it stopped.
 """
 from __future__ import annotations
 
