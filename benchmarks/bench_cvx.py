@@ -232,7 +232,7 @@ def _plot(res: dict, source_acc: float) -> None:
         x = np.arange(len(rows))
         axes[1].bar(x - 0.2, [r["fista s"] for r in rows], 0.4, label="mpc (solve, method auto)")
         axes[1].bar(x + 0.2, [r["clarabel s"] for r in rows], 0.4, label="CVXPY + Clarabel")
-        axes[1].set_xticks(x, [r["dictionary"] for r in rows], fontsize=7)
+        axes[1].set_xticks(x, [r["dictionary"].replace(" (", "\n(").replace(" d", "\nd", 1) for r in rows], fontsize=7)
         axes[1].set_yscale("log")
         axes[1].set_ylabel("solve seconds")
         axes[1].legend(fontsize=8)
@@ -249,6 +249,8 @@ def _plot(res: dict, source_acc: float) -> None:
         axes[2].legend(fontsize=8)
         axes[2].set_title("digits MLP -> LIF: readout repair")
     fig.tight_layout()
+    for ax in axes:
+        ax.set_visible(ax.has_data())   # a partial run leaves some panels empty
     full = all(k in res for k in ("tables", "solve", "repair"))   # partial runs keep the full figure
     name = "bench_cvx.png" if full else f"bench_cvx_{'_'.join(sorted(res))}.png"
     fig.savefig(ROOT / "benchmarks" / name, metadata={"Software": None})
