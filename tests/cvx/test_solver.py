@@ -43,11 +43,11 @@ CASES = [(Loss.SQUARED, False), (Loss.LOGISTIC, False), (Loss.SOFTMAX, True), (L
 
 
 @pytest.mark.parametrize("loss,group", CASES)
-@pytest.mark.parametrize("seed", [0, 1])
-def test_fista_matches_cvxpy(loss, group, seed):
+@pytest.mark.parametrize("seed,method", [(0, "fista"), (1, "fista"), (0, "newton"), (1, "newton")])
+def test_fista_matches_cvxpy(loss, group, seed, method):
     phi, y = _problem(seed, 60, 25, loss)
     lam = 0.05 * lambda_max(phi, y, loss, group)
-    sol = solve(phi, y, lam, loss, group, tol=1e-8)
+    sol = solve(phi, y, lam, loss, group, tol=1e-8, method=method)
     ref = _cvxpy_value(phi, y, lam, loss, group)
     assert sol.converged, sol.reason
     assert abs(sol.primal - ref) <= 1e-6 * abs(ref)
@@ -55,11 +55,12 @@ def test_fista_matches_cvxpy(loss, group, seed):
 
 
 @pytest.mark.parametrize("loss,group", CASES)
-def test_dual_lower_bounds_every_iterate_and_gap_closes(loss, group):
+@pytest.mark.parametrize("method", ["fista", "newton"])
+def test_dual_lower_bounds_every_iterate_and_gap_closes(loss, group, method):
     phi, y = _problem(3, 50, 20, loss)
     lam = 0.02 * lambda_max(phi, y, loss, group)
     ref = _cvxpy_value(phi, y, lam, loss, group)
-    sol = solve(phi, y, lam, loss, group, tol=1e-6, keep_history=True)
+    sol = solve(phi, y, lam, loss, group, tol=1e-6, keep_history=True, method=method)
     primal, dual = np.array(sol.history).T
     slack = 1e-7 * abs(ref)                      # Clarabel's own accuracy (gaps 1e-8)
     assert np.all(dual <= ref + slack) and np.all(primal >= ref - slack)
@@ -99,3 +100,15 @@ def test_dictionary_removes_duplicate_and_zero_columns():
     full = d.expand(np.array([[1.0], [2.0], [3.0]]))
     assert full[:, 0].tolist() == [1.0, 0.0, 0.0, 2.0, 3.0]
     assert np.array_equal(f @ full, d.phi @ np.array([[1.0], [2.0], [3.0]]))
+
+
+@pytest.mark.parametrize("group", [True, False])
+def test_two_class_softmax_reduction_matches_cvxpy(group):
+    phi, y = _problem(7, 60, 25, Loss.SOFTMAX, k=2)
+    lam = 0.03 * lambda_max(phi, y, Loss.SOFTMAX, group)
+    ref = _cvxpy_value(phi, y, lam, Loss.SOFTMAX, group)
+    sol = solve(phi, y, lam, Loss.SOFTMAX, group, tol=1e-8)              # auto: solved as a logistic Lasso
+    assert sol.converged and abs(sol.primal - ref) <= 1e-6 * abs(ref) and sol.dual <= ref * (1 + 1e-9)
+    assert np.allclose(sol.beta[:, 0], -sol.beta[:, 1])                 # B = [w/2, −w/2]
+    direct = solve(phi, y, lam, Loss.SOFTMAX, group, tol=1e-8, method="fista")
+    assert abs(direct.primal - sol.primal) <= 1e-6 * abs(ref)
