@@ -12,31 +12,35 @@ before it. Per layer:
    that minimizes the error bound of V. Kotak's thesis "Efficient Training and Memory Optimization
    Strategies for Margin Propagation Based Networks" (IISc), §3.1 "Error Analysis", eq. 3.11; both walk downhill on the relative error left after
    a per-channel affine fit, measured on a seeded subset of rows.
-2. Per output channel (option channel_scale, default off; --channel-scale true): the channel's weight row is multiplied by the
+2. Per output channel (option channel_scale=off|on|auto, default off): the weight row is multiplied by the
    power of two in 2^-3..2^3 that minimizes its error after its own affine fit (the weights become a new
    `@W.mpscale` entry; the gain absorbs the scale). One c balances |x·c| against |W/c| for the whole
    layer, but rows differ in norm (BatchNorm folding rescales each channel; a depthwise conv's channels
    each read their own input channel), so a per-channel balance is what the MP approximation needs.
    On ResNet-8 and a MobileNet-style net trained on MNIST (BatchNorm folded) this cut the calibrated
    accuracy loss from 5.6 and 4.0 points to 1.5 and 2.1; on the small digits MLP and CNN it cost 0.4
-   and 1.1 points, which is why it is not the default.
+   and 1.1 points, which is why `on` is not the default. `auto` decides from data the choice never saw:
+   every 4th calibration sample is held out; the scales are chosen on the others, a layer keeps them only
+   if they lower its squared error on the held-out samples (affine fit on the others), and the network
+   keeps them only if its logits on the held-out samples flip fewer top-1 classes of the float network's
+   (or as many, with a lower KL to its softmax) than the network calibrated without them.
 3. On all rows: least-squares gain and offset per output channel; gain·γD/2 snapped to at most
    K signed power-of-two terms (option gain_terms; gain=float skips it); offset refit after snapping.
 4. Optionally (option refine), the fitted layers are revisited in graph order to lower a
    block-wise or end-to-end objective with the MP activations fed forward (passes/_mp_refine.py).
 5. Offsets fold into the bias addition that follows (biases stay additions).
 
-Options (`mp-calibrate{gamma=8.0,gain_terms=3,gain=float,refine=e2e,channel_scale=true}`; the mp
+Options (`mp-calibrate{gamma=8.0,gain_terms=3,gain=float,refine=e2e,channel_scale=auto}`; the mp
 target's --gamma, --gain-terms, --gain, --refine and --channel-scale set them): `gamma` fixes γ for every
-layer, `gain_terms` is K, `gain` is shift-add or float, `refine` is none, blocks or e2e, `channel_scale` turns the
-per-channel weight scales of step 2 on or off.
+layer, `gain_terms` is K, `gain` is shift-add or float, `refine` is none, blocks or e2e, `channel_scale` sets the
+per-channel weight scales of step 2 off, on or auto (true/false: on/off).
 Calibration data comes from the driver (ctx.dataset); without it, 256 seeded U(0, 1) samples.
 """
 from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import mpc.passes._mp_refine as R
 import numpy as np
@@ -52,6 +56,8 @@ from mpc.passmanager import register_pass
 MP_KINDS = ("mp.dot", "mp.conv2d")
 SEARCH_ROWS = 512      # rows (samples or conv patches) used to search γ and c
 SCALE_ROWS = 4096      # rows used to choose the per-channel weight scales
+HOLD_EVERY = 4         # channel_scale=auto: every 4th calibration sample is held out from choosing the scales
+AUTO_SAMPLES = 512     # channel_scale=auto: held-out samples the logit objective is measured on
 SCALE_SPAN = 3         # per-channel weight scales range over 2^-SCALE_SPAN .. 2^SCALE_SPAN
 FIT_ROWS = 16384       # rows used to fit gains and offsets
 
@@ -77,6 +83,18 @@ class GainMode(enum.Enum):
     FLOAT = "float"
 
 
+class ChannelScale(enum.Enum):
+    """Per-channel weight scales (step 2): never, always, or per layer when they lower held-out error."""
+
+    OFF = "off"
+    ON = "on"
+    AUTO = "auto"
+
+    @classmethod
+    def _missing_(cls, value):
+        return {"true": cls.ON, "false": cls.OFF, True: cls.ON, False: cls.OFF}.get(value)   # the old bool spelling
+
+
 class Refine(enum.Enum):
     """What the refinement after the per-layer fits minimizes: nothing, block outputs, or the logits."""
 
@@ -93,7 +111,7 @@ class MPCalibrateOptions:
     gain_terms: int = 2
     gain: GainMode = GainMode.SHIFT_ADD
     refine: Refine = Refine.NONE
-    channel_scale: bool = False   # per-output-channel power-of-two weight scales (step 2)
+    channel_scale: ChannelScale = ChannelScale.OFF   # per-output-channel power-of-two weight scales (step 2)
 
     def __post_init__(self):
         if self.gamma is not None and not (math.isfinite(self.gamma) and self.gamma > 0):
@@ -247,15 +265,22 @@ def snap_gains(g: np.ndarray, scale: float, terms: int) -> tuple[np.ndarray, int
     return out, most
 
 
-def channel_scales(groups, t_rows: np.ndarray, gamma: float, c: float, rng) -> np.ndarray:
+def _subsample(r: int, rows: np.ndarray | None, rng):
+    """Up to SCALE_ROWS of `rows` (None: all r rows), seeded and sorted; a slice when all are used."""
+    if rows is None:
+        return np.sort(rng.choice(r, SCALE_ROWS, replace=False)) if r > SCALE_ROWS else slice(None)
+    return rows[np.sort(rng.choice(rows.size, SCALE_ROWS, replace=False))] if rows.size > SCALE_ROWS else rows
+
+
+def channel_scales(groups, t_rows: np.ndarray, gamma: float, c: float, rng,
+                   rows: np.ndarray | None = None) -> np.ndarray:
     """Per output channel, the power of two s (2^-SCALE_SPAN..2^SCALE_SPAN) multiplying that channel's
     weights that minimizes the channel's squared error after its affine fit (γ and c fixed).
 
     Channels are independent under MP (each output reads only its own weight row), so one pass over the
-    candidates chooses every channel at once. Why: after BatchNorm folding, and in depthwise convs where
+    candidates chooses every channel at once. `rows` restricts the choice to those rows (default: all). Why: after BatchNorm folding, and in depthwise convs where
     each channel sees its own input channel, one balance c cannot suit every channel."""
-    r = t_rows.shape[0]
-    idx = np.sort(rng.choice(r, SCALE_ROWS, replace=False)) if r > SCALE_ROWS else slice(None)
+    idx = _subsample(t_rows.shape[0], rows, rng)
     t = t_rows[idx].astype(np.float64)
     best_err = best_s = None
     for k in range(-SCALE_SPAN, SCALE_SPAN + 1):
@@ -285,13 +310,53 @@ def fit_layer(op: Op, x_mp: np.ndarray, x_float: np.ndarray, w: np.ndarray, opti
     groups, _ = layer_rows(op, x_mp, w)
     t_rows = as_rows(op, target)
     gamma, c, _ = search(groups, t_rows, options.gamma, rng)
-    if not options.channel_scale:
+    if options.channel_scale is ChannelScale.OFF:
         return fit_affine(groups, t_rows, gamma, c, options, rng), target
-    scale = channel_scales(groups, t_rows, gamma, c, rng)
+    if options.channel_scale is ChannelScale.ON:
+        scale = channel_scales(groups, t_rows, gamma, c, rng)
+    else:
+        scale = guarded_scales(groups, t_rows, x_mp.shape[0], gamma, c, rng)
     groups, _ = layer_rows(op, x_mp, scaled_weight(op, w, scale))
     fit = fit_affine(groups, t_rows, gamma, c, options, rng)
     fit.scale = None if np.all(scale == 1) else scale
     return fit, target
+
+
+def held_out_split(r: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(choose rows, held-out rows) of r rows from n samples (rows are sample-major): every
+    HOLD_EVERY-th sample is held out, so a conv's patches of one image stay on one side."""
+    held = (np.arange(r) // max(r // max(n, 1), 1)) % HOLD_EVERY == HOLD_EVERY - 1
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def held_out_sse(groups, t_rows: np.ndarray, scale: np.ndarray, fit_rows, held_rows, gamma: float,
+                 c: float) -> float:
+    """Squared error on the held-out rows of the MP layer with weight rows scaled by `scale`, each channel's
+    affine fit made on the fit rows only."""
+    def y_of(rows):
+        return mp_rows([(xg[rows].astype(np.float64), wg.astype(np.float64) * scale[sl, None], sl)
+                        for xg, wg, sl in groups], gamma, c)
+    g, o = affine_fit(y_of(fit_rows), t_rows[fit_rows])
+    return float(((y_of(held_rows) * g + o - t_rows[held_rows].astype(np.float64)) ** 2).sum())
+
+
+def guarded_scales(groups, t_rows: np.ndarray, n: int, gamma: float, c: float, rng) -> np.ndarray:
+    """channel_scale=auto: scales chosen on the rows not held out, kept (for the whole layer) only when
+    they lower the layer's held-out squared error after the affine fit; all ones otherwise.
+
+    One yes/no per layer, judged on samples the choice never saw, so the guard cannot overfit the way the
+    per-channel choice can (on the small digits nets it lowered the fitted error yet cost test accuracy)."""
+    choose, held = held_out_split(t_rows.shape[0], n)
+    if held.size == 0:
+        return np.ones(t_rows.shape[1])
+    scale = channel_scales(groups, t_rows, gamma, c, rng, choose)
+    if np.all(scale == 1):
+        return scale
+    fit_rows, held_rows = _subsample(0, choose, rng), _subsample(0, held, rng)
+    ones = np.ones_like(scale)
+    keep = (held_out_sse(groups, t_rows, scale, fit_rows, held_rows, gamma, c)
+            < held_out_sse(groups, t_rows, ones, fit_rows, held_rows, gamma, c))
+    return scale if keep else ones
 
 
 def fit_affine(groups, t_rows: np.ndarray, gamma: float, c: float, options: MPCalibrateOptions, rng) -> LayerFit:
@@ -451,6 +516,50 @@ def _refine(graph, data, layers: list[tuple], fits: dict, options: MPCalibrateOp
             for op, new, row in layers]
 
 
+def _held_out_kl(graph, data, layers: list[tuple], fits: dict, ref: dict | None) -> tuple[float, dict]:
+    """KL of the calibrated MP network's logits to the float network's on the held-out samples (every
+    HOLD_EVERY-th, at most AUTO_SAMPLES), and the float activations there (computed once)."""
+    idx = np.flatnonzero(np.arange(data.size) % HOLD_EVERY == HOLD_EVERY - 1)[:AUTO_SAMPLES]
+    weights = {k: (a.astype(np.float64) if a.dtype.kind == "f" else a) for k, a in graph.weights.items()}
+    inputs = {id(v): data.feeds[v.name][idx].astype(np.float64) for v in graph.inputs}
+    if ref is None:
+        ref = R.run_from(graph, inputs, 0, lambda op, args: (dense(op, args[0], args[1]),), weights)
+    env = R.run_from(graph, inputs, 0, lambda op, args: (layer_out(op, args[0], args[1], fits[id(op)]),), weights)
+    end = R.block_ends(graph, [op for op, _, _ in layers])[-1]
+    got, want = env[id(end)], ref[id(end)]
+    flips = int((got.argmax(-1) != want.argmax(-1)).sum()) if want.ndim == 2 and want.shape[1] > 1 else 0
+    return (flips, R.kl_or_sq(got, want)), ref
+
+
+def _auto_scales(graph, data, x_float: dict, options: MPCalibrateOptions, ctx, show: dict, fits: dict) -> list:
+    """channel_scale=auto: calibrate without scales, then with scales chosen on the samples that are not
+    held out (each layer's kept only if it lowers that layer's held-out error); keep the network whose
+    logits are closer (KL) to the float network's on the held-out samples (ties: no scales).
+
+    Why a network-level check too: on the small digits nets the scales lower every layer's error, held out
+    or not, yet cost test accuracy; the logits are what the scales must not make worse."""
+    variants, ref = [], None
+    for mode in (ChannelScale.OFF, ChannelScale.AUTO):
+        f: dict = {}
+        layers = _calibrate_layers(graph, data, x_float, replace(options, channel_scale=mode),
+                                   np.random.default_rng(ctx.seed), options.terms_cap, show, f)
+        kl, ref = _held_out_kl(graph, data, layers, f, ref)
+        variants.append((kl, layers, f))
+    best = 1 if variants[1][0] < variants[0][0] else 0
+    for op, new, _ in variants[1 - best][1]:   # the other variant's weights go
+        for v in new.operands[1:]:
+            if v.name != op.operands[1].name:
+                graph.remove_weight(v.name)
+    scaled = sum(fit.scale is not None for fit in variants[1][2].values())
+    ctx.report.section("MP channel scales (auto)", [{
+        "held-out samples": int(min(AUTO_SAMPLES, data.size // HOLD_EVERY)),
+        "top-1 flips without": variants[0][0][0], "top-1 flips with": variants[1][0][0],
+        "logit KL without": variants[0][0][1], "logit KL with": variants[1][0][1],
+        "layers with scales": scaled, "kept": "with" if best else "without"}])
+    fits.update(variants[best][2])
+    return variants[best][1]
+
+
 def _rebuilt(graph, op: Op, new: Op, row: dict, fit: LayerFit, old: LayerFit, terms_cap: int) -> tuple:
     """(op, calibrated op, report row) with `fit` applied: the first op (and its weights) replaced."""
     if fit is old:
@@ -479,7 +588,10 @@ def mp_calibrate(graph, ctx, options: MPCalibrateOptions) -> dict:
     x_float = capture(graph, data, [op.operands[0] for op in mp_ops], batch_size=None, kernels=DENSE_KERNELS,
                       dtype=np.float64, desc="mp-calibrate (float)", **show)
     fits: dict = {}
-    layers = _calibrate_layers(graph, data, x_float, options, rng, terms_cap, show, fits)
+    if options.channel_scale is ChannelScale.AUTO:
+        layers = _auto_scales(graph, data, x_float, options, ctx, show, fits)
+    else:
+        layers = _calibrate_layers(graph, data, x_float, options, rng, terms_cap, show, fits)
     if options.refine is not Refine.NONE:
         layers = _refine(graph, data, layers, fits, options, ctx)
     for op, new, _ in layers:

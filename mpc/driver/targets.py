@@ -45,8 +45,9 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
                   Flag("refine", str, "after the per-layer fits, lower the error of blocks or of the logits "
                        "(default none)", "mp-calibrate", "refine", choices=("none", "blocks", "e2e")),
                   Flag("channel-scale", str, "a power-of-two weight scale per output channel, chosen on "
-                       "calibration data (default false)", "mp-calibrate", "channel_scale",
-                       choices=("true", "false")))),
+                       "calibration data: off (default), on, or auto (per layer, kept when it lowers the error "
+                       "on held-out calibration samples); true/false mean on/off", "mp-calibrate", "channel_scale",
+                       choices=("off", "on", "auto", "true", "false")))),
     Target("hopfield", "canonicalize,lower-hopfield,dce",
            "layered Hopfield network (dyadic neurons, Hoier et al. 2024): one relaxation with W_lambda connectivity",
            flags=(Flag("lambda", lambda_float, "W_lambda = theta - theta^T + 2 lambda theta^T: 0.5 feedforward "

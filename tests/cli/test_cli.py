@@ -539,8 +539,8 @@ def test_passes_lists_every_registered_pass(capsys):
     rc, stdout, err = cli(capsys, "passes")
     assert (rc, err) == (0, "")
     lines = {line.split()[0]: line for line in stdout.splitlines() if line.strip() and not line.startswith(" ")}
-    assert "options (defaults): mp-calibrate{gamma=none,gain_terms=2,gain=shift-add,refine=none,channel_scale=false}" in stdout
-    parse_pipeline("mp-calibrate{gamma=none,gain_terms=2,gain=shift-add,refine=none,channel_scale=false}")   # the listing reads back
+    assert "options (defaults): mp-calibrate{gamma=none,gain_terms=2,gain=shift-add,refine=none,channel_scale=off}" in stdout
+    parse_pipeline("mp-calibrate{gamma=none,gain_terms=2,gain=shift-add,refine=none,channel_scale=off}")   # the listing reads back
     names = {name for name, _, _ in registered()}
     assert set(CANONICALIZE) | {"canonicalize", "mp-rewrite", "mp-calibrate"} <= names
     assert set(lines) == names
