@@ -6,7 +6,9 @@ samples, every model run by mpc's interpreter. Sparsity = removed fraction of th
 weights (after `fuse`, dead neurons count as removed). Methods: `magnitude` (plain per-layer
 |w| masking, torch.nn.utils.prune's baseline), `magnitude+refit` (the same masks, kept weights refit
 like LBI's), `lbi` (lbi-prune's default), `lbi+adabreg` (lbi-prune, then `mpc.optim.AdaBreg` fine-tuning
-for a few epochs on the training split; its final sparsity is what AdaBreg leaves). Speed: x @ W for
+for a few epochs on the training split, optionally distilling from the dense model, with a cosine lr
+decay and the epoch picked on a held-out part of train; its final sparsity is what AdaBreg leaves; on
+the lif target through the surrogate-gradient loop). Speed: x @ W for
 a 1024x1024 layer, batch 256, dense np.matmul (BLAS) vs model.py's CSR kernel; the median of `--repeat`.
 
     python benchmarks/bench_sparsity.py [--repeat 20] [--out benchmarks/bench_sparsity.png] [--no-mp] [--no-lif]
@@ -81,17 +83,24 @@ def _synops(graph, test) -> dict:
 
 
 def adabreg_rows(target: str, sparsities, calib, train, test, dense: int, lam: float, epochs: int,
-                 lr: float = 1e-3) -> list[dict]:
-    """lbi-prune at each sparsity, then AdaBreg fine-tuning."""
+                 lr: float = 1e-3, distill: float = 0.0, schedule: str = "constant", val_fraction: float = 0.0,
+                 lif_lr: float = 1e-3) -> list[dict]:
+    """lbi-prune at each sparsity, then AdaBreg fine-tuning (lif: through the surrogate-gradient loop)."""
     from mpc.train.bregman import finetune_bregman
+    from mpc.train.spiking import finetune_snn
+    teacher = next(iter(run(convert("", "float", calib), train.feeds).values())) if distill else None
     rows = []
     for s in sparsities:
         g = convert(f"lbi-prune{{sparsity={s}}}", target, calib)
-        res = finetune_bregman(g, train, "adabreg", lam, epochs, lr, 64)
+        if target == "lif":   # validation split and schedule are the float loop's; lif trains on all of train
+            res = finetune_snn(g, train, epochs, lif_lr, 64, 0, True, teacher, distill, optimizer="adabreg", lam=lam)
+        else:
+            res = finetune_bregman(g, train, "adabreg", lam, epochs, lr, 64, teacher=teacher, distill=distill,
+                                   schedule=schedule, val_fraction=val_fraction)
         run_pipeline(g, "fuse,dce", PassContext())
         rows.append({"target": target, "method": "lbi+adabreg", "requested": s,
                      "sparsity": 1 - _weights(g) / dense, "accuracy": _accuracy(g, test),
-                     "active": res.history[-1]["active ratio"]})
+                     "active": res.history[-1]["active ratio"]} | (_synops(g, test) if target == "lif" else {}))
     return rows
 
 
@@ -152,6 +161,14 @@ def main() -> None:
     p.add_argument("--lam", type=float, default=0.1, help="AdaBreg λ")
     p.add_argument("--adabreg-lr", type=float, default=1e-3, help="AdaBreg learning rate")
     p.add_argument("--adabreg-start", default="0.8,0.9", help="float: LBI sparsities AdaBreg starts from")
+    p.add_argument("--distill", type=float, default=0.0, help="AdaBreg: weight of distillation from the dense model")
+    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant", help="AdaBreg lr schedule")
+    p.add_argument("--val-fraction", type=float, default=0.0,
+                   help="AdaBreg (float, mp): held-out part of train picking the epoch written")
+    p.add_argument("--lif-start", type=float, default=0.8, help="lif: LBI sparsity AdaBreg starts from")
+    p.add_argument("--lif-lam", type=float, default=30.0, help="lif: AdaBreg λ")
+    p.add_argument("--lif-lr", type=float, default=3e-3, help="lif: AdaBreg learning rate")
+    p.add_argument("--lif-epochs", type=int, default=10, help="lif: AdaBreg epochs")
     p.add_argument("--no-mp", action="store_true")
     p.add_argument("--no-lif", action="store_true", help="skip the spiking (lif) rows")
     p.add_argument("--out", default=str(ROOT / "benchmarks/bench_sparsity.png"))
@@ -165,14 +182,16 @@ def main() -> None:
         g = convert("", target, calib)
         dense = _weights(g)
         base[target] = _accuracy(g, test)
-        if target == "lif":   # no Bregman fine-tuning of the spiking target here (mpc finetune: float, mp)
+        if target == "lif":   # AdaBreg through the surrogate-gradient loop, from LBI at --lif-start
             base_synops = _synops(g, test)["synops"]
             acc += accuracy_table(target, LIF_SPARSITIES, calib, test, dense)
+            acc += adabreg_rows(target, (args.lif_start,), calib, train, test, dense, args.lif_lam, args.lif_epochs,
+                                distill=args.distill, lif_lr=args.lif_lr)
             continue
         acc += accuracy_table(target, SPARSITIES if target == "float" else MP_SPARSITIES, calib, test, dense)
         starts = tuple(float(s) for s in args.adabreg_start.split(","))
         acc += adabreg_rows(target, starts if target == "float" else (0.9,), calib, train, test, dense,
-                            args.lam, args.epochs, args.adabreg_lr)
+                            args.lam, args.epochs, args.adabreg_lr, args.distill, args.schedule, args.val_fraction)
     print("| target | method | requested | sparsity | accuracy | drop (pt) |\n|---|---|---|---|---|---|")
     for r in acc:
         print(f"| {r['target']} | {r['method']} | {r['requested']:.2f} | {100 * r['sparsity']:.1f}% | "

@@ -35,7 +35,7 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
 def add_finetune_flags(p: argparse.ArgumentParser) -> None:
     """--optimizer for mpc finetune."""
     p.add_argument("--optimizer", choices=("adamw", "linbreg", "adabreg"), default="adamw",
-                   help="adamw (MP fine-tuning) or a sparse Bregman optimizer (float and mp targets)")
+                   help="adamw (MP fine-tuning) or a sparse Bregman optimizer (float, mp and lif targets)")
 
 
 def prune_stage(args, optimizer_lambda: bool = False) -> str | None:
@@ -71,25 +71,57 @@ def cmd_finetune_bregman(args, settings) -> int:
     from mpc.data import load_data
     from mpc.driver.compiler import compile_model, log, write_outdir
     from mpc.frontend import load
+    from mpc.ir import clone
     from mpc.passmanager import run_pipeline
-    from mpc.train.bregman import finetune_bregman
-    if settings.target not in ("float", "mp"):
-        raise BadFlag(f"--optimizer {args.optimizer} supports --target float and mp, got '{settings.target}'")
+    if settings.target not in ("float", "mp", "lif"):
+        raise BadFlag(f"--optimizer {args.optimizer} supports --target float, mp and lif, got '{settings.target}'")
     outdir = Path(args.output)
     loaded = load(args.model, settings.input_shape, exporter=settings.exporter, static_batch=settings.static_batch)
+    source = clone(loaded.graph)
     data = load_data(args.data, loaded.graph, loaded.input_names)
     compiled = compile_model(args.model, settings, loaded=loaded, train=data)
     lam = args.lbi_lambda if args.lbi_lambda is not None else 1e-3
-    res = finetune_bregman(compiled.graph, data, args.optimizer, lam, args.epochs, args.lr, args.batch_size,
-                           settings.seed, settings.quiet, settings.progress)
+    teacher = _teacher(loaded, source, data) if args.distill > 0 else None
+    history = _train(args, settings, compiled.graph, data, lam, teacher)
     compiled.records += run_pipeline(compiled.graph, "fuse,dce", compiled.ctx)
-    compiled.ctx.report.section("Fine-tuning", res.history)
+    compiled.ctx.report.section("Fine-tuning", history)
+    if settings.target == "lif":   # what the kept synapses cost on the training data
+        compiled.ctx.report.section("SynOps after fine-tuning", [_synops(compiled.graph, source, data)])
     write_outdir(compiled, settings, outdir, args.force)
-    last = res.history[-1]
-    log(settings, f"mpc: fine-tuned {args.model} with {args.optimizer} for {res.epochs} epochs in {res.seconds:.1f} s "
+    last = history[-1]
+    log(settings, f"mpc: fine-tuned {args.model} with {args.optimizer} for {len(history)} epochs "
                   f"(train accuracy {100 * last['train accuracy']:.2f}%, active {100 * last['active ratio']:.1f}%)"
                   f" -> {outdir}/")
     return 0
+
+
+def _train(args, settings, graph, data, lam: float, teacher) -> list[dict]:
+    """The Bregman fine-tuning loop of the target: surrogate-gradient BPTT for lif, mpc.train.bregman else."""
+    if settings.target == "lif":
+        from mpc.train.spiking import finetune_snn
+        return finetune_snn(graph, data, args.epochs, args.lr, args.batch_size, settings.seed, settings.quiet,
+                            teacher, args.distill, args.weight_decay, settings.progress, args.surrogate,
+                            args.slope, optimizer=args.optimizer, lam=lam).history
+    from mpc.train.bregman import finetune_bregman
+    return finetune_bregman(graph, data, args.optimizer, lam, args.epochs, args.lr, args.batch_size,
+                            settings.seed, settings.quiet, settings.progress, teacher, args.distill,
+                            args.val_fraction, args.lr_schedule).history
+
+
+def _teacher(loaded, source, data):
+    """The source model's logits on the training data (distillation target)."""
+    from mpc.driver.oracle import run_source
+    out = run_source(loaded.onnx_model, source, data, [], loaded.input_names, loaded.source)
+    return out[loaded.onnx_model.graph.output[0].name if loaded.onnx_model else source.outputs[0].name]
+
+
+def _synops(graph, source, data) -> dict:
+    """SynOps per inference (spikes x non-zero fan-out) and their share of the same spikes at dense fan-out."""
+    from mpc.snn.report import spiking_report
+    c = spiking_report(graph, source, data)["cost"]
+    dense = c.get("synops_dense_fan_out", c["synops"])
+    return {"synops per inference": round(c["synops"], 3), "dense fan-out": round(dense, 3),
+            "ratio": round(c["synops"] / dense, 6) if dense else 1.0}
 
 
 __all__ = ["add_finetune_flags", "add_prune_flags", "cmd_finetune_bregman", "prune_stage", "with_pruning"]

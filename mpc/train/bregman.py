@@ -28,6 +28,7 @@ class BregmanResult:
     epochs: int
     seconds: float
     history: list[dict]
+    selected_epoch: int | None = None
 
 
 def synapse_weights(graph: Graph) -> list[str]:
@@ -58,53 +59,73 @@ def make_optimizer(name: str, model, graph: Graph, lam: float, lr: float):
     raise BadFlag(f"unknown Bregman optimizer '{name}' (expected linbreg or adabreg)")
 
 
-def _epoch(model, opt, feeds, labels, batch: int, rng, bar) -> tuple[float, float]:
+def _tensors(data, idx: np.ndarray):
+    """(feeds, labels) of the samples `idx` as torch tensors."""
     import torch
-    import torch.nn.functional as F
-    n = labels.shape[0]
-    order = rng.permutation(n)
-    total, correct = 0.0, 0
-    for s in range(0, n, batch):
-        idx = torch.from_numpy(order[s:s + batch])
-        logits = next(iter(model({k: v[idx] for k, v in feeds.items()}).values()))
-        logits = logits.reshape(logits.shape[0], -1)
-        loss = F.cross_entropy(logits, labels[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        total += float(loss.detach()) * len(idx)
-        correct += int((logits.argmax(1) == labels[idx]).sum())
-        bar.update(1)
-    return total / n, correct / n
+    feeds = {k: torch.from_numpy(np.ascontiguousarray(v[idx])) for k, v in data.feeds.items()}
+    return feeds, torch.from_numpy(data.labels[idx].astype(np.int64))
 
 
-def finetune_bregman(graph: Graph, data, optimizer: str, lam: float, epochs: int, lr: float, batch: int,
-                     seed: int = 0, quiet: bool = True, progress: bool = False) -> BregmanResult:
-    """Train `graph` in place with LinBreg/AdaBreg; history: loss, accuracy, active ratio per epoch."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - the CLI reports it
-        raise BadInput("mpc finetune needs torch: pip install 'mpc[torch]'") from None
+def _check(data, epochs: int, batch: int, lr: float, lam: float, schedule: str) -> None:
     if data.labels is None:
         raise BadInput(f"{data.source}: fine-tuning needs 'labels' in the data file")
     if epochs < 1 or batch < 1 or not lr > 0 or lam < 0:
         raise BadFlag("--epochs and --batch-size must be >= 1, --lr > 0 and --lbi-lambda >= 0")
+    if schedule not in ("cosine", "constant"):
+        raise BadFlag(f"--lr-schedule must be cosine or constant, got '{schedule}'")
+
+
+def finetune_bregman(graph: Graph, data, optimizer: str, lam: float, epochs: int, lr: float, batch: int,
+                     seed: int = 0, quiet: bool = True, progress: bool = False, teacher: np.ndarray | None = None,
+                     distill: float = 0.0, val_fraction: float = 0.0, schedule: str = "constant") -> BregmanResult:
+    """Train `graph` in place with LinBreg/AdaBreg; history: loss, accuracy, active ratio per epoch.
+
+    `teacher` (the source's logits on `data`) mixes distillation into the loss at weight `distill`;
+    `schedule="cosine"` decays lr to lr/20 over all steps; with `val_fraction` > 0 a seeded part of
+    the data is held out and the epoch with the best validation accuracy is written.
+    """
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - the CLI reports it
+        raise BadInput("mpc finetune needs torch: pip install 'mpc[torch]'") from None
+    _check(data, epochs, batch, lr, lam, schedule)
     from mpc.backends.torch_backend import lower, write_back
-    from mpc.optim import active_ratio
+    from mpc.train.finetune import split
     torch.manual_seed(seed)
     frozen = _frozen(graph)
     model = lower(graph, trainable=[w for w in graph.used_weights() if w not in frozen])
     opt = make_optimizer(optimizer, model, graph, lam, lr)
-    syn = [model.weight(w) for w in synapse_weights(graph)]
-    feeds = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.feeds.items()}
-    labels = torch.from_numpy(data.labels.astype(np.int64))
-    rng = np.random.default_rng(seed)
-    bar = progress_bar(total=epochs * -(-labels.shape[0] // batch), desc=optimizer, quiet=quiet, progress=progress)
-    t0, history = time.perf_counter(), []
-    for e in range(epochs):
-        loss, acc = _epoch(model, opt, feeds, labels, batch, rng, bar)
-        history.append({"epoch": e + 1, "loss": round(loss, 6), "train accuracy": round(acc, 6),
-                        "active ratio": round(active_ratio(syn), 6)})
+    tr, va = split(data.labels.shape[0], val_fraction, seed)
+    feeds, labels = _tensors(data, tr)
+    teacher_t = None if teacher is None else torch.from_numpy(np.ascontiguousarray(teacher[tr], np.float32))
+    per_epoch = -(-labels.shape[0] // batch)
+    sched = None if schedule == "constant" else \
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * per_epoch, eta_min=lr / 20)
+    bar = progress_bar(total=epochs * per_epoch, desc=optimizer, quiet=quiet, progress=progress)
+    t0 = time.perf_counter()
+    history, best = _train(model, opt, sched, (feeds, labels, teacher_t, distill), _tensors(data, va) if va.size
+                           else None, epochs, batch, np.random.default_rng(seed), bar, synapse_weights(graph))
     bar.close()
+    if best is not None:
+        model.load_state_dict(best[2])
     write_back(graph, model, suffix="breg")
-    return BregmanResult(epochs, time.perf_counter() - t0, history)
+    return BregmanResult(epochs, time.perf_counter() - t0, history, best[1] if best else None)
+
+
+def _train(model, opt, sched, train, val, epochs, batch, rng, bar, syn_names):
+    """The epochs; returns the history and (val accuracy, epoch, state) of the best epoch (None without val)."""
+    from mpc.optim import active_ratio
+    from mpc.train.finetune import _accuracy, _epoch
+    syn = [model.weight(w) for w in syn_names]
+    feeds, labels, teacher, distill = train
+    history, best = [], None
+    for e in range(epochs):
+        loss, acc = _epoch(model, opt, feeds, labels, teacher, distill, batch, rng, bar, sched)
+        row = {"epoch": e + 1, "loss": round(loss, 6), "train accuracy": round(acc, 6),
+               "active ratio": round(active_ratio(syn), 6)}
+        if val is not None:
+            row["val accuracy"] = round(_accuracy(model, *val)[0], 6)
+            if best is None or row["val accuracy"] > best[0]:   # ties keep the earlier epoch
+                best = (row["val accuracy"], e + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        history.append(row)
+    return history, best
