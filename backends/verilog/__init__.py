@@ -24,15 +24,18 @@ from pathlib import Path
 from mpc.backends.base import Backend, Emitted
 from mpc.backends.verilog.elementwise import render_add, render_cast, render_relu
 from mpc.backends.verilog.layers import render_mac, render_mp
+from mpc.backends.verilog.lif import MODULES as SNN_MODULES
+from mpc.backends.verilog.lif import sample_elements
 
 from mpc import __version__
 from mpc.errors import UnsupportedOp
 from mpc.ir import Graph, Value
 
-LOWERING = "dce,lower-hw"
+LOWERING = "dce,lower-hw-snn,lower-hw"
 ALIASES = ("nn.flatten", "nn.reshape", "nn.identity")
 MODULES = {"hw.mp_dense": render_mp, "hw.mp_conv2d": render_mp, "hw.mac_dense": render_mac, "fx.add": render_add, "fx.relu": render_relu,
            "fx.cast": render_cast}
+MODULES.update(SNN_MODULES)   # spiking layers, encode/decode, element-wise stages on time-major values
 
 
 def _unsupported(op, graph, name):
@@ -92,7 +95,7 @@ def _top(graph: Graph, qin: Value, mods: list, qout: Value) -> str:
     prev = ("in_valid", "in_ready", "in_data")
     for i, op in enumerate(mods):
         n = module_name(i, op)
-        bits = math.prod(op.results[0].type.shape[1:]) * op.results[0].type.dtype.width
+        bits = sample_elements(graph, op.results[0]) * op.results[0].type.dtype.width
         last = i == len(mods) - 1
         nxt = ("out_valid", "out_ready", "out_data") if last else (f"{n}_valid", f"{n}_ready", f"{n}_data")
         if not last:
@@ -135,4 +138,4 @@ BACKEND = Backend("verilog", LOWERING, RENDER, write)
 
 def configured(parallel: int = 1) -> Backend:
     """The backend with `--parallel P` set as the lower-hw option (the pipeline string says what runs)."""
-    return BACKEND if parallel == 1 else replace(BACKEND, lowering=f"dce,lower-hw{{parallel={parallel}}}")
+    return BACKEND if parallel == 1 else replace(BACKEND, lowering=f"dce,lower-hw-snn{{parallel={parallel}}},lower-hw{{parallel={parallel}}}")
