@@ -76,6 +76,9 @@ def lower_hw(graph: Graph, ctx, opts: LowerHwOptions = LowerHwOptions()) -> dict
     layers = [op for op in graph.ops if op.kind in KINDS]
     for op in layers:   # every layer checked before any is rewritten: one error, nothing half done
         _check_parallel(op, opts.parallel)
+    from mpc.passes.lower_hw_snn import lower_snn  # here, not at the top: that module imports this one
+    stats.update(lower_snn(graph, opts.parallel))   # spiking layers first: their synapses are not MAC layers
+    layers = [op for op in graph.ops if op.kind in KINDS]
     for op in layers:
         a = op.attrs
         if op.kind == "fx.mp_dot":

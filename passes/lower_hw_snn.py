@@ -3,7 +3,8 @@
 fx.lif becomes hw.lif and an fx.matmul whose operand is a spiking layer's output becomes
 hw.spike_dense (a spike-gated accumulate: spikes are 0 or 1, so the synapse adds a weight where its
 input spiked and needs no multiplier). `parallel` (the `--parallel P` flag) is written on each: P
-neurons per cycle. It runs before `lower-hw`, which takes the remaining (non-spiking) fx.matmul.
+neurons per cycle. `lower-hw` runs it first (after checking --parallel on every layer), then takes the
+remaining (non-spiking) fx.matmul; registered alone as `lower-hw-snn` for snippet tests and dumps.
 
 The accumulator of hw.spike_dense is as wide as the exact sum bound of the fx.matmul it replaces (at
 least the result's width), so the sum equals the emulator's int64 one before overflow.
@@ -45,21 +46,25 @@ def _is_spike_synapse(op) -> bool:
     return op.kind == "fx.matmul" and src is not None and src.kind == "fx.lif"
 
 
-@register_pass("lower-hw-snn", summary="fx spiking layers to hw datapaths (LIF neurons, spike-gated synapses)",
-               options=LowerHwSnnOptions)
-def lower_hw_snn(graph: Graph, ctx, opts: LowerHwSnnOptions = LowerHwSnnOptions()) -> dict:
-    """Rewrite fx.lif and spike-fed fx.matmul in place into hw.lif / hw.spike_dense; returns their counts."""
+def lower_snn(graph: Graph, parallel: int) -> dict:
+    """Rewrite fx.lif and spike-fed fx.matmul in place into hw.lif / hw.spike_dense; their counts (non-zero)."""
     synapses = [op for op in graph.ops if _is_spike_synapse(op)]
     neurons = [op for op in graph.ops if op.kind == "fx.lif"]
     for op in neurons + synapses:   # every layer checked before any is rewritten: one error, nothing half done
-        _check(op, opts.parallel)
+        _check(op, parallel)
     for op in synapses:
         a = op.attrs
-        op.attrs = HwSpikeDenseAttrs(a.to, a.overflow, opts.parallel, mac_width(op))
+        op.attrs = HwSpikeDenseAttrs(a.to, a.overflow, parallel, mac_width(op))
         op.kind = "hw.spike_dense"
     for op in neurons:
         a = op.attrs
-        op.attrs = HwLIFAttrs(a.mem_bits, a.beta, a.beta_frac, a.reset, a.refractory, a.rounding, a.overflow,
-                              opts.parallel)
+        op.attrs = HwLIFAttrs(a.mem_bits, a.beta, a.beta_frac, a.reset, a.refractory, a.rounding, a.overflow, parallel)
         op.kind = "hw.lif"
-    return {"lif": len(neurons), "spike_dense": len(synapses)}
+    return {k: v for k, v in (("lif", len(neurons)), ("spike_dense", len(synapses))) if v}
+
+
+@register_pass("lower-hw-snn", summary="fx spiking layers to hw datapaths (LIF neurons, spike-gated synapses)",
+               options=LowerHwSnnOptions)
+def lower_hw_snn(graph: Graph, ctx, opts: LowerHwSnnOptions = LowerHwSnnOptions()) -> dict:
+    """The spiking part of lower-hw alone (lower-hw runs it first, so the verilog lowering needs no extra pass)."""
+    return lower_snn(graph, opts.parallel)

@@ -31,7 +31,7 @@ from mpc import __version__
 from mpc.errors import UnsupportedOp
 from mpc.ir import Graph, Value
 
-LOWERING = "dce,lower-hw-snn,lower-hw"
+LOWERING = "dce,lower-hw"
 ALIASES = ("nn.flatten", "nn.reshape", "nn.identity")
 MODULES = {"hw.mp_dense": render_mp, "hw.mp_conv2d": render_mp, "hw.mac_dense": render_mac, "fx.add": render_add, "fx.relu": render_relu,
            "fx.cast": render_cast}
@@ -138,4 +138,4 @@ BACKEND = Backend("verilog", LOWERING, RENDER, write)
 
 def configured(parallel: int = 1) -> Backend:
     """The backend with `--parallel P` set as the lower-hw option (the pipeline string says what runs)."""
-    return BACKEND if parallel == 1 else replace(BACKEND, lowering=f"dce,lower-hw-snn{{parallel={parallel}}},lower-hw{{parallel={parallel}}}")
+    return BACKEND if parallel == 1 else replace(BACKEND, lowering=f"dce,lower-hw{{parallel={parallel}}}")

@@ -13,6 +13,7 @@ units). The leak beta·u is a sum of shifted copies of u (beta is a constant), t
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 from mpc.backends.verilog.elementwise import render_add, render_cast, render_relu
@@ -124,6 +125,14 @@ def _leak(a, iw: int) -> str:
     return f"(({' + '.join(terms)}) >>> {a.beta_frac})"
 
 
+def _wide(v: str, bits: int, wrap: bool) -> list[str]:
+    """Declaration of the wide sum; wrapping keeps only its low bits on purpose, so lint is told."""
+    decl = f"        reg signed [{bits - 1}:0] {v};"
+    if not wrap:
+        return [decl]
+    return ["        /* verilator lint_off UNUSEDSIGNAL */", decl, "        /* verilator lint_on UNUSEDSIGNAL */"]
+
+
 def _lif_pe(a, wx: int, iw: int, wb: int) -> list[str]:
     """One PE: leak, add the input, overflow to mem_bits, compare with theta, reset; spike out."""
     mb, soft = a.mem_bits, a.reset is ResetMode.SOFT
@@ -132,7 +141,8 @@ def _lif_pe(a, wx: int, iw: int, wb: int) -> list[str]:
              f"        wire signed [{iw - 1}:0] ui = $signed({sext('ur', f'p * {mb}', mb, iw)});",
              f"        wire signed [{iw - 1}:0] th = $signed(thr[p * {iw} +: {iw}]);",
              f"        wire active = {f'wr[p * {wb} +: {wb}] == {wb}' + chr(39) + 'd0' if refr else '1' + chr(39) + 'b1'};",
-             f"        reg signed [{iw - 1}:0] v, vo;", f"        reg [{mb - 1}:0] vm, nu;", "        reg fire;",
+             *_wide("v", iw, a.overflow is Overflow.WRAP), f"        reg signed [{iw - 1}:0] vo;",
+             f"        reg [{mb - 1}:0] vm, nu;", "        reg fire;",
              "        always @* begin", f"            v = {_leak(a, iw)} + xi;",
              *("            " + s for s in saturate("vm", "v", iw, mb, a.overflow is Overflow.WRAP)),
              f"            vo = $signed({sext('vm', '0', mb, iw)});", "            fire = active && vo >= th;",
@@ -232,9 +242,68 @@ def spike_dense_cycles(op, graph) -> int:
     return len(mac_schedule(np.asarray(graph.weights[op.operands[1].name]), op.attrs.parallel)) + 1
 
 
+
+def _lif_counts(op, graph) -> dict:
+    a, x = op.attrs, op.operands[0]
+    steps, u, wx, p, mb = x.type.shape[0], math.prod(x.type.shape[2:]), x.type.dtype.width, a.parallel, a.mem_bits
+    groups, wb = u // p, max(1, a.refractory.bit_length())
+    th = unit_values(op, graph, 1)
+    iw = max(mb + a.beta_frac + 3, max(v.bit_length() for v in th) + 1)
+    leak = 0 if a.beta == 1 << a.beta_frac else max(0, a.beta.bit_count() - 1) + \
+        int(a.beta_frac > 0 and a.rounding is Rounding.NEAREST)
+    adders = Counter({iw: p * (1 + leak)})   # per PE: the leak's shift-adds and the add of x
+    adders[mb] += p * (a.reset is ResetMode.SOFT)
+    adders[wb] += p * (a.refractory > 0)
+    cmp = p * (1 + 2 * (a.overflow is Overflow.SATURATE) + (a.refractory > 0))   # theta, saturation, wait == 0
+    rom_th = 0 if len(set(th)) == 1 else groups * p * iw
+    use_g = rom_th > 0
+    ff = 2 + bits_for(steps * groups) + steps * u * wx + u * mb + steps * u * 2 + \
+        (u * wb if a.refractory else 0) + (bits_for(groups) if use_g else 0)
+    return {"kind": op.kind, "adders": adders, "comparators": cmp, "multipliers": 0, "flip_flops": ff,
+            "rom_bits": rom_th + u * mb, "latency_cycles": lif_cycles(op), "pe": p}
+
+
+def _dense_counts(op, graph) -> dict:
+    a = op.attrs
+    w = np.asarray(graph.weights[op.operands[1].name])
+    (d, h), steps, p = w.shape, op.operands[0].type.shape[0], a.parallel
+    entries = len(mac_schedule(w, p))
+    word = p * op.operands[1].type.dtype.width + bits_for(d) + 2
+    ff = 2 + bits_for(entries) + steps * d + steps * h * a.to.width + steps * p * a.width
+    return {"kind": op.kind, "adders": Counter({a.width: steps * p}), "comparators": 2 * steps * p,
+            "multipliers": 0, "flip_flops": ff, "rom_bits": entries * word,
+            "latency_cycles": spike_dense_cycles(op, graph), "pe": p}
+
+
+def _comb_counts(op, graph) -> dict:
+    """Combinational stages on time-major values: encode is wires; decode a chain of adds per element."""
+    n = sample_elements(graph, op.results[0])
+    wo = op.results[0].type.dtype.width
+    if op.kind == "fx.encode":
+        adders, cmp = Counter(), 0
+    elif op.kind == "fx.decode":
+        x = op.operands[0]
+        adders, cmp = Counter({x.type.dtype.width + bits_for(x.type.shape[0]) + 1: n * x.type.shape[0]}), 2 * n
+    else:
+        adders = Counter() if op.kind == "fx.relu" else Counter({wo + 2: n})
+        cmp = n * (1 if op.kind == "fx.relu" else 2)
+    return {"kind": op.kind, "adders": adders, "comparators": cmp, "multipliers": 0, "flip_flops": 0,
+            "rom_bits": 0, "latency_cycles": 0, "pe": n}
+
+
+def count_snn(op, graph) -> dict | None:
+    """Analytical resources of a spiking module (the keys of resources.py), None for other modules."""
+    if op.kind == "hw.lif":
+        return _lif_counts(op, graph)
+    if op.kind == "hw.spike_dense":
+        return _dense_counts(op, graph)
+    if op.kind in ("fx.encode", "fx.decode") or op.results[0].name in time_major(graph):
+        return _comb_counts(op, graph)
+    return None
+
 MODULES = {"hw.lif": render_lif, "hw.spike_dense": render_spike_dense, "fx.encode": render_encode,
            "fx.decode": render_decode, "fx.add": _stage(render_add), "fx.cast": _stage(render_cast),
            "fx.relu": _stage(render_relu)}
 
-__all__ = ["MODULES", "lif_cycles", "render_decode", "render_encode", "render_lif", "render_spike_dense",
+__all__ = ["MODULES", "count_snn", "lif_cycles", "render_decode", "render_encode", "render_lif", "render_spike_dense",
            "sample_elements", "spike_dense_cycles", "time_major", "unit_values"]
