@@ -40,7 +40,8 @@ MODULES.update(SNN_MODULES)   # spiking layers, encode/decode, element-wise stag
 
 def _unsupported(op, graph, name):
     raise UnsupportedOp(op.kind, op.loc, "the verilog backend has no rendering for this op kind "
-                        "(fixed-point MP dense/conv and MAC dense layers, bias, relu and casts only; convert with --quantize W)")
+                        "(fixed-point MP dense/conv, MAC dense and LIF layers, bias, relu and casts only; "
+                        "convert with --quantize W)")
 
 
 def _boundary_op(op, graph, name):

@@ -17,9 +17,10 @@ from collections import Counter
 
 import numpy as np
 from mpc.backends.verilog.elementwise import render_add, render_cast, render_relu
-from mpc.backends.verilog.layers import mac_schedule, ports
+from mpc.backends.verilog.layers import mac_schedule, ports, render_mac, render_mp
 from mpc.backends.verilog.text import bits_for, lit, pack, rom, saturate, sext, slit
 
+from mpc.errors import UnsupportedOp
 from mpc.fx.arith import Overflow, Rounding
 from mpc.ir import Op, Value
 from mpc.ir.ops_snn import ResetMode
@@ -301,7 +302,19 @@ def count_snn(op, graph) -> dict | None:
         return _comb_counts(op, graph)
     return None
 
-MODULES = {"hw.lif": render_lif, "hw.spike_dense": render_spike_dense, "fx.encode": render_encode,
+def _one_step(render):
+    """A renderer of layers that read one [N, ...] sample, refusing a time-major operand by name."""
+    def wrapped(op, graph, name: str) -> str:
+        if op.operands[0].name in time_major(graph):
+            raise UnsupportedOp(op.kind, op.loc, "the verilog backend renders this layer on one sample [N, ...], "
+                                "not on time-major values [T, N, ...] (only spikes of a LIF layer feed a synapse)")
+        return render(op, graph, name)
+    wrapped.__doc__ = render.__doc__
+    return wrapped
+
+
+MODULES = {"hw.mac_dense": _one_step(render_mac), "hw.mp_dense": _one_step(render_mp),
+           "hw.mp_conv2d": _one_step(render_mp), "hw.lif": render_lif, "hw.spike_dense": render_spike_dense, "fx.encode": render_encode,
            "fx.decode": render_decode, "fx.add": _stage(render_add), "fx.cast": _stage(render_cast),
            "fx.relu": _stage(render_relu)}
 

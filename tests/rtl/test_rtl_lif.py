@@ -17,7 +17,7 @@ from mpc.backends.verilog.sim import lint, simulate
 
 from mpc.data import Dataset
 from mpc.driver.verify_fx import emulator_io
-from mpc.errors import BadFlag
+from mpc.errors import BadFlag, UnsupportedOp
 from mpc.ir import parse
 
 pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None or shutil.which("verilator") is None,
@@ -179,3 +179,18 @@ def test_same_graph_same_files():
     assert a == render_rtl(lower(configured(2), _net_graph())[0])
     assert sorted(a)[:6] == ["l00_mac_dense.v", "l01_cast.v", "l02_encode.v", "l03_lif.v", "l04_spike_dense.v",
                              "l05_add.v"]
+
+
+def test_time_major_mac_layer_is_refused_by_name():
+    """A synapse on currents that are not spikes would need T samples per beat: refused, not mis-rendered."""
+    text = """graph @g(%x: f32[N,6]) -> (%y: f32[N,4]) {
+  weight @m : fx<6,4>[6,4]
+  %0 = fx.quantize(%x) {to = "fx<8,4>"} : fx<8,4>[N,6]
+  %1 = fx.encode(%0) {timesteps = 4} : fx<8,4>[4,N,6]
+  %2 = fx.matmul(%1, @m) {to = "fx<18,8>"} : fx<18,8>[4,N,4]
+  %3 = fx.decode(%2) {to = "fx<24,10>"} : fx<24,10>[N,4]
+  %y = fx.dequantize(%3) : f32[N,4]
+}"""
+    g = parse(text, {"m": np.ones((6, 4), np.int8)})
+    with pytest.raises(UnsupportedOp, match=r"hw.mac_dense.*<text>:5:3.*not on time-major values"):
+        render_rtl(lower(configured(1), g)[0])
