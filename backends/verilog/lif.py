@@ -22,9 +22,8 @@ from mpc.backends.verilog.text import bits_for, lit, pack, rom, saturate, sext, 
 
 from mpc.errors import UnsupportedOp
 from mpc.fx.arith import Overflow, Rounding
-from mpc.ir import Op, Value
+from mpc.ir import Op, TensorType, Value
 from mpc.ir.ops_snn import ResetMode
-from mpc.ir.types import TensorType
 
 
 def time_major(graph) -> set[str]:
