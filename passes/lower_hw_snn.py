@@ -8,16 +8,16 @@ remaining (non-spiking) fx.matmul; registered alone as `lower-hw-snn` for snippe
 
 The accumulator of hw.spike_dense is as wide as the exact sum bound of the fx.matmul it replaces (at
 least the result's width), so the sum equals the emulator's int64 one before overflow.
-`parallel` must divide every spiking layer's neuron count; otherwise BadParallel names the layer.
+`parallel` must divide every spiking layer's neuron count; otherwise BadSpikingParallel (a BadFlag) names the layer.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from mpc.passes.lower_hw import BadParallel, mac_width
-
+from mpc.errors import BadFlag
 from mpc.ir import Graph
+from mpc.ir.ops_fx import sum_bits
 from mpc.ir.ops_hw_snn import HwLIFAttrs, HwSpikeDenseAttrs
 from mpc.passmanager import register_pass
 
@@ -25,6 +25,20 @@ from mpc.passmanager import register_pass
 @dataclass(frozen=True)
 class LowerHwSnnOptions:
     parallel: int = 1
+
+
+class BadSpikingParallel(BadFlag):
+    """--parallel P that some spiking layer's neuron count does not allow, located at that layer."""
+
+    def __init__(self, loc, message: str):
+        self.loc = loc
+        super().__init__(f"{loc}: {message}" if loc.known else message)
+
+
+def spike_width(op) -> int:
+    """Bits of the accumulator of a spike-fed fx.matmul: the exact sum bound, at least the result's width."""
+    xd, wd = op.operands[0].type.dtype, op.operands[1].type.dtype
+    return max(sum_bits(xd, wd, op.operands[1].type.shape[0]), op.results[0].type.dtype.width)
 
 
 def _neurons(op) -> int:
@@ -37,7 +51,7 @@ def _check(op, p: int) -> None:
     h = _neurons(op)
     if p < 1 or h % p:
         ok = ", ".join(str(d) for d in range(1, h + 1) if h % d == 0)
-        raise BadParallel(op.loc, f"--parallel {p}: {op.kind} %{op.results[0].name} has {h} neurons per step, "
+        raise BadSpikingParallel(op.loc, f"--parallel {p}: {op.kind} %{op.results[0].name} has {h} neurons per step, "
                           f"which {p} does not divide (P must divide every layer's neuron count; here: {ok})")
 
 
@@ -54,7 +68,7 @@ def lower_snn(graph: Graph, parallel: int) -> dict:
         _check(op, parallel)
     for op in synapses:
         a = op.attrs
-        op.attrs = HwSpikeDenseAttrs(a.to, a.overflow, parallel, mac_width(op))
+        op.attrs = HwSpikeDenseAttrs(a.to, a.overflow, parallel, spike_width(op))
         op.kind = "hw.spike_dense"
     for op in neurons:
         a = op.attrs
