@@ -15,6 +15,7 @@ from . import (  # noqa: F401  (each import registers its pass)
     lbi_prune,
     lower_hopfield,
     lower_hw,
+    lower_hw_snn,
     lower_lif,
     lower_ltc,
     lower_nlif,

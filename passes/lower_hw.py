@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from mpc.passes.lower_hw_snn import lower_snn
+
 from mpc.errors import BadFlag
 from mpc.ir import Graph
 from mpc.ir.ops_fx import sum_bits
@@ -76,6 +78,8 @@ def lower_hw(graph: Graph, ctx, opts: LowerHwOptions = LowerHwOptions()) -> dict
     layers = [op for op in graph.ops if op.kind in KINDS]
     for op in layers:   # every layer checked before any is rewritten: one error, nothing half done
         _check_parallel(op, opts.parallel)
+    stats.update(lower_snn(graph, opts.parallel))   # spiking layers first: their synapses are not MAC layers
+    layers = [op for op in graph.ops if op.kind in KINDS]
     for op in layers:
         a = op.attrs
         if op.kind == "fx.mp_dot":

@@ -24,6 +24,8 @@ from pathlib import Path
 from mpc.backends.base import Backend, Emitted
 from mpc.backends.verilog.elementwise import render_add, render_cast, render_relu
 from mpc.backends.verilog.layers import render_mac, render_mp
+from mpc.backends.verilog.lif import MODULES as SNN_MODULES
+from mpc.backends.verilog.lif import sample_elements
 
 from mpc import __version__
 from mpc.errors import UnsupportedOp
@@ -33,11 +35,13 @@ LOWERING = "dce,lower-hw"
 ALIASES = ("nn.flatten", "nn.reshape", "nn.identity")
 MODULES = {"hw.mp_dense": render_mp, "hw.mp_conv2d": render_mp, "hw.mac_dense": render_mac, "fx.add": render_add, "fx.relu": render_relu,
            "fx.cast": render_cast}
+MODULES.update(SNN_MODULES)   # spiking layers, encode/decode, element-wise stages on time-major values
 
 
 def _unsupported(op, graph, name):
     raise UnsupportedOp(op.kind, op.loc, "the verilog backend has no rendering for this op kind "
-                        "(fixed-point MP dense/conv and MAC dense layers, bias, relu and casts only; convert with --quantize W)")
+                        "(fixed-point MP dense/conv, MAC dense and LIF layers, bias, relu and casts only; "
+                        "convert with --quantize W)")
 
 
 def _boundary_op(op, graph, name):
@@ -92,7 +96,7 @@ def _top(graph: Graph, qin: Value, mods: list, qout: Value) -> str:
     prev = ("in_valid", "in_ready", "in_data")
     for i, op in enumerate(mods):
         n = module_name(i, op)
-        bits = math.prod(op.results[0].type.shape[1:]) * op.results[0].type.dtype.width
+        bits = sample_elements(graph, op.results[0]) * op.results[0].type.dtype.width
         last = i == len(mods) - 1
         nxt = ("out_valid", "out_ready", "out_data") if last else (f"{n}_valid", f"{n}_ready", f"{n}_data")
         if not last:

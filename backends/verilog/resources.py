@@ -12,6 +12,7 @@ from collections import Counter
 
 import numpy as np
 from mpc.backends.verilog.layers import SHIFT_BITS, gain_width, mac_cycles, mac_schedule, mp_cycles
+from mpc.backends.verilog.lif import count_snn
 
 CLOCK_MHZ = 100.0   # the stated clock for throughput (not a timing result)
 
@@ -63,7 +64,7 @@ def resources(graph, modules: list) -> dict:
     count = {"hw.mp_dense": _mp, "hw.mp_conv2d": _mp, "hw.mac_dense": _mac}
     layers = {}
     for name, op in modules:
-        r = count.get(op.kind, _elementwise)(op, graph)
+        r = count_snn(op, graph) or count.get(op.kind, _elementwise)(op, graph)
         r["adders"] = {str(k): v for k, v in sorted(r["adders"].items()) if v}
         layers[name] = r
     latency = sum(r["latency_cycles"] for r in layers.values())

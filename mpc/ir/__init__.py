@@ -7,6 +7,7 @@ from mpc.ir import (  # noqa: F401  (op families: register nn.*, mp.*, np.*, hop
            ops_fx_snn,
            ops_hop,
            ops_hw,
+           ops_hw_snn,
            ops_mp,
            ops_nn,
            ops_nn_spatial,

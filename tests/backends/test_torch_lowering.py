@@ -34,7 +34,7 @@ NOT_LOWERED: dict[str, str] = {
     "snn.event_linear": "the NumPy backend's lowered op: training runs on the graph before any backend lowering",
     "snn.chain": "the NumPy backend's lowered op: training runs on the graph before any backend lowering",
     **{k: "the Verilog backend's lowered op: training runs on the graph before any backend lowering"
-       for k in ("hw.mp_dense", "hw.mp_conv2d", "hw.mac_dense")},
+       for k in ("hw.mp_dense", "hw.mp_conv2d", "hw.mac_dense", "hw.lif", "hw.spike_dense")},
 }
 
 # name -> IR text; `{t}` is the float dtype under test, `{u}` the other one (for nn.cast).
