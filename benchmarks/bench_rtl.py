@@ -241,6 +241,7 @@ def main(argv=None) -> None:
     print(_fmt({c: c for c in COLUMNS}))
     print("|---" * len(COLUMNS) + "|")
     rows, skipped = kept_rows(args.keep), {"mpc": no_verilog, "da4ml": no_da4ml}
+    skipped["kept_from_earlier_runs"] = len(rows)      # rows not synthesized by this run (same flow)
     with tempfile.TemporaryDirectory() as tmp:
         models = _models(Path(tmp))
         for design in designs:
