@@ -266,7 +266,7 @@ def kept_rows(paths) -> list[dict]:
 def save(rows: list[dict], skipped: dict, out: Path) -> None:
     """The rows as JSON (with why rows were skipped) and the plot."""
     out.with_suffix(".json").write_text(json.dumps({"skipped": skipped, "rows": rows}, indent=1) + "\n")
-    if rows:
+    if any(r["status"] == "ok" for r in rows):      # a run whose rows all timed out has nothing to plot
         plot(rows, out.with_suffix(".png"))
 
 
