@@ -5,9 +5,10 @@ Designs: a 64x32 dense layer (8-bit seeded random weights, 8-bit inputs), the di
 MP kernel set against Nair et al. (IEEE TVLSI 2022: about 9k LUT, 9k FF, 0 DSP, published, not measured
 here).  Rows:
   (a) mpc MP and (b) mpc MAC: `mpc convert MODEL --target mp|float --quantize 8 --emit verilog
-      --parallel P -o OUT` at P = 1, 4, 16 and fully parallel (P = the widest layer's neuron count),
-      synthesizing OUT/rtl/*.v with top module `mpc_top`; cycles per inference from OUT/resources.json.
-      Skipped, with the reason printed, while this mpc has no Verilog backend.
+      --parallel P -o OUT` at P = 1, 4, 16 and fully parallel (P = the widest layer's neuron count), each
+      P only where it divides every layer's neuron count (the backend refuses others; the digits MLP's
+      64, 32, 10 neurons allow P = 1 only of these), synthesizing OUT/rtl/*.v with top module `mpc_top`;
+      cycles per inference: `latency_cycles` of OUT/resources.json (input handshake to output valid).
   (c) da4ml (optional `bench` extra): its fully parallel adder-graph RTL for the same quantized weights
       (combinational: one inference per cycle, no registers).
 Each row reports LUT, FF, CARRY, DSP (Vivado-style keys from `mpc.eda`), Yosys wall time and cycles;
@@ -70,25 +71,12 @@ def verilog_unavailable() -> str | None:
     return None if "--parallel" in helptext else "`mpc convert` has no --parallel flag"
 
 
-def _find_cycles(report) -> int | None:
-    """The cycles-per-inference figure in resources.json: the shallowest key containing 'cycles'."""
-    items = sorted(report.items()) if isinstance(report, dict) else enumerate(report) \
-        if isinstance(report, list) else ()
-    items = list(items)
-    direct = [v for k, v in items if "cycles" in str(k) and isinstance(v, (int, float))]
-    if direct:
-        return int(direct[0])
-    nested = (_find_cycles(v) for _, v in items)
-    return next((c for c in nested if c is not None), None)
-
-
 def mpc_rtl(model: Path, calib: Path, target: str, p: int, out: Path) -> tuple[list[Path], int | None]:
     """Verilog sources and cycles per inference from `mpc convert ... --emit verilog --parallel P`."""
     subprocess.run([sys.executable, "-m", "mpc", "convert", str(model), "--target", target, "--quantize", "8",
                     "--calib", str(calib), "--emit", "verilog", "--parallel", str(p), "-o", str(out), "-q"],
                    check=True, capture_output=True, text=True)
-    resources = out / "resources.json"
-    cycles = _find_cycles(json.loads(resources.read_text())) if resources.exists() else None
+    cycles = json.loads((out / "resources.json").read_text())["latency_cycles"]   # input to output valid
     return sorted((out / "rtl").glob("*.v")), cycles
 
 
@@ -159,24 +147,30 @@ def _fmt(row: dict) -> str:
 
 
 def _models(tmp: Path) -> dict:
-    """design -> (ONNX model, calibration data, neurons of the widest layer)."""
-    models = {"digits": (MLP, TRAIN, 64)}
+    """design -> (ONNX model, calibration data, neurons per layer: --parallel P must divide each)."""
+    models = {"digits": (MLP, TRAIN, (64, 32, 10))}
     for name, d in (("dense64x32", 64), ("mp256x32", 256)):
         dense_onnx(tmp / f"{name}.onnx", dense_weights(d, 32))
         dense_calib(tmp / f"{name}.npz", d)
-        models[name] = (tmp / f"{name}.onnx", tmp / f"{name}.npz", 32)
+        models[name] = (tmp / f"{name}.onnx", tmp / f"{name}.npz", (32,))
     return models
 
 
-def mpc_rows(design: str, model, calib, width: int, args, tmp: Path) -> list[dict]:
-    """mpc MP (and MAC, except for the MP kernel) at every P, or nothing when --emit verilog is missing."""
+def parallel_values(widths: tuple[int, ...], wanted) -> list[int]:
+    """The wanted P (1, 4, 16, "full" = the widest layer) that divide every layer's neuron count."""
+    ps = [max(widths) if p == "full" else int(p) for p in wanted]
+    return [p for p in dict.fromkeys(ps) if all(w % p == 0 for w in widths)]
+
+
+def mpc_rows(design: str, model, calib, widths: tuple[int, ...], args, tmp: Path) -> list[dict]:
+    """mpc MP (and MAC, except for the MP kernel) at every P that the layers allow."""
     rows = []
-    kinds = (("mp", "mp"),) if design == "mp256x32" else (("mp", "mp"), ("mac", "float"))
+    kinds = [(k, t) for k, t in (("mp", "mp"), ("mac", "float")) if k in args.kinds.split(",")]
+    kinds = kinds if design != "mp256x32" else [k for k in kinds if k[0] == "mp"]
     for kind, target in kinds:
-        for p in PARALLEL:
-            n = width if p == "full" else p
+        for p in parallel_values(widths, args.parallel.split(",")):
             out = tmp / f"{design}-{kind}-{p}"
-            sources, cycles = mpc_rtl(model, calib, target, n, out)
+            sources, cycles = mpc_rtl(model, calib, target, p, out)
             rows += measure(design, f"mpc {kind}", p, sources, cycles, args, out / "yosys")
     return rows
 
@@ -229,6 +223,10 @@ def main(argv=None) -> None:
     ap.add_argument("--families", default="xilinx",
                     help="comma-separated Yosys targets: xilinx (synth_xilinx), ice40 (synth_ice40 -dsp)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "bench_rtl")
+    ap.add_argument("--parallel", default=",".join(map(str, PARALLEL)), help="mpc rows: P values (full = widest layer)")
+    ap.add_argument("--kinds", default="mp,mac", help="mpc rows: mp and/or mac")
+    ap.add_argument("--keep", type=Path, action="append", default=[],
+                    help="earlier bench_rtl.json files whose rows are kept (not re-synthesized; e.g. da4ml's)")
     args = ap.parse_args(argv)
     designs = [d for d in args.designs.split(",") if d]
     no_verilog = verilog_unavailable()
@@ -242,23 +240,33 @@ def main(argv=None) -> None:
             print(f"skipping {what}: {why}")
     print(_fmt({c: c for c in COLUMNS}))
     print("|---" * len(COLUMNS) + "|")
-    rows, skipped = [], {"mpc": no_verilog, "da4ml": no_da4ml}
+    rows, skipped = kept_rows(args.keep), {"mpc": no_verilog, "da4ml": no_da4ml}
+    skipped["kept_from_earlier_runs"] = len(rows)      # rows not synthesized by this run (same flow)
     with tempfile.TemporaryDirectory() as tmp:
         models = _models(Path(tmp))
         for design in designs:
             if not no_verilog:
                 rows += mpc_rows(design, *models[design], args, Path(tmp))
-            if not no_da4ml:
+            if not no_da4ml and not any(r["design"] == design and r["kind"] == "da4ml" for r in rows):
                 rows += da4ml_rows(design, args, Path(tmp))
             save(rows, skipped, args.out)          # after every design: a long run keeps what it measured
+    save(rows, skipped, args.out)
     print(f"reference (published, not measured): Nair et al. 256x32 MP kernel machine ~{NAIR['LUT']} LUT, "
           f"~{NAIR['FF']} FF, {NAIR['DSP']} DSP")
+
+
+def kept_rows(paths) -> list[dict]:
+    """Rows of earlier runs (same script, same flow), printed again so the table is whole."""
+    rows = [r for path in paths for r in json.loads(Path(path).read_text())["rows"]]
+    for r in rows:
+        print(_fmt(r) + " (kept from an earlier run)")
+    return rows
 
 
 def save(rows: list[dict], skipped: dict, out: Path) -> None:
     """The rows as JSON (with why rows were skipped) and the plot."""
     out.with_suffix(".json").write_text(json.dumps({"skipped": skipped, "rows": rows}, indent=1) + "\n")
-    if rows:
+    if any(r["status"] == "ok" for r in rows):      # a run whose rows all timed out has nothing to plot
         plot(rows, out.with_suffix(".png"))
 
 

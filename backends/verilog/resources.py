@@ -13,6 +13,7 @@ from collections import Counter
 import numpy as np
 from mpc.backends.verilog.layers import SHIFT_BITS, gain_width, mac_cycles, mac_schedule, mp_cycles
 from mpc.backends.verilog.lif import count_snn
+from mpc.backends.verilog.lutmodel import estimate_ice40
 
 CLOCK_MHZ = 100.0   # the stated clock for throughput (not a timing result)
 
@@ -65,11 +66,14 @@ def resources(graph, modules: list) -> dict:
     layers = {}
     for name, op in modules:
         r = count_snn(op, graph) or count.get(op.kind, _elementwise)(op, graph)
+        r["estimate_ice40"] = estimate_ice40(op, graph, r)
         r["adders"] = {str(k): v for k, v in sorted(r["adders"].items()) if v}
         layers[name] = r
     latency = sum(r["latency_cycles"] for r in layers.values())
     ii = max(r["latency_cycles"] for r in layers.values()) + 1
     total = {k: sum(r[k] for r in layers.values()) for k in ("comparators", "multipliers", "flip_flops", "rom_bits")}
+    total["estimate_ice40"] = {k: sum(r["estimate_ice40"][k] for r in layers.values())
+                               for k in ("LUT", "CARRY", "BRAM", "DSP")}
     total["adder_bits"] = sum(int(w) * n for r in layers.values() for w, n in r["adders"].items())
     return {"clock_mhz": CLOCK_MHZ, "layers": layers, "total": total, "latency_cycles": latency,
             "initiation_interval_cycles": ii, "throughput_per_s": CLOCK_MHZ * 1e6 / ii}
@@ -90,4 +94,14 @@ def resources_md(res: dict) -> str:
     t = res["total"]
     rows.append(f"| total | | | {t['adder_bits']} adder bits | {t['comparators']} | {t['multipliers']} | "
                 f"{t['flip_flops']} | {t['rom_bits']} | {res['latency_cycles']} |")
-    return "\n".join(rows) + "\n"
+    return "\n".join(rows + _estimate_md(res)) + "\n"
+
+
+def _estimate_md(res: dict) -> list[str]:
+    """The iCE40 logic estimate per module (cost model: backends/verilog/lutmodel.py)."""
+    rows = ["", "Estimated iCE40 logic (analytical cost model, compare with `--synth ice40`):", "",
+            "| module | LUT4 | SB_CARRY | BRAM (4 kbit) | SB_MAC16 | FF |", "|---|---|---|---|---|---|"]
+    for name, r in [*res["layers"].items(), ("total", {**res["total"]})]:
+        e = r["estimate_ice40"]
+        rows.append(f"| {name} | {e['LUT']} | {e['CARRY']} | {e['BRAM']} | {e['DSP']} | {r['flip_flops']} |")
+    return rows

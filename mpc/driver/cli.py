@@ -68,6 +68,7 @@ def _conversion_flags(p: argparse.ArgumentParser, need_target: bool = True) -> N
     add_flags(p)
     from mpc.driver import rtlflags
     rtlflags.add_flags(p)
+    rtlflags.add_synth_flags(p)
 
 
 def _inputs(args) -> list[str]:
@@ -126,12 +127,17 @@ def _settings(args, **over):
     return Settings(target=target.name, passes=_pipeline(args, target), emit=default_emit(args), calib=args.calib,
                     dump_ir_after=args.dump_ir_after, input_shape=args.input_shape, exporter=args.exporter,
                     static_batch=args.static_batch, quiet=args.quiet, progress=args.progress, seed=args.seed,
-                    outputs=args.outputs, parallel=_parallel(args), **over)
+                    outputs=args.outputs, parallel=_parallel(args), **_synth(args), **over)
 
 
 def _parallel(args) -> int:
     from mpc.driver.rtlflags import parallel
     return parallel(args)
+
+
+def _synth(args) -> dict:
+    from mpc.driver.rtlflags import synth
+    return synth(args)
 
 
 def cmd_inspect(args) -> int:

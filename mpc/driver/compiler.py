@@ -46,6 +46,8 @@ class Settings:
     seed: int = 0
     outputs: tuple[str, ...] = ()   # keep only these graph outputs (and what feeds them), before import
     parallel: int = 1   # --parallel P: the verilog backend's lower-hw{parallel=P}
+    synth: tuple[str, ...] = ()   # --synth: FPGA families to synthesize the emitted RTL for (Yosys)
+    synth_time_limit: float | None = None   # --synth-time-limit: seconds per tool run
 
 
 @dataclass
@@ -165,6 +167,10 @@ def write_outdir(c: Compiled, settings: Settings, outdir: Path, force: bool) -> 
         if "c" in emitted and c.ctx is not None and c.ctx.dataset is not None:   # counts need data
             from mpc.backends.c import with_counted_ops
             emitted["c"] = with_counted_ops(emitted["c"], c.graph, c.ctx.dataset)
+        if "verilog" in emitted and settings.synth:   # Yosys (and nextpnr) numbers into resources.json/md
+            from mpc.backends.verilog.synthesis import add_synthesis
+            emitted["verilog"] = add_synthesis(tmp, emitted["verilog"], settings.synth, settings.synth_time_limit,
+                                               settings.quiet, settings.progress)
         if c.dumps:
             (tmp / "ir").mkdir(exist_ok=True)
             for fname, dump_text in c.dumps.items():

@@ -61,6 +61,9 @@ def verify(spec: str, settings: Settings, data_path: str | None, samples: int = 
     if "verilog" in settings.emit:   # the emitted RTL, simulated with iverilog, against the emulator
         from mpc.driver.verify_rtl import rtl_measure
         result |= rtl_measure(graph, data, settings.parallel)
+        if settings.synth:   # --synth: Yosys on the same RTL
+            from mpc.driver.verify_rtl import rtl_synth
+            result["verilog_synth"] = rtl_synth(graph, settings)
     if any(op.kind.startswith("snn.") for op in graph.ops):   # spiking targets: rates, Pearson, cost
         from mpc.snn.report import spiking_report
         result["spiking"] = spiking_report(graph, source_graph, data)

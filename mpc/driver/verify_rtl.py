@@ -50,3 +50,22 @@ def print_rtl(r: dict[str, Any]) -> None:
     print(f"  Verilog vs emulator {r['verilog_mismatches']} of {r['verilog_elements']} output integers differ "
           f"({r['verilog_samples']} samples, iverilog); latency {r['latency_cycles']} cycles, "
           f"initiation interval {r['initiation_interval_cycles']} cycles (--parallel {r['verilog_parallel']})")
+    for run in r.get("verilog_synth", {}).get("design", {}).get("yosys", []):
+        s = run["summary"]
+        print(f"  Yosys synth_{run['family']} (mpc_top): {run['status']}; LUT {s.get('LUT')}, FF {s.get('FF')}, "
+              f"CARRY {s.get('CARRY')}, DSP {s.get('DSP')} ({run['wall_s']:.1f} s)")
+
+
+def rtl_synth(graph: Graph, settings) -> dict[str, Any]:
+    """`mpc verify --emit verilog --synth F`: the same lowered RTL synthesized (design and each layer)."""
+    from mpc.backends.base import lower
+    from mpc.backends.verilog import chain, configured, module_name, render_rtl
+    from mpc.backends.verilog.synthesis import synthesize
+    lowered, _ = lower(configured(settings.parallel), graph)
+    names = [module_name(i, op) for i, op in enumerate(chain(lowered)[1])]
+    with tempfile.TemporaryDirectory(prefix="mpc-verify-synth-") as tmp:
+        for fname, text in render_rtl(lowered).items():
+            (Path(tmp) / fname).write_text(text)
+        res = synthesize(Path(tmp), names, settings.synth, settings.synth_time_limit, settings.quiet,
+                         settings.progress)
+    return {"design": res["design"], "layers": res["layers"]}
