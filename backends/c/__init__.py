@@ -22,7 +22,10 @@ from pathlib import Path
 
 import numpy as np
 from mpc.backends.base import Backend, Emitted
-from mpc.backends.c import render_snn  # noqa: F401  (registers fx.encode, fx.lif, fx.decode in RENDER)
+from mpc.backends.c import (
+    render_snn,  # noqa: F401  (registers fx.encode, fx.lif, fx.decode in RENDER)
+    render_timed,  # noqa: F401  (conv/pools per time step, fx.snn_maxpool)
+)
 from mpc.backends.c.render import RENDER, Names, ctype
 from mpc.backends.c.render_float import RENDER_FLOAT
 from mpc.backends.c.resources import c_section
@@ -42,6 +45,7 @@ NEEDS_QUANTIZE = "the c backend writes MP layers as integer MP only: add --quant
 # kinds whose C reads a time-major operand stored per sample as [T, ...] (elementwise, row-wise or spiking)
 TIMED_KINDS = ("fx.add", "fx.cast", "fx.decode", "fx.dequantize", "fx.lif", "fx.matmul", "fx.relu", "nn.flatten",
                "nn.identity", "nn.reshape")
+TIMED_KINDS += ("fx.avgpool2d", "fx.conv2d", "fx.maxpool2d", "fx.snn_maxpool")   # per time step (render_timed)
 LOCALS = ("i", "j", "h", "k", "g", "oc", "ci", "ch", "oy", "ox", "ky", "kx", "wk", "gk")
 
 

@@ -1,5 +1,6 @@
 """Fixed-point forms of the spiking ops the lif target emits: the quantize pass's rules for
-snn.encode (constant current), snn.lif and snn.decode (membrane with beta = 1, count, rate).
+snn.encode (constant current), snn.lif, snn.maxpool (integer running counts) and snn.decode
+(membrane with beta = 1, count, rate).
 
 The input current of a neuron is quantized like any activation (W bits, its fraction F from the
 calibration range); threshold θ and initial membrane u_0 = v0·θ become stored integers at F; the
@@ -96,4 +97,12 @@ def time_major(graph, starts: tuple[str, ...], ends: tuple[str, ...]) -> set[int
     return timed
 
 
-SNN_RULES = {"snn.encode": _encode, "snn.lif": _lif, "snn.decode": _decode}
+def _maxpool(Q, op: Op) -> Value:
+    """snn.maxpool -> fx.snn_maxpool on the spikes as they are (the same leader rule, integer counts)."""
+    x = Q.activation(op.operands[0], op.loc)
+    y = Q.emit("fx.snn_maxpool", [x], {"kernel": op.attrs.kernel, "strides": op.attrs.strides}, op.loc)
+    Q.narrow[id(op.result)] = y   # spikes in, spikes out: the next synapse reads them as they are
+    return y
+
+
+SNN_RULES = {"snn.encode": _encode, "snn.lif": _lif, "snn.decode": _decode, "snn.maxpool": _maxpool}

@@ -8,6 +8,11 @@ bit-accurate emulator that the C backend (and any hardware backend) must match b
     fx.lif(x, theta, u0)         integer LIF neurons. x: fx<W,F> currents [T, N, C, ...]; theta and u0:
                                  weights of stored integers at x's fraction F, a scalar ([] or [1]) or one
                                  per channel [C] (axis 2 of x); result: spikes as fx<2,0> (stored 0 or 1).
+    fx.snn_maxpool(x)            spiking max-pool of [T, N, C, H, W] (no pads, no dilation): at step t each
+                                 window passes the value of its leader, the unit with the highest integer
+                                 count of non-zero steps over 0..t; the leader changes only to a unit whose
+                                 count exceeds its own (the first such in row-major order, at the highest
+                                 count), and starts as the window's first unit; same type as x.
     fx.decode(x)                 [T, N, ...] -> [N, ...]: the exact integer sum over time, read at the
                                  result fraction (mode sum: F; mode mean: F + log2 T, T a power of two,
                                  so the mean needs no division), then overflow to the result width.
@@ -223,4 +228,43 @@ define("fx.lif", ("x", "theta", "u0"), "integer LIF/IF neurons over time: leak b
 define("fx.decode", ("x",), "exact integer sum over time [T,N,..] -> [N,..], read as the sum or the mean (shift)",
        _decode_infer, _decode, FxDecodeAttrs, traits=PURE)
 
-__all__ = ["SPIKE", "FxDecodeAttrs", "FxEncodeAttrs", "FxLIFAttrs", "SumMode", "lif_run", "per_unit"]
+
+@dataclass(frozen=True)
+class FxSnnPoolAttrs:
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+
+
+def _snn_pool_infer(types, a):
+    x = types[0]
+    _fx(x, "fx.snn_maxpool's operand")
+    if x.rank != 5:
+        raise InferError(f"fx.snn_maxpool wants time-major [T, N, C, H, W], got {x}")
+    if len(a.kernel) != 2 or len(a.strides) != 2 or any(v < 1 for v in a.kernel + a.strides):
+        raise InferError(f"kernel {list(a.kernel)} and strides {list(a.strides)} must be two values >= 1")
+    h, w = x.shape[-2:]
+    if not isinstance(h, int) or not isinstance(w, int) or h < a.kernel[0] or w < a.kernel[1]:
+        raise InferError(f"spatial dims of {x} must be static and >= kernel {list(a.kernel)}")
+    oh, ow = (h - a.kernel[0]) // a.strides[0] + 1, (w - a.kernel[1]) // a.strides[1] + 1
+    return [x.with_shape(x.shape[:-2] + (oh, ow))]
+
+
+def _snn_maxpool(k, x):
+    from mpc.snn.kernels import maxpool_run  # the integer-count leader rule, shared with snn.maxpool
+    a = k.attrs
+    oh = (x.shape[-2] - a.kernel[0]) // a.strides[0] + 1
+    ow = (x.shape[-1] - a.kernel[1]) // a.strides[1] + 1
+    x4 = np.ascontiguousarray(x.reshape((x.shape[0], -1) + x.shape[-2:]))
+    out = maxpool_run(x4, a.kernel[0], a.kernel[1], a.strides[0], a.strides[1], oh, ow)
+    if k.tally is not None:   # per step: one count add per input unit, one compare per window tap
+        k.tally.add_total("add", x.size)
+        k.tally.add_total("compare", out.size * a.kernel[0] * a.kernel[1])
+    return out.reshape(x.shape[:-2] + (oh, ow))
+
+
+define("fx.snn_maxpool", ("x",), "spiking max-pool over time: each window passes its leader, the unit with "
+       "the highest integer running count of non-zero steps (ties keep the leader)",
+       _snn_pool_infer, _snn_maxpool, FxSnnPoolAttrs, traits=PURE)
+
+__all__ = ["SPIKE", "FxDecodeAttrs", "FxEncodeAttrs", "FxLIFAttrs", "FxSnnPoolAttrs", "SumMode", "lif_run",
+           "per_unit"]

@@ -29,7 +29,8 @@ NOT_LOWERED: dict[str, str] = {
     "np.matmul_fast": "the NumPy backend's lowered op: training runs on the graph before any backend lowering",
     **{k: "fixed point: the quantize pass runs after training, on the trained float or MP graph"
        for k in ("fx.quantize", "fx.dequantize", "fx.cast", "fx.add", "fx.matmul", "fx.conv2d", "fx.relu",
-                 "fx.maxpool2d", "fx.avgpool2d", "fx.mp_dot", "fx.mp_conv2d", "fx.encode", "fx.lif", "fx.decode")},
+                 "fx.maxpool2d", "fx.avgpool2d", "fx.mp_dot", "fx.mp_conv2d", "fx.encode", "fx.lif", "fx.decode",
+                 "fx.snn_maxpool")},
     "sp.matmul_csr": "the NumPy backend's lowered op: training runs on the graph before any backend lowering",
     "snn.event_linear": "the NumPy backend's lowered op: training runs on the graph before any backend lowering",
     "snn.chain": "the NumPy backend's lowered op: training runs on the graph before any backend lowering",

@@ -152,19 +152,3 @@ def test_c_equals_the_emulator_with_sanitizers(tmp_path):
     q = check_c(NET, w, x, tmp_path)
     assert len(np.unique(q)) > 20          # the outputs vary: spikes reached the readout
 
-
-def test_time_major_convolution_is_rejected_by_name_in_c():
-    from mpc.backends.c import render_c
-
-    from mpc.errors import UnsupportedOp
-    text = """graph @g(%x: f32[N,1,4,4]) -> (%y: f32[N,1,4,4]) {
-  weight @k : fx<8,4>[1,1,3,3]
-  %0 = fx.quantize(%x) {to = "fx<8,4>"} : fx<8,4>[N,1,4,4]
-  %1 = fx.encode(%0) {timesteps = 4} : fx<8,4>[4,N,1,4,4]
-  %2 = fx.conv2d(%1, @k) {to = "fx<20,8>", pads = [1, 1, 1, 1]} : fx<20,8>[4,N,1,4,4]
-  %3 = fx.decode(%2) {to = "fx<22,10>"} : fx<22,10>[N,1,4,4]
-  %y = fx.dequantize(%3) : f32[N,1,4,4]
-}
-"""
-    with pytest.raises(UnsupportedOp, match="fx.conv2d.*time-major"):
-        render_c(parse(text, {"k": np.ones((1, 1, 3, 3), np.int8)}))
