@@ -46,7 +46,8 @@ def _convert(capsys, out: Path, calib: Path, *flags) -> dict[str, bytes]:
     ("--target", "lif", "--norm", "p99.9"),
     ("--target", "lif", "--norm", "p99.99", "--norm-granularity", "channel"),
     ("--target", "float", "--quantize", "8"),
-], ids=["lif-p99.9-layer", "lif-p99.99-channel", "quantize-8"])
+    ("--target", "lif", "--timesteps", "4", "--quantize", "8"),   # time-major values captured per shard too
+], ids=["lif-p99.9-layer", "lif-p99.99-channel", "quantize-8", "lif-quantize-8"])
 def test_sharded_calibration_is_byte_identical_to_one_file(capsys, tmp_path, calib, flags):
     one = _convert(capsys, tmp_path / "one", calib["file"], *flags)
     sharded = _convert(capsys, tmp_path / "sharded", calib["dir"], *flags)
