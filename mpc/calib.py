@@ -20,11 +20,18 @@ Options:
 Selected values must lead with the batch (a value computed from weights alone has no batch axis and
 is refused). A progress bar over ops × batches shows on a terminal or with `progress`, never when
 `quiet`.
+
+Sharded calibration data (`ShardedDataset`, a folder of .npz shards) is never joined here: `per_shard`
+runs a capture on one shard at a time, reduces every captured value to a mergeable summary (by default
+`RangeStats`, the value's samples sorted: exact min, max and percentiles) and merges the summaries in
+shard order, so at most one shard's activations are held at once. Statistics-only passes (lower-lif,
+quantize) use it; a pass that fits on every sample at once (mp-calibrate) needs the joined `Dataset`.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -130,3 +137,92 @@ def _check_batch(v: Value, a: np.ndarray, rows: int) -> np.ndarray:
         raise ValueError(f"value '%{v.name}' {list(a.shape)} does not lead with the batch of {rows} "
                          "samples: it cannot be captured over batches")
     return a
+
+
+@dataclasses.dataclass
+class RangeStats:
+    """Mergeable activation-range summary: min, max, count and the sorted samples (exact percentiles)."""
+
+    sorted_values: np.ndarray
+
+    @classmethod
+    def of(cls, a: np.ndarray) -> RangeStats:
+        """The summary of one shard's values."""
+        return cls(np.sort(np.asarray(a, np.float64).ravel()))
+
+    def merge(self, other: RangeStats) -> RangeStats:
+        """The summary of both shards (a sorted merge: exact, no sketch)."""
+        return RangeStats(np.sort(np.concatenate([self.sorted_values, other.sorted_values]), kind="stable"))
+
+    def percentile(self, q: float) -> float:
+        """The q-th percentile (linear interpolation, as numpy.percentile)."""
+        return float(np.percentile(self.sorted_values, q))
+
+    @property
+    def min(self) -> float:
+        """Smallest value."""
+        return float(self.sorted_values[0])
+
+    @property
+    def max(self) -> float:
+        """Largest value."""
+        return float(self.sorted_values[-1])
+
+
+@dataclasses.dataclass
+class ChannelStats:
+    """Mergeable per-channel summary of activations [N, C, ...]: each channel's samples, sorted (row c)."""
+
+    sorted_rows: np.ndarray
+
+    @classmethod
+    def of(cls, a: np.ndarray) -> ChannelStats:
+        """The summary of one shard's activations [N, C, ...]."""
+        a = np.asarray(a, np.float64)
+        return cls(np.sort(np.moveaxis(a, 1, 0).reshape(a.shape[1], -1), axis=1))
+
+    def merge(self, other: ChannelStats) -> ChannelStats:
+        """The summary of both shards (exact: every sample is kept)."""
+        return ChannelStats(np.sort(np.concatenate([self.sorted_rows, other.sorted_rows], axis=1), axis=1,
+                                    kind="stable"))
+
+    def as_samples(self) -> np.ndarray:
+        """The samples as an array [M, C] (column c: channel c), for statistics written for [N, C, ...]."""
+        return self.sorted_rows.T
+
+
+class ShardedDataset:
+    """Calibration data kept in shards: `shards()` loads one `Dataset` at a time, never all of them."""
+
+    def __init__(self, loaders: Sequence[Callable[[], Dataset]], source: str):
+        if not loaders:
+            raise ValueError("a sharded dataset needs at least one shard")
+        self.loaders, self.source = list(loaders), source
+
+    def shards(self) -> Iterator[Dataset]:
+        """Each shard, loaded when it is reached (the previous one may be freed)."""
+        for load in self.loaders:
+            yield load()
+
+    def head(self, n: int) -> Dataset:
+        """The first `n` samples (all if fewer) as one `Dataset`, reading shards only until there are n."""
+        parts: list[Dataset] = []
+        for shard in self.shards():
+            parts.append(Dataset({k: v[:n - sum(p.size for p in parts)] for k, v in shard.feeds.items()}, None,
+                                 shard.source))
+            if sum(p.size for p in parts) >= n:
+                break
+        feeds = {k: np.concatenate([p.feeds[k] for p in parts]) for k in parts[0].feeds}
+        return Dataset(feeds, None, f"the first samples of {self.source}")
+
+
+def per_shard(data: Dataset | ShardedDataset, compute: Callable[[Dataset], Mapping[str, np.ndarray]],
+              summarize: Callable[[np.ndarray], object] = RangeStats.of) -> dict[str, object]:
+    """`compute` (a capture) on each shard in turn, every value reduced by `summarize` and merged in shard
+    order; a plain `Dataset` is one shard."""
+    merged: dict[str, object] = {}
+    for shard in data.shards() if isinstance(data, ShardedDataset) else [data]:
+        for name, a in compute(shard).items():
+            s = summarize(a)
+            merged[name] = merged[name].merge(s) if name in merged else s
+    return merged

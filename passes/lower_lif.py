@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc.calib import capture
+from mpc.calib import ChannelStats, capture, per_shard
 from mpc.data import random_data
 from mpc.errors import BadFlag, UnsupportedOp
 from mpc.ir import Graph, Op, Value, make_op
@@ -229,8 +229,9 @@ def neuron_scales(graph: Graph, data, opts) -> dict[str, np.ndarray]:
               and op.operands[0].producer.kind == "nn.relu"]
     if not picks:
         return {}
-    acts = capture(graph, data, picks, dtype=np.float64)
-    return {name: activation_scale(a, opts.norm, opts.granularity) for name, a in acts.items()}
+    # per shard (a --calib folder), each channel's samples kept sorted and merged: the same λ as on all samples
+    stats = per_shard(data, lambda shard: capture(graph, shard, picks, dtype=np.float64), ChannelStats.of)
+    return {name: activation_scale(s.as_samples(), opts.norm, opts.granularity) for name, s in stats.items()}
 
 
 @register_pass("lower-lif", summary="rate-convert a ReLU network to IF neurons (snn.lif) with data-based normalization",

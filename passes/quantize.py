@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc.calib import capture
+from mpc.calib import capture, per_shard
 from mpc.data import random_data
 from mpc.errors import BadFlag, UnsupportedOp
 from mpc.fx import Overflow, Rounding, from_float
@@ -277,7 +277,12 @@ RULES = {
 
 
 def _calibration(graph: Graph, ctx) -> dict[str, np.ndarray]:
+    """Every value's calibration samples (sorted, flattened: formats need only ranges), merged over shards."""
     data = ctx.dataset if ctx is not None and ctx.dataset is not None else random_data(graph, 256, 0)
+    return {name: s.sorted_values for name, s in per_shard(data, lambda shard: _captured(graph, shard)).items()}
+
+
+def _captured(graph: Graph, data) -> dict[str, np.ndarray]:
     timed = time_major(graph, ("snn.encode",), ("snn.decode",))
     if not timed:
         return capture(graph, data, [v.name for v in graph.inputs] + [lambda op: True], dtype=np.float64)

@@ -78,12 +78,16 @@ def calibration_slice(data: Dataset) -> Dataset:
     return Dataset({k: v[:n] for k, v in data.feeds.items()}, None, f"{what} samples of {data.source} (--data)")
 
 
-def calibration_data(settings: Settings, loaded: Loaded, train: Dataset | None = None) -> Dataset:
+def calibration_data(settings: Settings, loaded: Loaded, train: Dataset | None = None,
+                     pipeline: str | None = None) -> Dataset:
     """What calibrating passes see: --calib; else the head of the training data (`mpc finetune`);
-    else 256 seeded U(0, 1) samples, with a warning."""
+    else 256 seeded U(0, 1) samples, with a warning. A --calib folder stays in shards (`ShardedDataset`)
+    when every pass of `pipeline` that reads data computes only statistics; otherwise it is joined."""
     if settings.calib:
-        from mpc.driver.shard_files import is_sharded, load_joined  # --calib DIR: the shards, joined
-        if is_sharded(settings.calib):
+        from mpc.driver.shard_files import is_sharded, load_joined, load_sharded
+        if is_sharded(settings.calib) and pipeline is not None and shard_aware(pipeline):
+            return load_sharded(settings.calib, loaded.graph, loaded.input_names)
+        if is_sharded(settings.calib):   # a pass fits on every sample at once (mp-calibrate): joined
             return load_joined(settings.calib, loaded.graph, loaded.input_names)
         return load_data(settings.calib, loaded.graph, loaded.input_names)
     if train is not None:   # calibrate on the training data, not on U(0, 1) noise
@@ -95,6 +99,24 @@ def calibration_data(settings: Settings, loaded: Loaded, train: Dataset | None =
     log(settings, f"mpc: warning: no --calib data: calibrating on {count} of U(0, 1); pass --calib DATA.npz "
                   "for an accurate model")
     return data
+
+
+SHARD_AWARE = ("lower-lif", "quantize")   # read calibration data only through mpc.calib.per_shard
+READS_DATA = ("lower-hopfield", "snn-event")   # read ctx.dataset when it is there (not needs_data)
+
+
+def shard_aware(pipeline: str) -> bool:
+    """Whether every data-reading pass of `pipeline` takes a ShardedDataset."""
+    stages = parse_pipeline(pipeline)
+    readers = {s.name for s in stages if needs_data(s.name) or s.name in READS_DATA}
+    return readers <= set(SHARD_AWARE)
+
+
+def _counting_data(data):
+    """The data C op counts run on: a sharded --calib folder gives only the samples the counts read."""
+    from mpc.backends.c import COUNT_SAMPLES
+    from mpc.calib import ShardedDataset
+    return data.head(COUNT_SAMPLES) if isinstance(data, ShardedDataset) else data
 
 
 def compile_model(spec: str, settings: Settings, loaded: Loaded | None = None,
@@ -111,7 +133,7 @@ def compile_model(spec: str, settings: Settings, loaded: Loaded | None = None,
     loaded = loaded or load(spec, settings.input_shape, exporter=settings.exporter,
                             static_batch=settings.static_batch, outputs=settings.outputs)
     graph = loaded.graph
-    dataset = calibration_data(settings, loaded, train) if needs_data(pipeline) else None
+    dataset = calibration_data(settings, loaded, train, pipeline) if needs_data(pipeline) else None
     ctx = PassContext(dataset=dataset, seed=settings.seed, quiet=settings.quiet, progress=settings.progress,
                       source=loaded)
     compiled = Compiled(loaded, graph, pipeline, [], ctx=ctx)
@@ -166,7 +188,7 @@ def write_outdir(c: Compiled, settings: Settings, outdir: Path, force: bool) -> 
         files += [f for e in emitted.values() for f in e.files]
         if "c" in emitted and c.ctx is not None and c.ctx.dataset is not None:   # counts need data
             from mpc.backends.c import with_counted_ops
-            emitted["c"] = with_counted_ops(emitted["c"], c.graph, c.ctx.dataset)
+            emitted["c"] = with_counted_ops(emitted["c"], c.graph, _counting_data(c.ctx.dataset))
         if "verilog" in emitted and settings.synth:   # Yosys (and nextpnr) numbers into resources.json/md
             from mpc.backends.verilog.synthesis import add_synthesis
             emitted["verilog"] = add_synthesis(tmp, emitted["verilog"], settings.synth, settings.synth_time_limit,

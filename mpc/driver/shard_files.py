@@ -2,6 +2,7 @@
 A leaf of the driver (it imports only the data layer), so the compiler can read a --calib folder."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -32,3 +33,11 @@ def load_joined(folder: str | Path, graph, aliases: dict[str, str] | None = None
     feeds = {k: np.concatenate([d.feeds[k] for d in parts]) for k in parts[0].feeds}
     labels = np.concatenate([d.labels for d in parts]) if labelled == {True} else None
     return Dataset(feeds, labels, f"{folder} ({len(parts)} shards)")
+
+
+def load_sharded(folder: str | Path, graph, aliases: dict[str, str] | None = None):
+    """`folder`'s shards as a `ShardedDataset`: each read for `graph` only when calibration reaches it."""
+    from mpc.calib import ShardedDataset  # the capture service owns the type; imported late, as a leaf
+    paths = shard_paths(folder)
+    loaders = [functools.partial(load_data, p, graph, aliases) for p in paths]
+    return ShardedDataset(loaders, f"{folder} ({len(paths)} shards)")

@@ -8,8 +8,9 @@ worker process), reads only its shard and returns mergeable summaries, never the
 - Pearson correlations (per layer and per neuron) as count, means and centred second moments, merged
   with the pairwise update of Chan, Golub and LeVeque, so the merged correlation equals the one over all
   samples up to rounding.
-`--calib DIR` gives calibration the shards joined in name order: the calibrating passes fit on every
-sample at once. `RangeStats` is the mergeable summary of activation ranges (min, max, exact percentiles
+`--calib DIR` gives lower-lif and quantize the shards one at a time (`mpc.calib.ShardedDataset`): their
+statistics are computed per shard and merged; mp-calibrate fits on every sample at once and still gets the
+shards joined. `RangeStats` is the mergeable summary of activation ranges (min, max, exact percentiles
 from merged sorted samples) for statistics that can be computed per shard.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from mpc.calib import RangeStats  # noqa: F401  (re-exported: the summary lives with the capture service)
 from mpc.data import Dataset, Pearson, load_data
 from mpc.driver.compiler import Settings
 from mpc.driver.executor import LOCAL, ExecutorSpec, Point, run_points
@@ -47,36 +49,6 @@ def merge_moments(a, b):
     out.mean_b = a.mean_b + eb * k / total
     out.n = total
     return out
-
-
-@dataclasses.dataclass
-class RangeStats:
-    """Mergeable activation-range summary: min, max, count and the sorted samples (exact percentiles)."""
-
-    sorted_values: np.ndarray
-
-    @classmethod
-    def of(cls, a: np.ndarray) -> RangeStats:
-        """The summary of one shard's values."""
-        return cls(np.sort(np.asarray(a, np.float64).ravel()))
-
-    def merge(self, other: RangeStats) -> RangeStats:
-        """The summary of both shards (a sorted merge: exact, no sketch)."""
-        return RangeStats(np.sort(np.concatenate([self.sorted_values, other.sorted_values]), kind="stable"))
-
-    def percentile(self, q: float) -> float:
-        """The q-th percentile (linear interpolation, as numpy.percentile)."""
-        return float(np.percentile(self.sorted_values, q))
-
-    @property
-    def min(self) -> float:
-        """Smallest value."""
-        return float(self.sorted_values[0])
-
-    @property
-    def max(self) -> float:
-        """Largest value."""
-        return float(self.sorted_values[-1])
 
 
 def _settings(d: dict) -> Settings:

@@ -29,7 +29,7 @@ def compile_with_float(spec: str, settings: Settings, loaded) -> tuple[Graph, Gr
     float_graph = clone(compiled.graph)
     if compiled.ctx is not None and compiled.ctx.dataset is None:
         from mpc.driver.compiler import calibration_data
-        compiled.ctx.dataset = calibration_data(settings, loaded)
+        compiled.ctx.dataset = calibration_data(settings, loaded, pipeline=",".join(stages[i:]))
     run_pipeline(compiled.graph, ",".join(stages[i:]), compiled.ctx)
     return compiled.graph, float_graph
 
