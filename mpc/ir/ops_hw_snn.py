@@ -19,26 +19,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mpc.fx.arith import Overflow, Rounding
+from mpc.fx.arith import Overflow
 from mpc.ir.opdefs import InferError, define, lookup
 from mpc.ir.ops_fx import AccumAttrs, _matmul_infer
 from mpc.ir.ops_fx_snn import SPIKE, FxLIFAttrs
 from mpc.ir.ops_hw import MAX_WIDTH
-from mpc.ir.ops_snn import ResetMode
 from mpc.ir.types import DType
 
 SPIKE_PRODUCERS = ("fx.lif", "hw.lif")
 
 
 @dataclass(frozen=True)
-class HwLIFAttrs:
-    mem_bits: int
-    beta: int = 1
-    beta_frac: int = 0
-    reset: ResetMode = ResetMode.SOFT
-    refractory: int = 0
-    rounding: Rounding = Rounding.NEAREST
-    overflow: Overflow = Overflow.SATURATE
+class HwLIFAttrs(FxLIFAttrs):
+    """fx.lif's attributes (the same integer semantics) plus the neurons updated per cycle."""
     parallel: int = 1
 
 
