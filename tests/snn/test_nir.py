@@ -83,6 +83,19 @@ NET = """graph @g(%x: f64[N,5]) -> (%y: f64[N,3]) {{
 """
 
 
+def assert_spike_for_spike(back, sim: dict, g, x) -> None:
+    """Every LIF layer's spikes of the NIR simulation `sim` equal mpc's (some but not all firing), and so does
+    the readout (the mean over time of the output node)."""
+    got = run(g, {"x": x}, keep_all=True)
+    lifs = [op for op in g.ops if op.kind == "snn.lif"]
+    neurons = sorted((n for n, v in back.nodes.items() if isinstance(v, (nir.IF, nir.LIF))),
+                     key=lambda n: int(n[1:].split("_")[0]))
+    for op, name in zip(lifs, neurons):
+        np.testing.assert_array_equal(sim[name], got[op.result.name])
+        assert 0 < got[op.result.name].mean() < 1
+    np.testing.assert_array_equal(sim["output"].mean(0), got["y"])
+
+
 def _dyadic(*shape, scale=8):
     """Multiples of 1/scale: every sum below is exact, so no result depends on summation order."""
     return RNG.integers(-scale, scale + 1, shape) / scale
@@ -100,14 +113,7 @@ def test_nir_export_runs_spike_for_spike_in_an_independent_simulator(tmp_path, l
     assert back.metadata["mpc.timesteps"] == 20 and back.metadata["mpc.dt"] == 1.0
     x = RNG.integers(0, 16, (30, 5)) / 16
     sim = simulate(back, x, 20)
-    got = run(g, {"x": x}, keep_all=True)
-    lifs = [op for op in g.ops if op.kind == "snn.lif"]
-    neurons = sorted((n for n, v in back.nodes.items() if isinstance(v, (nir.IF, nir.LIF))),
-                     key=lambda n: int(n[1:].split("_")[0]))
-    for op, name in zip(lifs, neurons):
-        np.testing.assert_array_equal(sim[name], got[op.result.name])
-        assert 0 < got[op.result.name].mean() < 1
-    np.testing.assert_array_equal(sim["output"].mean(0), got["y"])
+    assert_spike_for_spike(back, sim, g, x)
 
 
 def test_nir_refuses_what_it_cannot_express(tmp_path):

@@ -8,10 +8,10 @@ import nir
 import numpy as np
 import pytest
 from mpc.backends.nir_backend import write
-from snn.test_nir import _neuron, _topological
+from snn.test_nir import _neuron, _topological, assert_spike_for_spike
 
 from mpc.errors import UnsupportedOp
-from mpc.ir import parse, run
+from mpc.ir import parse
 
 RNG = np.random.default_rng(8)
 
@@ -101,14 +101,7 @@ def test_nir_conv_net_runs_spike_for_spike_in_an_independent_simulator(tmp_path,
                             "Flatten", "Linear", "Output"])
     x = RNG.integers(0, 16, (7, 1, 6, 6)) / 16
     sim = simulate(back, x, 12)
-    got = run(g, {"x": x}, keep_all=True)
-    lifs = [op for op in g.ops if op.kind == "snn.lif"]
-    neurons = sorted((n for n, v in back.nodes.items() if isinstance(v, (nir.IF, nir.LIF))),
-                     key=lambda n: int(n[1:].split("_")[0]))
-    for op, name in zip(lifs, neurons):
-        np.testing.assert_array_equal(sim[name], got[op.result.name])
-        assert 0 < got[op.result.name].mean() < 1
-    np.testing.assert_array_equal(sim["output"].mean(0), got["y"])
+    assert_spike_for_spike(back, sim, g, x)
 
 
 @pytest.mark.parametrize("lif0, lif1, key", [("", ", reset = zero", "mpc.reset"), (", v0 = 0.5", "", "mpc.v0")])
