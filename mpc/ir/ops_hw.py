@@ -29,7 +29,7 @@ import numpy as np
 from mpc.fx import arith as A
 from mpc.fx.arith import Overflow
 from mpc.ir.opdefs import InferError, define, lookup
-from mpc.ir.ops_fx import AccumAttrs, _matmul_infer, _mp_dot_infer
+from mpc.ir.ops_fx import AccumAttrs, FxMPAttrs, FxMPConvAttrs, _matmul_infer, _mp_dot_infer
 from mpc.ir.ops_fx import _mp_conv_infer as _mp_conv_infer_fx
 from mpc.ir.types import DType
 
@@ -37,26 +37,16 @@ MAX_WIDTH = 63   # the datapath never needs more: the fx verifier bounds every i
 
 
 @dataclass(frozen=True)
-class HwMPAttrs:
-    gamma: int
-    to: DType
-    c_shift: int = 0
-    overflow: Overflow = Overflow.SATURATE
+class HwMPAttrs(FxMPAttrs):
+    """fx.mp_dot's attributes plus the schedule (neurons per cycle, bisection halvings, datapath width)."""
     parallel: int = 1
     halvings: int = 1
     width: int = 32
 
 
 @dataclass(frozen=True)
-class HwMPConvAttrs:
-    gamma: int
-    to: DType
-    c_shift: int = 0
-    overflow: Overflow = Overflow.SATURATE
-    strides: tuple[int, int] = (1, 1)
-    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
-    dilations: tuple[int, int] = (1, 1)
-    group: int = 1
+class HwMPConvAttrs(FxMPConvAttrs):
+    """fx.mp_conv2d's attributes plus the same schedule as HwMPAttrs."""
     parallel: int = 1
     halvings: int = 1
     width: int = 32
